@@ -1,0 +1,326 @@
+//! Code generation for `#[patch(...)] struct`. Runs only on a struct that passed `valid.rs`.
+//! Every runtime item is named through `<crate>::__private`, never by a name in scope.
+use crate::ast::{PatchField, PatchStruct};
+use crate::attr::FieldRole;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{parse_quote, Generics, Type, WherePredicate};
+
+pub fn expand(patch: &PatchStruct) -> TokenStream {
+    let from = patch
+        .args
+        .from
+        .as_ref()
+        .expect("validated: `from` is present");
+    let private = private_path(patch);
+    let definition = struct_definition(patch, from);
+    let impls = [
+        access_impls(patch, from),
+        patch_impl(patch, from, &private),
+        view_impl(patch, from, &private),
+        module_impl(patch, from, &private),
+        parameters_impl(patch, from, &private),
+        debug_impl(patch, from),
+        registration(patch, &private),
+    ];
+    quote! {
+        #definition
+        const _: () = { #(#impls)* };
+    }
+}
+
+fn private_path(patch: &PatchStruct) -> TokenStream {
+    match &patch.args.krate {
+        Some(krate) => quote!(#krate::__private),
+        None => quote!(::tch_patch::__private),
+    }
+}
+
+fn struct_definition(patch: &PatchStruct, from: &Type) -> TokenStream {
+    let PatchStruct {
+        attrs,
+        vis,
+        ident,
+        generics,
+        ..
+    } = patch;
+    let where_clause = &generics.where_clause;
+    let fields = patch.fields.iter().map(|field| {
+        let PatchField {
+            attrs,
+            vis,
+            ident,
+            ty,
+            ..
+        } = field;
+        quote!(#(#attrs)* #vis #ident: #ty)
+    });
+    // With no field of its own the patch has the parent's layout, so `&Parent` can be
+    // viewed as `&Patch` in place (see `view_impl`).
+    let repr = patch
+        .fields
+        .is_empty()
+        .then(|| quote!(#[repr(transparent)]));
+    quote! {
+        #(#attrs)*
+        #repr
+        #vis struct #ident #generics #where_clause {
+            /// The parent module, moved in whole: its tensors are the same tensors.
+            base: #from,
+            #(#fields,)*
+        }
+    }
+}
+
+/// `Deref`, `DerefMut`, `AsRef`, `AsMut`, `Borrow`, `BorrowMut`: all to the parent.
+fn access_impls(patch: &PatchStruct, from: &Type) -> TokenStream {
+    let ident = &patch.ident;
+    let (impl_g, ty_g, where_clause) = patch.generics.split_for_impl();
+    quote! {
+        impl #impl_g ::core::ops::Deref for #ident #ty_g #where_clause {
+            type Target = #from;
+            #[inline]
+            fn deref(&self) -> &#from { &self.base }
+        }
+        impl #impl_g ::core::ops::DerefMut for #ident #ty_g #where_clause {
+            #[inline]
+            fn deref_mut(&mut self) -> &mut #from { &mut self.base }
+        }
+        impl #impl_g ::core::convert::AsRef<#from> for #ident #ty_g #where_clause {
+            #[inline]
+            fn as_ref(&self) -> &#from { &self.base }
+        }
+        impl #impl_g ::core::convert::AsMut<#from> for #ident #ty_g #where_clause {
+            #[inline]
+            fn as_mut(&mut self) -> &mut #from { &mut self.base }
+        }
+        impl #impl_g ::core::borrow::Borrow<#from> for #ident #ty_g #where_clause {
+            #[inline]
+            fn borrow(&self) -> &#from { &self.base }
+        }
+        impl #impl_g ::core::borrow::BorrowMut<#from> for #ident #ty_g #where_clause {
+            #[inline]
+            fn borrow_mut(&mut self) -> &mut #from { &mut self.base }
+        }
+    }
+}
+
+fn tensor_fields(patch: &PatchStruct) -> impl Iterator<Item = (&PatchField, TokenStream)> {
+    patch.fields.iter().filter_map(|field| match field.role {
+        FieldRole::Plain => None,
+        FieldRole::Param => Some((field, quote!(Param))),
+        FieldRole::Buffer => Some((field, quote!(Buffer))),
+    })
+}
+
+fn patch_name(patch: &PatchStruct) -> String {
+    patch
+        .args
+        .name
+        .as_ref()
+        .map(|name| name.value())
+        .unwrap_or_else(|| patch.ident.to_string())
+}
+
+fn patch_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenStream {
+    let ident = &patch.ident;
+    let (impl_g, ty_g, where_clause) = patch.generics.split_for_impl();
+    let name = patch_name(patch);
+    let added: Vec<_> = tensor_fields(patch)
+        .map(|(field, role)| {
+            let field_name = field.ident.to_string();
+            quote!((#field_name, #private::TensorRole::#role))
+        })
+        .collect();
+    let added_refs = tensor_fields(patch).map(|(field, role)| {
+        let field_ident = &field.ident;
+        let field_name = field_ident.to_string();
+        quote!((#field_name, &self.#field_ident, #private::TensorRole::#role))
+    });
+    quote! {
+        impl #impl_g #private::Patch for #ident #ty_g #where_clause {
+            type Base = #from;
+            const NAME: &'static str = #name;
+            const ADDED_TENSORS: &'static [(&'static str, #private::TensorRole)] = &[#(#added),*];
+            #[inline]
+            fn base(&self) -> &#from { &self.base }
+            #[inline]
+            fn base_mut(&mut self) -> &mut #from { &mut self.base }
+            #[inline]
+            fn into_base(self) -> #from { self.base }
+            fn added_tensors(&self)
+                -> #private::Vec<(&'static str, &#private::tch::Tensor, #private::TensorRole)>
+            {
+                #private::vec![#(#added_refs),*]
+            }
+        }
+    }
+}
+
+/// For a patch with no field of its own: `&Parent` viewed in place as `&Patch`.
+fn view_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenStream {
+    if !patch.fields.is_empty() {
+        return TokenStream::new();
+    }
+    let ident = &patch.ident;
+    let (impl_g, ty_g, where_clause) = patch.generics.split_for_impl();
+    quote! {
+        #[allow(unsafe_code)]
+        // SAFETY: the struct is `#[repr(transparent)]` over its only field, of type `#from`,
+        // so both types have one layout and every `#from` is a valid value of the patch.
+        unsafe impl #impl_g #private::PatchView for #ident #ty_g #where_clause {
+            #[inline]
+            fn view(base: &#from) -> &Self {
+                unsafe { &*(base as *const #from as *const Self) }
+            }
+            #[inline]
+            fn view_mut(base: &mut #from) -> &mut Self {
+                unsafe { &mut *(base as *mut #from as *mut Self) }
+            }
+        }
+    }
+}
+
+fn with_predicates(generics: &Generics, predicates: Vec<WherePredicate>) -> Generics {
+    let mut generics = generics.clone();
+    generics.make_where_clause().predicates.extend(predicates);
+    generics
+}
+
+/// `nn::Module` (or `nn::ModuleT` with `module_t`) delegating to the parent, unless the
+/// struct says `custom_forward`: the `#[patch_forward]` impl block then writes it.
+fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenStream {
+    let ident = &patch.ident;
+    let (impl_g, ty_g, where_clause) = patch.generics.split_for_impl();
+    let kind_marker = if patch.args.module_t.is_some() {
+        quote!(#private::TrainModePatch)
+    } else {
+        quote!(#private::PlainPatch)
+    };
+    let markers = quote! {
+        impl #impl_g #kind_marker for #ident #ty_g #where_clause {}
+    };
+    if let Some(flag) = &patch.args.custom_forward {
+        let check = format_ident!("__assert_{}_has_patch_forward", ident);
+        let assertion = quote_spanned! {flag.span()=>
+            #private::assert_has_custom_forward::<#ident #ty_g>();
+        };
+        return quote! {
+            #markers
+            impl #impl_g #private::DeclaresCustomForward for #ident #ty_g #where_clause {}
+            #[allow(dead_code, non_snake_case)]
+            fn #check #impl_g() #where_clause { #assertion }
+        };
+    }
+    let module_t = patch.args.module_t.is_some();
+    let parent_trait = if module_t {
+        quote_spanned!(from.span()=> #private::ModuleTParent)
+    } else {
+        quote_spanned!(from.span()=> #private::ModuleParent)
+    };
+    // The parent bound sits on the impl: for a concrete parent that is not a module it is
+    // reported right at `from = ...` with a message that says what to write.
+    let bounded = with_predicates(&patch.generics, vec![parse_quote!(#from: #parent_trait)]);
+    let (_, _, bounded_where) = bounded.split_for_impl();
+    let forward = if module_t {
+        quote! {
+            impl #impl_g #private::tch::nn::ModuleT for #ident #ty_g #bounded_where {
+                #[inline]
+                fn forward_t(&self, xs: &#private::tch::Tensor, train: bool) -> #private::tch::Tensor {
+                    #private::tch::nn::ModuleT::forward_t(&self.base, xs, train)
+                }
+            }
+        }
+    } else {
+        quote! {
+            impl #impl_g #private::tch::nn::Module for #ident #ty_g #bounded_where {
+                #[inline]
+                fn forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor {
+                    #private::tch::nn::Module::forward(&self.base, xs)
+                }
+            }
+        }
+    };
+    quote!(#markers #forward)
+}
+
+fn parameters_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenStream {
+    let ident = &patch.ident;
+    // The higher-ranked bound keeps a concrete parent without `Parameters` from being an
+    // error here: the patch then simply has no `Parameters` either.
+    let generics = with_predicates(
+        &patch.generics,
+        vec![parse_quote!(for<'__p> #from: #private::Parameters)],
+    );
+    let (impl_g, ty_g, where_clause) = generics.split_for_impl();
+    let visits = tensor_fields(patch).map(|(field, role)| {
+        let field_ident = &field.ident;
+        let name = field_ident.to_string();
+        quote!(visitor.tensor(#name, &self.#field_ident, #private::TensorRole::#role);)
+    });
+    let visits_mut = tensor_fields(patch).map(|(field, role)| {
+        let field_ident = &field.ident;
+        let name = field_ident.to_string();
+        quote!(visitor.tensor(#name, &mut self.#field_ident, #private::TensorRole::#role);)
+    });
+    quote! {
+        impl #impl_g #private::Parameters for #ident #ty_g #where_clause {
+            fn visit<'__a>(&'__a self, visitor: &mut #private::Visitor<'__a, '_>) {
+                #private::Parameters::visit(&self.base, visitor);
+                #(#visits)*
+            }
+            fn visit_mut(&mut self, visitor: &mut #private::VisitorMut<'_>) {
+                #private::Parameters::visit_mut(&mut self.base, visitor);
+                #(#visits_mut)*
+            }
+        }
+    }
+}
+
+fn debug_impl(patch: &PatchStruct, from: &Type) -> TokenStream {
+    let ident = &patch.ident;
+    let name = patch_name(patch);
+    let mut predicates: Vec<WherePredicate> = vec![parse_quote!(#from: ::core::fmt::Debug)];
+    predicates.extend(patch.fields.iter().map(|field| {
+        let ty = &field.ty;
+        parse_quote_spanned_debug(ty)
+    }));
+    let generics = with_predicates(&patch.generics, predicates);
+    let (impl_g, ty_g, where_clause) = generics.split_for_impl();
+    let fields = patch.fields.iter().map(|field| {
+        let field_ident = &field.ident;
+        let field_name = field_ident.to_string();
+        quote!(.field(#field_name, &self.#field_ident))
+    });
+    quote! {
+        impl #impl_g ::core::fmt::Debug for #ident #ty_g #where_clause {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name).field("base", &self.base) #(#fields)* .finish()
+            }
+        }
+    }
+}
+
+fn parse_quote_spanned_debug(ty: &Type) -> WherePredicate {
+    syn::parse2(quote_spanned!(ty.span()=> #ty: ::core::fmt::Debug)).expect("a where predicate")
+}
+
+/// Non-generic patches are listed in a process-wide table, so `is_patched(&dyn Any)` can
+/// recognise them. A generic patch has no single type to list.
+fn registration(patch: &PatchStruct, private: &TokenStream) -> TokenStream {
+    if !patch.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let ident = &patch.ident;
+    let name = patch_name(patch);
+    quote! {
+        #private::inventory::submit! {
+            #private::PatchTypeInfo::new(
+                #name,
+                || ::core::any::TypeId::of::<#ident>(),
+                || ::core::any::type_name::<<#ident as #private::Patch>::Base>(),
+            )
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Code generation for `#[patch_forward]`: the block itself, untouched, plus the module
+//! impl that calls its forward and the checks that tie it to the struct's `#[patch]`.
+use super::ast::ForwardBlock;
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::Path;
+
+pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
+    let private = match krate {
+        Some(krate) => quote!(#krate::__private),
+        None => quote!(::tch_patch::__private),
+    };
+    let item = &block.item;
+    let self_ty = &item.self_ty;
+    let (impl_g, _, where_clause) = item.generics.split_for_impl();
+    let span = block.attr_span;
+    let (module_impl, kind_marker) = if let Some(forward) = block.forwards.first() {
+        let ident = &forward.sig.ident;
+        (
+            quote! {
+                impl #impl_g #private::tch::nn::Module for #self_ty #where_clause {
+                    #[inline]
+                    fn forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor {
+                        <#self_ty>::#ident(self, xs)
+                    }
+                }
+            },
+            quote_spanned!(ident.span()=> #private::assert_plain_patch::<#self_ty>();),
+        )
+    } else {
+        let ident = &block.forwards_t[0].sig.ident;
+        (
+            quote! {
+                impl #impl_g #private::tch::nn::ModuleT for #self_ty #where_clause {
+                    #[inline]
+                    fn forward_t(&self, xs: &#private::tch::Tensor, train: bool) -> #private::tch::Tensor {
+                        <#self_ty>::#ident(self, xs, train)
+                    }
+                }
+            },
+            quote_spanned!(ident.span()=> #private::assert_train_mode_patch::<#self_ty>();),
+        )
+    };
+    let declared = quote_spanned!(span=> #private::assert_declares_custom_forward::<#self_ty>(););
+    quote! {
+        #item
+        const _: () = {
+            #module_impl
+            impl #impl_g #private::HasCustomForward for #self_ty #where_clause {}
+            #[allow(dead_code)]
+            fn __check_patch_forward #impl_g() #where_clause {
+                #declared
+                #kind_marker
+            }
+        };
+    }
+}

@@ -1,0 +1,53 @@
+//! Procedural macros of tch-patch. Use them through the `tch-patch` crate, which re-exports
+//! them next to the runtime they expand to.
+//!
+//! Each macro runs in three stages, one file each: parse into a small AST (`ast.rs`,
+//! `attr.rs`), check it and record every error with its span (`valid.rs`, `ctxt.rs`),
+//! then generate code (`expand.rs`).
+
+mod ast;
+mod attr;
+mod ctxt;
+mod expand;
+mod forward;
+mod valid;
+
+use proc_macro::TokenStream;
+use syn::parse::Parser;
+
+/// Turns a struct into a patch of an existing module. See `tch_patch::patch` for the guide.
+#[proc_macro_attribute]
+pub fn patch(args: TokenStream, input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(patch_impl(args.into(), input.into())).into()
+}
+
+fn patch_impl(
+    args: proc_macro2::TokenStream,
+    input: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let cx = ctxt::Ctxt::new();
+    let args = (|stream: syn::parse::ParseStream| attr::PatchArgs::parse(&cx, stream)).parse2(args);
+    let item: syn::Item = syn::parse2(input)?;
+    let args = match args {
+        Ok(args) => args,
+        Err(error) => {
+            cx.syn_error(error);
+            attr::PatchArgs::default()
+        }
+    };
+    let patch = ast::PatchStruct::from_item(&cx, args, item);
+    if let Some(patch) = &patch {
+        valid::check(&cx, patch);
+    }
+    cx.check()?;
+    Ok(expand::expand(
+        &patch.expect("no errors, so the struct was read"),
+    ))
+}
+
+/// Overrides the forward of a `#[patch(..., custom_forward)]` struct. See
+/// `tch_patch::patch_forward` for the guide.
+#[proc_macro_attribute]
+pub fn patch_forward(args: TokenStream, input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(forward::patch_forward(args.into(), input.into())).into()
+}

@@ -1,0 +1,63 @@
+//! Compile-time checks behind `#[patch]` and `#[patch_forward]`. Each trait exists to
+//! carry a message that tells the user what to write when a bound is not met.
+use tch::nn;
+
+/// The parent of a patch whose forward does not depend on train mode.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an `nn::Module`, so a patch of it has no forward to delegate to",
+    label = "the parent named in `#[patch(from = ...)]`",
+    note = "if its forward takes a train flag (it implements `nn::ModuleT`, like `nn::BatchNorm`), write `#[patch(from = ..., module_t)]`",
+    note = "if it is not a module at all, `from` must name the module type the patch wraps"
+)]
+pub trait ModuleParent: nn::Module {}
+impl<T: nn::Module> ModuleParent for T {}
+
+/// The parent of a `module_t` patch.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an `nn::ModuleT`, so a `module_t` patch of it has no forward to delegate to",
+    label = "the parent named in `#[patch(from = ...)]`",
+    note = "`from` must name the module type the patch wraps"
+)]
+pub trait ModuleTParent: nn::ModuleT {}
+impl<T: nn::ModuleT> ModuleTParent for T {}
+
+/// Written by `#[patch(custom_forward)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has a `#[patch_forward]` impl block, but its `#[patch(...)]` does not say `custom_forward`",
+    label = "this forward would clash with the one `#[patch]` writes",
+    note = "add `custom_forward` to the struct's attribute: `#[patch(from = ..., custom_forward)]`"
+)]
+pub trait DeclaresCustomForward {}
+
+/// Written by `#[patch_forward]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` says `custom_forward` but has no `#[patch_forward]` impl block",
+    label = "declared here",
+    note = "add `#[patch_forward] impl {Self} {{ fn forward(&self, xs: &Tensor) -> Tensor {{ .. }} }}`, or remove `custom_forward` to delegate forward to the parent"
+)]
+pub trait HasCustomForward {}
+
+/// Written by `#[patch]` without `module_t`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is a `module_t` patch: its forward depends on train mode",
+    label = "override `fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor` instead",
+    note = "or remove `module_t` from `#[patch(...)]` if the parent implements `nn::Module`"
+)]
+pub trait PlainPatch {}
+
+/// Written by `#[patch(module_t)]`.
+#[diagnostic::on_unimplemented(
+    message = "`forward_t` overrides a train-dependent forward, but `{Self}` is not a `module_t` patch",
+    label = "override `fn forward(&self, xs: &Tensor) -> Tensor` instead",
+    note = "or add `module_t` to `#[patch(...)]` when the parent implements only `nn::ModuleT`"
+)]
+pub trait TrainModePatch {}
+
+/// Compile-time assertion used by generated code.
+pub fn assert_has_custom_forward<T: HasCustomForward + ?Sized>() {}
+/// Compile-time assertion used by generated code.
+pub fn assert_declares_custom_forward<T: DeclaresCustomForward + ?Sized>() {}
+/// Compile-time assertion used by generated code.
+pub fn assert_plain_patch<T: PlainPatch + ?Sized>() {}
+/// Compile-time assertion used by generated code.
+pub fn assert_train_mode_patch<T: TrainModePatch + ?Sized>() {}

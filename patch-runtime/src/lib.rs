@@ -1,0 +1,38 @@
+//! Runtime of tch-patch. Use it through the `tch-patch` crate, which re-exports all of it
+//! together with the macros.
+#![warn(missing_docs)]
+
+mod dynamic;
+mod error;
+mod forward_checks;
+mod params;
+mod patch;
+pub mod patches;
+mod varstore;
+
+pub use dynamic::{is_patched, patch_base_type_name, patch_name, patch_name_of, AnyModule};
+pub use error::{PatchError, Result};
+pub use params::{
+    join_name, named_tensors, named_tensors_with_prefix, NamedTensor, Parameters, TensorRole,
+    Visitor, VisitorMut,
+};
+pub use patch::{Patch, PatchView};
+pub use patch_macros::{patch, patch_forward};
+pub use varstore::{register_tensors, unpatch, unregistered_tensors};
+
+/// What generated code refers to. Not public API: names here change without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::dynamic::PatchTypeInfo;
+    pub use crate::forward_checks::{
+        assert_declares_custom_forward, assert_has_custom_forward, assert_plain_patch,
+        assert_train_mode_patch, DeclaresCustomForward, HasCustomForward, ModuleParent,
+        ModuleTParent, PlainPatch, TrainModePatch,
+    };
+    pub use crate::params::{Parameters, TensorRole, Visitor, VisitorMut};
+    pub use crate::patch::{Patch, PatchView};
+    pub use inventory;
+    pub use std::vec;
+    pub use std::vec::Vec;
+    pub use tch;
+}

@@ -1,0 +1,190 @@
+//! Fine-tune a few rows of a frozen embedding table: the blog post's `MostlyFrozenEmbedding`.
+use crate::error::{PatchError, Result};
+use crate::params::TensorRole;
+use crate::varstore::register_tensors;
+use crate::{patch, patch_forward};
+use tch::{nn, nn::Module, Tensor};
+
+/// An `nn::Embedding` whose table stays frozen except for a few rows, each trained through
+/// a `delta` added to it: new tokens in a vocabulary, or a handful of tokens to adapt.
+///
+/// The output equals `embedding(W + scatter(delta at token_ids), xs)`, as in the blog post
+/// "runtime patching of a nn.Module", computed without materialising the patched table:
+/// `W[xs]` comes from the parent's own forward (under `no_grad`, so the table is frozen
+/// without touching its `requires_grad`), plus `one_hot(xs == token_ids) @ delta`, which
+/// costs `O(batch × k × dim)` instead of `O(vocab × dim)` per call.
+///
+/// tch keeps `nn::Embedding`'s config (padding_idx, sparse, scale_grad_by_freq) private;
+/// because the table's lookup *is* the parent's forward, whatever that config says still
+/// holds for it. Those options only shape the table's gradient, and the table gets none
+/// here; the trainable rows get a plain dense gradient.
+///
+/// ```
+/// use tch::{nn, nn::Module, Device, Kind, Tensor};
+/// use tch_patch::{patches::MostlyFrozenEmbedding, Patch};
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let emb = nn::embedding(vs.root() / "emb", 16, 4, Default::default());
+/// let weight_ptr = emb.ws.data_ptr();
+/// let patched = MostlyFrozenEmbedding::from_existing(emb, &(vs.root() / "emb"), &[1, 2])?;
+/// assert_eq!(patched.ws.data_ptr(), weight_ptr);
+/// let ids = Tensor::from_slice(&[0i64, 1, 5]);
+/// assert!(patched.forward(&ids).equal(&patched.base().forward(&ids))); // delta starts at 0
+/// # Ok::<(), tch_patch::PatchError>(())
+/// ```
+#[patch(from = nn::Embedding, custom_forward, crate = crate)]
+pub struct MostlyFrozenEmbedding {
+    /// Offsets added to the trainable rows: `[k, dim]`, zeros at first.
+    #[param]
+    delta: Tensor,
+    /// The trainable token ids: `[k]`, int64.
+    #[buffer]
+    token_ids: Tensor,
+}
+
+impl MostlyFrozenEmbedding {
+    /// Patches `base` so that only the rows `token_ids` train. `path` is where `base` was
+    /// built in its VarStore: `delta` and `token_ids` are registered there (so
+    /// `vs.root() / "emb"` gives `emb.delta` and `emb.token_ids`).
+    ///
+    /// Errors, with `base` dropped and the VarStore unchanged: an empty id list, an id out
+    /// of the table's range or given twice, a table that is not 2-D, or a taken name.
+    pub fn from_existing(base: nn::Embedding, path: &nn::Path, token_ids: &[i64]) -> Result<Self> {
+        let size = base.ws.size();
+        let &[rows, dim] = size.as_slice() else {
+            return Err(PatchError::ShapeMismatch {
+                name: "weight".into(),
+                actual: size,
+                expected: "[num_embeddings, embedding_dim]".into(),
+            });
+        };
+        validate_token_ids(token_ids, rows)?;
+        let options = (base.ws.kind(), base.ws.device());
+        let delta = Tensor::f_zeros([token_ids.len() as i64, dim], options)
+            .map_err(PatchError::torch("allocating delta"))?;
+        let ids = Tensor::from_slice(token_ids).to_device(base.ws.device());
+        let [delta, token_ids] = register_tensors(
+            path,
+            [
+                ("delta", delta, TensorRole::Param),
+                ("token_ids", ids, TensorRole::Buffer),
+            ],
+        )?;
+        Ok(MostlyFrozenEmbedding {
+            base,
+            delta,
+            token_ids,
+        })
+    }
+
+    /// The trainable row offsets, `[k, dim]`.
+    pub fn delta(&self) -> &Tensor {
+        &self.delta
+    }
+
+    /// The trainable token ids.
+    pub fn token_ids(&self) -> Vec<i64> {
+        Vec::<i64>::try_from(&self.token_ids).unwrap_or_default()
+    }
+
+    /// The table as this patch sees it, `W + scatter(delta)`, as a new tensor.
+    pub fn effective_weight(&self) -> Tensor {
+        let index = self.token_ids.unsqueeze(1).expand_as(&self.delta);
+        self.base.ws.detach().scatter_add(0, &index, &self.delta)
+    }
+}
+
+#[patch_forward(crate = crate)]
+impl MostlyFrozenEmbedding {
+    /// The parent's lookup, plus `delta` on the rows of the trainable tokens.
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        let frozen = tch::no_grad(|| self.base.forward(xs));
+        let hits = xs
+            .unsqueeze(-1)
+            .eq_tensor(&self.token_ids)
+            .to_kind(self.delta.kind());
+        frozen + hits.matmul(&self.delta)
+    }
+}
+
+fn validate_token_ids(token_ids: &[i64], rows: i64) -> Result<()> {
+    if token_ids.is_empty() {
+        return Err(PatchError::Empty {
+            what: "the list of trainable token ids",
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    for &id in token_ids {
+        if !(0..rows).contains(&id) {
+            return Err(PatchError::IndexOutOfRange {
+                what: "trainable token id",
+                index: id,
+                len: rows,
+            });
+        }
+        if !seen.insert(id) {
+            return Err(PatchError::DuplicateIndex {
+                what: "trainable token id",
+                index: id,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn table(vs: &nn::VarStore) -> nn::Embedding {
+        nn::embedding(vs.root() / "emb", 8, 3, Default::default())
+    }
+
+    #[test]
+    fn rejects_bad_ids_and_leaves_the_var_store_alone() {
+        let cases: [(&[i64], fn(&PatchError) -> bool); 3] = [
+            (&[], |e| matches!(e, PatchError::Empty { .. })),
+            (&[1, 8], |e| {
+                matches!(
+                    e,
+                    PatchError::IndexOutOfRange {
+                        index: 8,
+                        len: 8,
+                        ..
+                    }
+                )
+            }),
+            (&[2, 2], |e| {
+                matches!(e, PatchError::DuplicateIndex { index: 2, .. })
+            }),
+        ];
+        for (ids, expected) in cases {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let error = MostlyFrozenEmbedding::from_existing(table(&vs), &(vs.root() / "emb"), ids)
+                .unwrap_err();
+            assert!(expected(&error), "{ids:?}: {error}");
+            assert_eq!(
+                vs.variables().len(),
+                1,
+                "only the parent's weight is registered"
+            );
+        }
+    }
+
+    #[test]
+    fn forward_equals_the_scattered_table_lookup() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut patched =
+            MostlyFrozenEmbedding::from_existing(table(&vs), &(vs.root() / "emb"), &[1, 6])
+                .unwrap();
+        tch::no_grad(|| {
+            patched
+                .delta
+                .copy_(&Tensor::randn([2, 3], (Kind::Float, Device::Cpu)))
+        });
+        let xs = Tensor::from_slice(&[0i64, 1, 6, 6, 7]).reshape([5, 1]);
+        let expected = Tensor::embedding(&patched.effective_weight(), &xs, -1, false, false);
+        assert!(patched.forward(&xs).allclose(&expected, 1e-6, 1e-6, false));
+    }
+}

@@ -1,0 +1,84 @@
+//! Putting a patch's own tensors into the VarStore under its parent's path, taking them
+//! out again, and finding module tensors that a VarStore does not hold.
+use crate::error::{PatchError, Result};
+use crate::params::{named_tensors, Parameters, TensorRole};
+use crate::Patch;
+use tch::{nn, Tensor};
+
+/// Registers new tensors under `path`, all or none: every name is checked first, so a
+/// taken name leaves the VarStore as it was. Params become trainable variables (an
+/// optimizer built from the VarStore trains them); buffers are saved and loaded only.
+///
+/// tch's own `Path::add` silently renames a variable whose name is taken (`weight__3`);
+/// this refuses instead, since a renamed tensor would not load from a checkpoint.
+///
+/// ```
+/// use tch::{nn, Device, Kind, Tensor};
+/// use tch_patch::{register_tensors, TensorRole, PatchError};
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let emb = nn::embedding(vs.root() / "emb", 10, 4, Default::default());
+/// let [delta] = register_tensors(&(vs.root() / "emb"), [
+///     ("delta", Tensor::zeros([2, 4], (Kind::Float, Device::Cpu)), TensorRole::Param),
+/// ]).unwrap();
+/// assert!(delta.requires_grad());
+/// assert!(vs.variables().contains_key("emb.delta"));
+/// let taken = register_tensors(&(vs.root() / "emb"), [
+///     ("weight", Tensor::zeros([1], (Kind::Float, Device::Cpu)), TensorRole::Param),
+/// ]);
+/// assert!(matches!(taken, Err(PatchError::NameTaken { name }) if name == "emb.weight"));
+/// ```
+pub fn register_tensors<const N: usize>(
+    path: &nn::Path,
+    tensors: [(&str, Tensor, TensorRole); N],
+) -> Result<[Tensor; N]> {
+    for (index, (name, _, _)) in tensors.iter().enumerate() {
+        let taken = path.get(name).is_some()
+            || tensors[..index]
+                .iter()
+                .any(|(earlier, _, _)| earlier == name);
+        if taken {
+            return Err(PatchError::NameTaken {
+                name: path.path(name),
+            });
+        }
+    }
+    Ok(tensors.map(|(name, tensor, role)| path.add(name, tensor, role == TensorRole::Param)))
+}
+
+/// Undoes a patch and takes the tensors it added out of `vs` (its variables and its list
+/// of trainable tensors), so a checkpoint of the VarStore is again the parent's alone.
+/// The parent's own variables are untouched.
+pub fn unpatch<P: Patch>(patch: P, vs: &nn::VarStore) -> P::Base {
+    {
+        let mut variables = vs
+            .variables_
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let added: Vec<Tensor> = patch
+            .added_tensors()
+            .into_iter()
+            .map(|(_, t, _)| t.shallow_clone())
+            .collect();
+        let is_added = |tensor: &Tensor| added.iter().any(|a| a.is_set_to(tensor));
+        variables
+            .named_variables
+            .retain(|_, tensor| !is_added(tensor));
+        variables
+            .trainable_variables
+            .retain(|var| !is_added(&var.tensor));
+    }
+    patch.into_base()
+}
+
+/// Names of the module's tensors that are not variables of `vs` (the same tensor, not
+/// merely equal values). An optimizer built from `vs` never updates these: the silent
+/// "optimizer trains nothing" bug after a tensor was replaced out of place.
+pub fn unregistered_tensors<M: Parameters + ?Sized>(vs: &nn::VarStore, module: &M) -> Vec<String> {
+    let held: Vec<Tensor> = vs.variables().into_values().collect();
+    named_tensors(module)
+        .into_iter()
+        .filter(|named| !held.iter().any(|var| var.is_set_to(&named.tensor)))
+        .map(|named| named.name)
+        .collect()
+}

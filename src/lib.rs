@@ -1,0 +1,64 @@
+//! # tch-patch
+//!
+//! Patch an existing [`tch`] module at run time, the Rust way: a new forward, added
+//! trainable parameters and buffers, and an undo, without copying a single tensor.
+//!
+//! PyTorch users patch a module by assigning `module.__class__ = Subclass`: same object,
+//! same tensors, a new `forward`, new attributes, `isinstance` still true. Rust has no class
+//! swap; [`#[patch]`](macro@patch) gives the same result with types:
+//!
+//! * the patch takes its parent **by value** (tensor handles move; no storage is copied)
+//!   into a generated `base` field, and `Deref`s to it, so every field and method of the
+//!   parent is still there (`patched.ws`);
+//! * it keeps every parameter name of the parent ([`Parameters`]) and adds its own
+//!   `#[param]` / `#[buffer]` tensors after them;
+//! * it implements the parent's module trait (`nn::Module` or `nn::ModuleT`), delegating
+//!   to the parent bit for bit unless a [`#[patch_forward]`](macro@patch_forward) block
+//!   overrides the forward;
+//! * it is undone by [`Patch::into_base`] (or [`unpatch`], which also removes the added
+//!   tensors from the VarStore);
+//! * a patch without fields can view a `&Parent` in place as `&Patch` ([`PatchView`]).
+//!
+//! ```
+//! use tch::{nn, nn::Module, Device, Kind, Tensor};
+//! use tch_patch::{patch, patch_forward, register_tensors, Patch, TensorRole};
+//!
+//! /// A linear layer whose output is scaled by a trainable per-feature gain.
+//! #[patch(from = nn::Linear, custom_forward)]
+//! struct Gained {
+//!     #[param]
+//!     gain: Tensor,
+//! }
+//!
+//! #[patch_forward]
+//! impl Gained {
+//!     fn forward(&self, xs: &Tensor) -> Tensor {
+//!         self.base.forward(xs) * &self.gain
+//!     }
+//! }
+//!
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let path = vs.root() / "fc";
+//! let linear = nn::linear(&path, 4, 3, Default::default());
+//! let ones = Tensor::ones([3], (Kind::Float, Device::Cpu));
+//! let [gain] = register_tensors(&path, [("gain", ones, TensorRole::Param)])?;
+//! let gained = Gained { base: linear, gain };
+//!
+//! let xs = Tensor::randn([2, 4], (Kind::Float, Device::Cpu));
+//! assert!(gained.forward(&xs).equal(&gained.base().forward(&xs)));
+//! let names: Vec<_> = tch_patch::named_tensors(&gained).into_iter().map(|t| t.name).collect();
+//! assert_eq!(names, ["weight", "bias", "gain"]); // the parent's names, then the patch's
+//! assert!(vs.variables().contains_key("fc.gain")); // trained by an optimizer on `vs`
+//! # Ok::<(), tch_patch::PatchError>(())
+//! ```
+//!
+//! ## Running binaries that use tch
+//! tch links libtorch dynamically. Either set `LD_LIBRARY_PATH` to libtorch's `lib` folder,
+//! or copy this crate's `build.rs` (an rpath from torch-sys's `DEP_TCH_LIBTORCH_LIB`) into
+//! your package and add `torch-sys` as a direct dependency. See the README.
+#![warn(missing_docs)]
+
+pub use patch_runtime::*;
+
+#[doc(hidden)]
+pub use patch_runtime::__private;
