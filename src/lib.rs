@@ -62,3 +62,8 @@ pub use patch_runtime::*;
 
 #[doc(hidden)]
 pub use patch_runtime::__private;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_ids_and_leaves_the_var_store_alone() {
-        let cases: [(&[i64], fn(&PatchError) -> bool); 3] = [
+        type Expect = fn(&PatchError) -> bool;
+        let cases: [(&[i64], Expect); 3] = [
             (&[], |e| matches!(e, PatchError::Empty { .. })),
             (&[1, 8], |e| {
                 matches!(
