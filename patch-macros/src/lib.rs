@@ -10,6 +10,7 @@ mod attr;
 mod ctxt;
 mod expand;
 mod forward;
+mod params;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -50,4 +51,10 @@ fn patch_impl(
 #[proc_macro_attribute]
 pub fn patch_forward(args: TokenStream, input: TokenStream) -> TokenStream {
     ctxt::into_tokens(forward::patch_forward(args.into(), input.into())).into()
+}
+
+/// Lists a model struct's tensors by name. See `tch_patch::Parameters` for the guide.
+#[proc_macro_derive(Parameters, attributes(param, buffer, parameters))]
+pub fn derive_parameters(input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(params::derive(input.into())).into()
 }

@@ -17,7 +17,7 @@ pub use params::{
     Visitor, VisitorMut,
 };
 pub use patch::{Patch, PatchView};
-pub use patch_macros::{patch, patch_forward};
+pub use patch_macros::{patch, patch_forward, Parameters};
 pub use varstore::{register_tensors, unpatch, unregistered_tensors};
 
 /// What generated code refers to. Not public API: names here change without notice.
