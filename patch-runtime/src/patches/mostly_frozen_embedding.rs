@@ -141,9 +141,12 @@ mod tests {
         nn::embedding(vs.root() / "emb", 8, 3, Default::default())
     }
 
+    /// Ids to patch with, and a check of the error they must give.
+    type Case = (&'static [i64], fn(&PatchError) -> bool);
+
     #[test]
     fn rejects_bad_ids_and_leaves_the_var_store_alone() {
-        let cases: [(&[i64], fn(&PatchError) -> bool); 3] = [
+        let cases: [Case; 3] = [
             (&[], |e| matches!(e, PatchError::Empty { .. })),
             (&[1, 8], |e| {
                 matches!(
