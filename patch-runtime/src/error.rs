@@ -61,6 +61,35 @@ pub enum PatchError {
         /// The tensor's name in the module.
         name: String,
     },
+    /// A name that is not one of the module's tensors.
+    #[error(
+        "`{name}` is not a tensor of this module; its tensors are: {}",
+        list_names(known)
+    )]
+    UnknownTensor {
+        /// The name asked for.
+        name: String,
+        /// Every tensor name of the module, in visiting order.
+        known: Vec<String>,
+    },
+    /// One or more tensors given for a module did not fit it. Every problem is listed;
+    /// nothing was changed.
+    #[error("{operation}: {} problem(s): {}", problems.len(), list_problems(problems))]
+    InvalidTensors {
+        /// What was being done, e.g. "functional_call" or "load `model.safetensors`".
+        operation: String,
+        /// Every problem found, in the order found.
+        problems: Vec<TensorProblem>,
+    },
+    /// A checkpoint file could not be read: missing, unreadable, truncated or malformed.
+    #[error("cannot read checkpoint `{}`: {source}", path.display())]
+    ReadCheckpoint {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What tch or safetensors reported.
+        #[source]
+        source: tch::TchError,
+    },
     /// libtorch reported an error (through tch's `f_` methods).
     #[error("libtorch error while {context}: {source}")]
     Torch {
@@ -70,6 +99,130 @@ pub enum PatchError {
         #[source]
         source: tch::TchError,
     },
+}
+
+/// One problem with one named tensor given for a module (an override of a functional call,
+/// an entry of a checkpoint). [`PatchError::InvalidTensors`] collects them all.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TensorProblem {
+    /// The module has this tensor but no value was given for it.
+    #[error("`{name}` is missing")]
+    Missing {
+        /// The module's name for the tensor.
+        name: String,
+    },
+    /// A value was given under a name the module does not have.
+    #[error("`{name}` is not a tensor of the module")]
+    Unexpected {
+        /// The name given.
+        name: String,
+    },
+    /// The same name was given twice.
+    #[error("`{name}` is given more than once")]
+    Duplicate {
+        /// The name given twice.
+        name: String,
+    },
+    /// The value is an undefined tensor (`Tensor::new()`).
+    #[error("`{name}` is an undefined tensor")]
+    Undefined {
+        /// The tensor's name.
+        name: String,
+    },
+    /// The value has another shape than the module's tensor.
+    #[error("`{name}` has shape {actual:?}, expected {expected:?}")]
+    Shape {
+        /// The tensor's name.
+        name: String,
+        /// The shape given.
+        actual: Vec<i64>,
+        /// The module's shape.
+        expected: Vec<i64>,
+    },
+    /// The value has another dtype than the module's tensor.
+    #[error("`{name}` has dtype {actual:?}, expected {expected:?}")]
+    Kind {
+        /// The tensor's name.
+        name: String,
+        /// The dtype given.
+        actual: tch::Kind,
+        /// The module's dtype.
+        expected: tch::Kind,
+    },
+    /// The value is on another device than the module's tensor.
+    #[error("`{name}` is on {actual:?}, expected {expected:?}")]
+    Device {
+        /// The tensor's name.
+        name: String,
+        /// The device given.
+        actual: tch::Device,
+        /// The module's device.
+        expected: tch::Device,
+    },
+    /// The module's tensor requires grad, so its new value must be floating point or complex.
+    #[error(
+        "`{name}` requires grad, so its dtype must be floating point or complex, not {kind:?}"
+    )]
+    NotDifferentiable {
+        /// The tensor's name.
+        name: String,
+        /// The dtype given.
+        kind: tch::Kind,
+    },
+    /// Two names of one tied tensor were given different values.
+    #[error("`{name}` and `{tied_to}` are one tied tensor but were given different values")]
+    TiedConflict {
+        /// The later name.
+        name: String,
+        /// The earlier name it is tied to.
+        tied_to: String,
+    },
+    /// The user's hook failed on this tensor.
+    #[error("hook failed on `{name}`: {error}")]
+    Hook {
+        /// The tensor's name.
+        name: String,
+        /// What the hook returned.
+        error: Box<PatchError>,
+    },
+}
+
+impl TensorProblem {
+    /// The name of the tensor the problem is about.
+    pub fn name(&self) -> &str {
+        match self {
+            TensorProblem::Missing { name }
+            | TensorProblem::Unexpected { name }
+            | TensorProblem::Duplicate { name }
+            | TensorProblem::Undefined { name }
+            | TensorProblem::Shape { name, .. }
+            | TensorProblem::Kind { name, .. }
+            | TensorProblem::Device { name, .. }
+            | TensorProblem::NotDifferentiable { name, .. }
+            | TensorProblem::TiedConflict { name, .. }
+            | TensorProblem::Hook { name, .. } => name,
+        }
+    }
+}
+
+fn list_names(names: &[String]) -> String {
+    if names.is_empty() {
+        return "(none)".into();
+    }
+    names
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn list_problems(problems: &[TensorProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl PatchError {

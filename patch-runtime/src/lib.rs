@@ -2,22 +2,31 @@
 //! together with the macros.
 #![warn(missing_docs)]
 
+mod checks;
 mod dynamic;
 mod error;
 mod forward_checks;
+mod functional;
+mod load;
+mod mutable;
 mod params;
 mod patch;
 pub mod patches;
+mod swap;
 mod varstore;
 
 pub use dynamic::{is_patched, patch_base_type_name, patch_name, patch_name_of, AnyModule};
-pub use error::{PatchError, Result};
+pub use error::{PatchError, Result, TensorProblem};
+pub use functional::{functional_call, Strictness};
+pub use load::{load_safetensors, load_safetensors_with, LoadOptions, LoadReport};
+pub use mutable::{Mutable, TensorMut};
 pub use params::{
     join_name, named_tensors, named_tensors_with_prefix, NamedTensor, Parameters, TensorRole,
     Visitor, VisitorMut,
 };
 pub use patch::{Patch, PatchView};
 pub use patch_macros::{patch, patch_forward, Parameters};
+pub use swap::{replace_tensor, replace_tensors};
 pub use varstore::{register_tensors, unpatch, unregistered_tensors};
 
 /// What generated code refers to. Not public API: names here change without notice.

@@ -1,0 +1,120 @@
+//! Checks shared by functional calls, mutable modules, swaps and loads: does a tensor fit
+//! the place of a module's tensor, which of a module's names are one tied tensor, and
+//! exchanging tensor handles by name.
+use crate::error::{PatchError, Result, TensorProblem};
+use crate::params::{NamedTensor, Parameters, VisitorMut};
+use std::collections::HashMap;
+use tch::Tensor;
+
+/// Which properties of a given tensor must equal the module tensor's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fit {
+    /// The dtype must be the same.
+    pub kind: bool,
+    /// The device must be the same.
+    pub device: bool,
+}
+
+/// Every reason `given` cannot take the place of `expected` (the module's tensor `name`):
+/// undefined, another shape, and (as `fit` asks) another dtype or device. Empty if it fits.
+pub(crate) fn fit_problems(
+    name: &str,
+    given: &Tensor,
+    expected: &Tensor,
+    fit: Fit,
+) -> Vec<TensorProblem> {
+    let name = name.to_owned();
+    if !given.defined() {
+        return vec![TensorProblem::Undefined { name }];
+    }
+    if !expected.defined() {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    let (actual, wanted) = (given.size(), expected.size());
+    if actual != wanted {
+        problems.push(TensorProblem::Shape {
+            name: name.clone(),
+            actual,
+            expected: wanted,
+        });
+    }
+    if fit.kind {
+        match (given.f_kind(), expected.f_kind()) {
+            (Ok(actual), Ok(wanted)) if actual != wanted => problems.push(TensorProblem::Kind {
+                name: name.clone(),
+                actual,
+                expected: wanted,
+            }),
+            _ => {}
+        }
+    }
+    if fit.device && given.device() != expected.device() {
+        problems.push(TensorProblem::Device {
+            name,
+            actual: given.device(),
+            expected: expected.device(),
+        });
+    }
+    problems
+}
+
+/// For each tensor, the index of the first tensor it is tied to: the same storage, offset,
+/// shape and strides (`Tensor::is_set_to`). A tensor tied to none is its own leader.
+pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {
+    let mut leaders: Vec<usize> = Vec::with_capacity(tensors.len());
+    for (index, named) in tensors.iter().enumerate() {
+        let mut leader = index;
+        if named.tensor.defined() {
+            for (earlier, other) in tensors[..index].iter().enumerate() {
+                if leaders[earlier] != earlier || !other.tensor.defined() {
+                    continue;
+                }
+                let tied = named
+                    .tensor
+                    .f_is_set_to(&other.tensor)
+                    .map_err(PatchError::torch(format!(
+                        "comparing `{}` with `{}`",
+                        named.name, other.name
+                    )))?;
+                if tied {
+                    leader = earlier;
+                    break;
+                }
+            }
+        }
+        leaders.push(leader);
+    }
+    Ok(leaders)
+}
+
+/// Whether two given values are one tensor (so two tied names may both be given them).
+pub(crate) fn same_tensor(a: &Tensor, b: &Tensor) -> bool {
+    a.defined() && b.defined() && a.f_is_set_to(b).unwrap_or(false)
+}
+
+/// The index of `name` in `tensors`, or an error listing every name there is.
+pub(crate) fn position(tensors: &[NamedTensor], name: &str) -> Result<usize> {
+    tensors
+        .iter()
+        .position(|named| named.name == name)
+        .ok_or_else(|| PatchError::UnknownTensor {
+            name: name.to_owned(),
+            known: tensors.iter().map(|named| named.name.clone()).collect(),
+        })
+}
+
+/// For each name in `handles`, exchanges the module's tensor handle with the map's: after
+/// the call the module holds the map's handles and the map the module's former ones. O(1)
+/// per tensor, no storage copied; calling it twice restores both sides.
+pub(crate) fn exchange_handles<M: Parameters + ?Sized>(
+    module: &mut M,
+    handles: &mut HashMap<String, Tensor>,
+) {
+    let mut exchange = |name: &str, tensor: &mut Tensor, _| {
+        if let Some(handle) = handles.get_mut(name) {
+            std::mem::swap(tensor, handle);
+        }
+    };
+    module.visit_mut(&mut VisitorMut::new("", &mut exchange));
+}

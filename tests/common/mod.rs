@@ -1,0 +1,117 @@
+//! Modules and helpers shared by the integration tests: real tch layers, real files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tch::{nn, nn::Module, Tensor};
+use tch_patch::{named_tensors, Parameters, Visitor, VisitorMut};
+
+/// Two linear layers with a ReLU between: tensors `fc1.weight`, `fc1.bias`, `fc2.weight`,
+/// `fc2.bias`, at the same names in the VarStore when built at `vs.root()`.
+#[derive(Debug)]
+pub struct Mlp {
+    pub fc1: nn::Linear,
+    pub fc2: nn::Linear,
+}
+
+impl Mlp {
+    pub fn new(p: &nn::Path, input: i64, hidden: i64, output: i64) -> Self {
+        Mlp {
+            fc1: nn::linear(p / "fc1", input, hidden, Default::default()),
+            fc2: nn::linear(p / "fc2", hidden, output, Default::default()),
+        }
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        self.fc2.forward(&self.fc1.forward(xs).relu())
+    }
+}
+
+impl Parameters for Mlp {
+    fn visit<'a>(&'a self, visitor: &mut Visitor<'a, '_>) {
+        visitor.child("fc1", &self.fc1);
+        visitor.child("fc2", &self.fc2);
+    }
+    fn visit_mut(&mut self, visitor: &mut VisitorMut<'_>) {
+        visitor.child("fc1", &mut self.fc1);
+        visitor.child("fc2", &mut self.fc2);
+    }
+}
+
+/// A tiny language model whose output head is tied to its embedding table: `emb.weight` and
+/// `head.weight` are one tensor.
+#[derive(Debug)]
+pub struct TiedLm {
+    pub emb: nn::Embedding,
+    pub head: nn::Linear,
+}
+
+impl TiedLm {
+    pub fn new(p: &nn::Path, vocab: i64, dim: i64) -> Self {
+        let emb = nn::embedding(p / "emb", vocab, dim, Default::default());
+        let head = nn::Linear {
+            ws: emb.ws.shallow_clone(),
+            bs: None,
+        };
+        TiedLm { emb, head }
+    }
+}
+
+impl Module for TiedLm {
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        self.head.forward(&self.emb.forward(ids))
+    }
+}
+
+impl Parameters for TiedLm {
+    fn visit<'a>(&'a self, visitor: &mut Visitor<'a, '_>) {
+        visitor.child("emb", &self.emb);
+        visitor.child("head", &self.head);
+    }
+    fn visit_mut(&mut self, visitor: &mut VisitorMut<'_>) {
+        visitor.child("emb", &mut self.emb);
+        visitor.child("head", &mut self.head);
+    }
+}
+
+/// Deep copies of every tensor of a module, by name, to compare with later.
+pub fn snapshot<M: Parameters + ?Sized>(module: &M) -> Vec<(String, Tensor)> {
+    named_tensors(module)
+        .into_iter()
+        .map(|t| (t.name, t.tensor.detach().copy()))
+        .collect()
+}
+
+/// Asserts every tensor of `module` has the name, shape, dtype and values of the snapshot.
+pub fn assert_unchanged<M: Parameters + ?Sized>(module: &M, before: &[(String, Tensor)]) {
+    let now = named_tensors(module);
+    assert_eq!(now.len(), before.len());
+    for (now, (name, was)) in now.iter().zip(before) {
+        assert_eq!(&now.name, name);
+        assert!(now.tensor.equal(was), "`{name}` changed");
+    }
+}
+
+/// A file path in the temp folder, unique to this process and call, removed on drop.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    pub fn new(stem: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tch-patch-{stem}-{}-{n}.safetensors", std::process::id());
+        TempFile(std::env::temp_dir().join(name))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
