@@ -5,6 +5,7 @@
 mod dynamic;
 mod error;
 mod forward_checks;
+mod parametrize;
 mod params;
 mod patch;
 pub mod patches;
@@ -12,6 +13,10 @@ mod varstore;
 
 pub use dynamic::{is_patched, patch_base_type_name, patch_name, patch_name_of, AnyModule};
 pub use error::{PatchError, Result};
+pub use parametrize::{
+    parametrize, sparsity_of, FakeQuantInt8, FnTransform, Granularity, MagnitudePrune,
+    Parametrized, Removal, Transform, WeightNorm,
+};
 pub use params::{
     join_name, named_tensors, named_tensors_with_prefix, NamedTensor, Parameters, TensorRole,
     Visitor, VisitorMut,

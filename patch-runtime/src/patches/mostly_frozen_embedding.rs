@@ -142,6 +142,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)] // a table of (input, expected error) cases
     fn rejects_bad_ids_and_leaves_the_var_store_alone() {
         let cases: [(&[i64], fn(&PatchError) -> bool); 3] = [
             (&[], |e| matches!(e, PatchError::Empty { .. })),
