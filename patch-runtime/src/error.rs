@@ -90,6 +90,71 @@ pub enum PatchError {
         #[source]
         source: tch::TchError,
     },
+    /// A name was asked for that has no parametrization.
+    #[error(
+        "`{name}` is not parametrized; the parametrized tensors are: {}",
+        list_names(parametrized)
+    )]
+    NotParametrized {
+        /// The name asked for.
+        name: String,
+        /// The names that are parametrized.
+        parametrized: Vec<String>,
+    },
+    /// A pruning sparsity outside `[0, 1)`.
+    #[error("sparsity {sparsity} is outside [0, 1): it is the fraction of entries set to zero")]
+    SparsityOutOfRange {
+        /// The sparsity given.
+        sparsity: f64,
+    },
+    /// A dimension index outside the tensor it indexes.
+    #[error("{what} {axis} is out of range for `{name}`, which has {ndim} dimensions")]
+    AxisOutOfRange {
+        /// What the index is, e.g. "per-channel quantization axis".
+        what: &'static str,
+        /// The index given (negative counts from the end).
+        axis: i64,
+        /// The tensor's name.
+        name: String,
+        /// The tensor's number of dimensions.
+        ndim: usize,
+    },
+    /// A transform gave a tensor of another shape, kind or device than its input.
+    #[error(
+        "transform `{transform}` on `{name}` gives {actual}, but must keep its input's {expected}"
+    )]
+    TransformChangedTensor {
+        /// The transform's name.
+        transform: String,
+        /// The parametrized tensor's name.
+        name: String,
+        /// The input's shape, kind and device.
+        expected: String,
+        /// The output's shape, kind and device.
+        actual: String,
+    },
+    /// A value was assigned through a transform that has no right inverse.
+    #[error(
+        "transform `{transform}` has no right inverse, so no value can be assigned through it"
+    )]
+    NoRightInverse {
+        /// The transform's name.
+        transform: String,
+    },
+    /// A transform with a trainable tensor was added without a VarStore to register it in.
+    #[error("transform `{transform}` adds the trainable tensor `{tensor}`: add it with `push_registered` so that an optimizer built from the VarStore trains it")]
+    NeedsVarStore {
+        /// The transform's name.
+        transform: String,
+        /// The tensor's full name, e.g. `weight_g`.
+        tensor: String,
+    },
+    /// The linked libtorch does not lay out tensor handles as this library expects.
+    #[error("the linked libtorch does not support {what}")]
+    UnsupportedLibtorch {
+        /// The operation that is not supported.
+        what: &'static str,
+    },
     /// libtorch reported an error (through tch's `f_` methods).
     #[error("libtorch error while {context}: {source}")]
     Torch {

@@ -9,6 +9,7 @@ mod forward_checks;
 mod functional;
 mod load;
 mod mutable;
+mod parametrize;
 mod params;
 mod patch;
 pub mod patches;
@@ -20,6 +21,10 @@ pub use error::{PatchError, Result, TensorProblem};
 pub use functional::{functional_call, Strictness};
 pub use load::{load_safetensors, load_safetensors_with, LoadOptions, LoadReport};
 pub use mutable::{Mutable, TensorMut};
+pub use parametrize::{
+    parametrize, sparsity_of, FakeQuantInt8, FnTransform, Granularity, MagnitudePrune,
+    Parametrized, Removal, Transform, WeightNorm,
+};
 pub use params::{
     join_name, named_tensors, named_tensors_with_prefix, NamedTensor, Parameters, TensorRole,
     Visitor, VisitorMut,

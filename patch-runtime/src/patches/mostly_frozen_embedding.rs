@@ -142,6 +142,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)] // a table of (input, expected error) cases
     fn rejects_bad_ids_and_leaves_the_var_store_alone() {
         type Expect = fn(&PatchError) -> bool;
         let cases: [(&[i64], Expect); 3] = [

@@ -1,0 +1,38 @@
+//! Dimension arguments of the built-in transforms: checked against a tensor, normalised.
+use crate::error::{PatchError, Result};
+use tch::Tensor;
+
+/// `axis` as an index in `0..ndim` (a negative one counts from the end), or an error.
+pub(super) fn normalise(what: &'static str, axis: i64, name: &str, tensor: &Tensor) -> Result<i64> {
+    let ndim = tensor.dim();
+    let signed = ndim as i64;
+    let index = if axis < 0 { axis + signed } else { axis };
+    if (0..signed).contains(&index) {
+        Ok(index)
+    } else {
+        Err(PatchError::AxisOutOfRange {
+            what,
+            axis,
+            name: name.to_owned(),
+            ndim,
+        })
+    }
+}
+
+/// Every dimension of a tensor with `ndim` dimensions except `axis`.
+pub(super) fn all_but(ndim: usize, axis: i64) -> Vec<i64> {
+    (0..ndim as i64).filter(|&d| d != axis).collect()
+}
+
+/// `Ok` for a floating-point tensor; the built-in transforms need one.
+pub(super) fn require_float(name: &str, tensor: &Tensor, transform: &str) -> Result<()> {
+    if tensor.is_floating_point() {
+        Ok(())
+    } else {
+        Err(PatchError::KindMismatch {
+            name: name.to_owned(),
+            actual: tensor.kind(),
+            expected: format!("a floating-point kind for {transform}"),
+        })
+    }
+}

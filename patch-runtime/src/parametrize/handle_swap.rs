@@ -1,0 +1,125 @@
+//! Putting another tensor behind a module's tensor handle for a while, from `&self`.
+//!
+//! A tch `Tensor` is a pointer to a heap-allocated C++ `at::Tensor`, and an `at::Tensor` is
+//! one `intrusive_ptr<TensorImpl>`: a single pointer (`TensorBase::impl_`, its only data
+//! member). Exchanging the contents of two `at::Tensor` objects is C++'s `std::swap` of two
+//! tensors: O(1), no storage touched, reference counts unchanged. The Rust `Tensor` structs
+//! are not written, so shared Rust references to them stay valid; only the C++ object behind
+//! them changes, as it does in any in-place libtorch call. `Tensor` is not `Sync`, so every
+//! `&Tensor` to a module's handle lives on the current thread: nothing can observe the swap
+//! concurrently.
+//!
+//! Why not `visit_mut`: `nn::Module::forward` takes `&self`, so a forward has no `&mut` to
+//! the module; a `RefCell` around the module would take away `Deref` to it and the
+//! lifetimes that [`Parameters::visit`](crate::Parameters::visit) hands out.
+use crate::error::{PatchError, Result};
+use std::ffi::c_void;
+use std::sync::OnceLock;
+use tch::Tensor;
+
+/// Exchanges the tensors behind two handles.
+///
+/// # Safety
+/// Both handles must be live tch tensors, and no other thread may use either handle
+/// during the call (guaranteed for `&Tensor` since `Tensor: !Sync`). The layout assumption
+/// is checked by [`check_layout`] before the first swap.
+unsafe fn exchange(a: &Tensor, b: &Tensor) {
+    let a = a.as_ptr() as *mut *mut c_void;
+    let b = b.as_ptr() as *mut *mut c_void;
+    if a != b {
+        std::ptr::swap(a, b);
+    }
+}
+
+/// Checks once per process, on two scalar tensors, that exchanging handles exchanges the
+/// tensors they refer to and nothing else.
+fn check_layout() -> Result<()> {
+    static CHECKED: OnceLock<bool> = OnceLock::new();
+    let ok = *CHECKED.get_or_init(|| {
+        let one = Tensor::from(1i64);
+        let two = Tensor::from(2i64);
+        let (one_ptr, two_ptr) = (one.data_ptr(), two.data_ptr());
+        // SAFETY: two live tensors owned here, on this thread.
+        unsafe { exchange(&one, &two) };
+        let swapped = one.data_ptr() == two_ptr
+            && two.data_ptr() == one_ptr
+            && one.int64_value(&[]) == 2
+            && two.int64_value(&[]) == 1;
+        // SAFETY: as above; this puts them back.
+        unsafe { exchange(&one, &two) };
+        swapped && one.int64_value(&[]) == 1
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(PatchError::UnsupportedLibtorch {
+            what: "exchanging tensor handles (at::Tensor is not a single intrusive_ptr)",
+        })
+    }
+}
+
+/// Module handles with other tensors behind them, put back when dropped (also on unwind).
+pub(crate) struct SwappedIn<'a> {
+    /// Each module handle, with the handle that now holds the module's own tensor.
+    slots: Vec<(&'a Tensor, Tensor)>,
+}
+
+impl<'a> SwappedIn<'a> {
+    /// Puts `replacements[i]`'s tensor behind `slots[i]` until the guard is dropped.
+    /// The handles must be distinct (each module tensor at most once).
+    pub(crate) fn new(slots: Vec<&'a Tensor>, replacements: Vec<Tensor>) -> Result<Self> {
+        check_layout()?;
+        let mut guard = SwappedIn {
+            slots: Vec::with_capacity(slots.len()),
+        };
+        for (slot, replacement) in slots.into_iter().zip(replacements) {
+            // SAFETY: `slot` is a live handle of a `!Sync` tensor borrowed for 'a on this
+            // thread; `replacement` is owned here. The guard swaps back before 'a ends.
+            unsafe { exchange(slot, &replacement) };
+            guard.slots.push((slot, replacement));
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for SwappedIn<'_> {
+    fn drop(&mut self) {
+        for (slot, held) in self.slots.iter().rev() {
+            // SAFETY: as in `new`: this exchange undoes that one.
+            unsafe { exchange(slot, held) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn swaps_for_the_guards_lifetime_and_back() {
+        let module_tensor = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
+        let replacement = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        let (own, other) = (module_tensor.data_ptr(), replacement.data_ptr());
+        {
+            let _guard = SwappedIn::new(vec![&module_tensor], vec![replacement]).unwrap();
+            assert_eq!(module_tensor.data_ptr(), other);
+            assert_eq!(module_tensor.size(), [3]);
+        }
+        assert_eq!(module_tensor.data_ptr(), own);
+        assert!(module_tensor.equal(&Tensor::ones([2, 2], (Kind::Float, Device::Cpu))));
+    }
+
+    #[test]
+    fn puts_back_on_unwind() {
+        let module_tensor = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        let own = module_tensor.data_ptr();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let replacement = Tensor::zeros([2], (Kind::Float, Device::Cpu));
+            let _guard = SwappedIn::new(vec![&module_tensor], vec![replacement]).unwrap();
+            panic!("forward failed");
+        }));
+        assert!(result.is_err());
+        assert_eq!(module_tensor.data_ptr(), own);
+    }
+}

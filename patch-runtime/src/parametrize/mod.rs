@@ -1,0 +1,26 @@
+//! Parametrizations: a module's forward sees a transform of some of its tensors, while the
+//! originals stay where they were (`torch.nn.utils.parametrize`, qsparse's `imitate`).
+//!
+//! - [`Transform`]: what is computed from a tensor; closures are transforms too.
+//! - [`Parametrized`]: the module wrapper; its forward sees the transformed tensors,
+//!   [`cached`](Parametrized::cached) computes them once for a scope, and
+//!   [`remove`](Parametrized::remove) bakes them into the originals in place or drops them.
+//! - Built-in transforms: [`MagnitudePrune`], [`FakeQuantInt8`], [`WeightNorm`].
+mod axes;
+mod fake_quant;
+mod forward;
+mod handle_swap;
+mod parametrized;
+mod prune;
+mod registration;
+mod removal;
+mod traits;
+mod transform;
+mod weight_norm;
+
+pub use fake_quant::{FakeQuantInt8, Granularity};
+pub use parametrized::{parametrize, Parametrized};
+pub use prune::{sparsity_of, MagnitudePrune};
+pub use removal::Removal;
+pub use transform::{FnTransform, Transform};
+pub use weight_norm::WeightNorm;

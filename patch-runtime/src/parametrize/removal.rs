@@ -1,0 +1,135 @@
+//! Writing through a parametrization: assigning a value, and removing the
+//! parametrizations with or without baking the transformed values into the originals.
+use super::parametrized::{check_same_layout, Parametrized};
+use super::registration;
+use crate::error::{PatchError, Result};
+use crate::params::Parameters;
+use tch::{nn, Tensor};
+
+/// What [`Parametrized::remove`] does with the originals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Writes each transformed value into its original tensor, in place: the same tensor
+    /// (same `data_ptr`, same VarStore entry, same optimizer state) now holds what the
+    /// forward saw. PyTorch's `remove_parametrizations(leave_parametrized=True)`.
+    Bake,
+    /// Leaves the originals as they are: the module computes what it did before it was
+    /// parametrized. Never fails.
+    KeepOriginal,
+}
+
+impl<M: Parameters> Parametrized<M> {
+    /// Removes every parametrization and returns the plain module, with its originals
+    /// baked or kept as `how` says. The transforms' own tensors are dropped, but stay in
+    /// a VarStore they were registered in: see [`remove_from`](Parametrized::remove_from).
+    ///
+    /// Baking computes every transformed value (under `no_grad`) and checks it before the
+    /// first write, so an error writes nothing; the module is then dropped with `self`.
+    ///
+    /// ```
+    /// use tch::{nn, Device, Tensor};
+    /// use tch_patch::{parametrize, Removal};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let linear = nn::linear(vs.root(), 2, 2, Default::default());
+    /// let ptr = linear.ws.data_ptr();
+    /// let halved = parametrize(linear, "weight", |w: &Tensor| w / 2)?;
+    /// let expected = halved.transformed("weight")?.detach();
+    /// let linear = halved.remove(Removal::Bake)?;
+    /// assert_eq!(linear.ws.data_ptr(), ptr);
+    /// assert!(linear.ws.equal(&expected));
+    /// # Ok::<(), tch_patch::PatchError>(())
+    /// ```
+    pub fn remove(self, how: Removal) -> Result<M> {
+        if how == Removal::Bake {
+            self.bake()?;
+        }
+        Ok(self.module)
+    }
+
+    /// Like [`remove`](Parametrized::remove), and takes the transforms' own tensors (a
+    /// weight norm's `weight_g`, a pruning mask) out of `vs`, so that a checkpoint of `vs`
+    /// is again the plain module's. Nothing is taken out when baking fails.
+    pub fn remove_from(self, vs: &nn::VarStore, how: Removal) -> Result<M> {
+        let added = self.transform_tensors();
+        if how == Removal::Bake {
+            self.bake()?;
+        }
+        registration::forget(vs, &added);
+        Ok(self.module)
+    }
+
+    /// Writes the transformed values into the originals in place, all or none.
+    fn bake(&self) -> Result<()> {
+        let handles = self.stack_handles()?;
+        let mut values = Vec::with_capacity(handles.len());
+        for (stack, original) in self.stacks.iter().zip(&handles) {
+            let value = tch::no_grad(|| stack.run(original))?;
+            let transforms = stack.transforms.iter().map(|t| t.name());
+            let names = transforms.collect::<Vec<_>>().join(" then ");
+            check_same_layout(&names, &stack.name, original, &value)?;
+            values.push(value);
+        }
+        for ((stack, original), value) in self.stacks.iter().zip(handles).zip(values) {
+            write_in_place(&stack.name, original, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Assigns `value` to the parametrized tensor `name`: the original becomes the
+    /// transforms' right inverses applied to `value` (last transform first), written in
+    /// place, so that the forward then sees `value` (for values the transforms can
+    /// produce). PyTorch's `module.weight = value` on a parametrized module.
+    ///
+    /// Errors, with nothing written: `name` is not parametrized, a transform has no right
+    /// inverse, or the result has another shape or kind than the original.
+    ///
+    /// ```
+    /// use tch::{nn, Device, Tensor};
+    /// use tch_patch::{parametrize, FnTransform};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let linear = nn::linear(vs.root(), 2, 2, Default::default());
+    /// let add1 = FnTransform::new("add1", |w: &Tensor| w + 1).with_right_inverse(|v: &Tensor| v - 1);
+    /// let mut shifted = parametrize(linear, "weight", add1)?;
+    /// let value = Tensor::ones([2, 2], (tch::Kind::Float, Device::Cpu));
+    /// shifted.assign("weight", &value)?;
+    /// assert!(shifted.transformed("weight")?.equal(&value));
+    /// assert!(shifted.ws.equal(&value.zeros_like()));
+    /// # Ok::<(), tch_patch::PatchError>(())
+    /// ```
+    pub fn assign(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        let index = self.stack_index(name)?;
+        let original = self.original(name)?;
+        let inverse = tch::no_grad(|| -> Result<Tensor> {
+            let mut inverse = value.shallow_clone();
+            for transform in self.stacks[index].transforms.iter().rev() {
+                inverse = transform.right_inverse(&inverse)?;
+            }
+            Ok(inverse)
+        })?;
+        if inverse.size() != original.size() {
+            return Err(PatchError::ShapeMismatch {
+                name: name.to_owned(),
+                actual: inverse.size(),
+                expected: format!("{:?}, the original's shape", original.size()),
+            });
+        }
+        if inverse.kind() != original.kind() {
+            return Err(PatchError::KindMismatch {
+                name: name.to_owned(),
+                actual: inverse.kind(),
+                expected: format!("{:?}, the original's kind", original.kind()),
+            });
+        }
+        write_in_place(name, &original, &inverse)
+    }
+}
+
+/// Copies `value` into the tensor behind `original`, under `no_grad`: its storage, not
+/// its handle, so every holder of the tensor sees the new values.
+fn write_in_place(name: &str, original: &Tensor, value: &Tensor) -> Result<()> {
+    let mut target = original.shallow_clone();
+    tch::no_grad(|| target.f_copy_(value))
+        .map_err(PatchError::torch(format!("writing into `{name}`")))
+}
