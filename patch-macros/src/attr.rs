@@ -17,6 +17,38 @@ pub struct PatchArgs {
 pub const OPTIONS: &str =
     "`from = Type`, `name = \"...\"`, `custom_forward`, `module_t`, `crate = path`";
 
+const OPTION_NAMES: [&str; 5] = ["from", "name", "custom_forward", "module_t", "crate"];
+
+fn takes_value(option: &str) -> bool {
+    matches!(option, "from" | "name" | "crate")
+}
+
+/// The option an unknown name is a likely misspelling of, if any.
+fn closest_option(name: &str) -> Option<&'static str> {
+    OPTION_NAMES
+        .iter()
+        .map(|option| (edit_distance(name, option), *option))
+        .filter(|(distance, option)| *distance <= 1 + option.len() / 4)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, option)| option)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 impl PatchArgs {
     /// Parses the attribute's arguments, recording every problem in `cx` and going on.
     pub fn parse(cx: &Ctxt, input: ParseStream) -> syn::Result<Self> {
@@ -28,7 +60,36 @@ impl PatchArgs {
             } else {
                 input.parse()?
             };
-            match key.to_string().as_str() {
+            let name = key.to_string();
+            let name = if OPTION_NAMES.contains(&name.as_str()) {
+                name
+            } else {
+                let suggestion = closest_option(&name);
+                let hint = suggestion
+                    .map(|option| format!("did you mean `{option}`? "))
+                    .unwrap_or_default();
+                cx.error_spanned_by(
+                    &key,
+                    format!("unknown `#[patch]` option `{key}`; {hint}expected one of {OPTIONS}"),
+                );
+                match suggestion {
+                    // Read a near miss as the option it resembles, when its value has the
+                    // right shape, so `frm = nn::Linear` gives one error, not also "missing
+                    // `from`".
+                    Some(option) if takes_value(option) == input.peek(Token![=]) => {
+                        option.to_owned()
+                    }
+                    _ => {
+                        // Skip the value of the unknown option so later options are still read.
+                        if input.peek(Token![=]) {
+                            input.parse::<Token![=]>()?;
+                            input.parse::<syn::Expr>()?;
+                        }
+                        String::new()
+                    }
+                }
+            };
+            match name.as_str() {
                 "from" => {
                     input.parse::<Token![=]>()?;
                     let ty: Type = input.parse()?;
@@ -46,17 +107,7 @@ impl PatchArgs {
                 }
                 "custom_forward" => set_once(cx, &mut args.custom_forward, key.clone(), &key),
                 "module_t" => set_once(cx, &mut args.module_t, key.clone(), &key),
-                _ => {
-                    cx.error_spanned_by(
-                        &key,
-                        format!("unknown `#[patch]` option `{key}`; expected one of {OPTIONS}"),
-                    );
-                    // Skip the value of the unknown option so later options are still read.
-                    if input.peek(Token![=]) {
-                        input.parse::<Token![=]>()?;
-                        input.parse::<syn::Expr>()?;
-                    }
-                }
+                _ => {}
             }
             if input.is_empty() {
                 break;
@@ -104,33 +155,30 @@ pub fn field_role(cx: &Ctxt, attrs: &[Attribute]) -> (FieldRole, Vec<Attribute>)
             kept.push(attr.clone());
             continue;
         };
-        if let Err(error) = attr.meta.require_path_only() {
+        if attr.meta.require_path_only().is_err() {
+            let name = name_of(attr);
             cx.error_spanned_by(
                 &attr.meta,
                 format!(
-                    "`#[{}]` takes no arguments: {error}",
-                    attr.path()
-                        .get_ident()
-                        .map(|i| i.to_string())
-                        .unwrap_or_default()
+                    "`#[{name}]` takes no arguments: write `#[{name}]` alone above a `Tensor` \
+                     field and create the tensor where you build the struct"
                 ),
             );
         }
         if let Some(previous) = &role_attr {
             if previous.path().is_ident(attr.path().get_ident().unwrap()) {
-                cx.error_spanned_by(attr, "duplicate attribute; write it once");
+                cx.error_spanned_by(
+                    attr,
+                    format!("duplicate `#[{}]`; write it once", name_of(attr)),
+                );
                 continue;
             }
             cx.error_spanned_by(
                 attr,
                 format!(
                     "a field is either `#[param]` (trained) or `#[buffer]` (never trained), \
-                     not both; this field is already `{}`",
-                    previous
-                        .path()
-                        .get_ident()
-                        .map(|i| format!("#[{i}]"))
-                        .unwrap_or_default()
+                     not both; this field is already `#[{}]`",
+                    name_of(previous)
                 ),
             );
             continue;
@@ -139,4 +187,29 @@ pub fn field_role(cx: &Ctxt, attrs: &[Attribute]) -> (FieldRole, Vec<Attribute>)
         role_attr = Some(attr.clone());
     }
     (role, kept)
+}
+
+/// `param` or `buffer`: the name of a role attribute.
+fn name_of(attr: &Attribute) -> String {
+    attr.path()
+        .get_ident()
+        .map(|i| i.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{closest_option, edit_distance};
+
+    #[test]
+    fn suggests_near_misses_only() {
+        assert_eq!(edit_distance("frm", "from"), 1);
+        assert_eq!(edit_distance("", "name"), 4);
+        assert_eq!(closest_option("frm"), Some("from"));
+        assert_eq!(closest_option("Name"), Some("name"));
+        assert_eq!(closest_option("module"), Some("module_t"));
+        assert_eq!(closest_option("custom_fwd"), Some("custom_forward"));
+        assert_eq!(closest_option("parent"), None);
+        assert_eq!(closest_option("train"), None);
+    }
 }

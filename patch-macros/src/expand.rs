@@ -3,7 +3,7 @@
 use crate::ast::{PatchField, PatchStruct};
 use crate::attr::FieldRole;
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{parse_quote, Generics, Type, WherePredicate};
 
@@ -202,27 +202,50 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
         impl #impl_g #kind_marker for #ident #ty_g #where_clause {}
     };
     if let Some(flag) = &patch.args.custom_forward {
-        let check = format_ident!("__assert_{}_has_patch_forward", ident);
+        // `Self` carries the span of `custom_forward`, so a missing block is reported there.
         let assertion = quote_spanned! {flag.span()=>
-            #private::assert_has_custom_forward::<#ident #ty_g>();
+            #private::assert_has_custom_forward::<Self>();
         };
         return quote! {
             #markers
             impl #impl_g #private::DeclaresCustomForward for #ident #ty_g #where_clause {}
-            #[allow(dead_code, non_snake_case)]
-            fn #check #impl_g() #where_clause { #assertion }
+            #[allow(dead_code)]
+            trait __PatchChecks { fn __checks(); }
+            impl #impl_g __PatchChecks for #ident #ty_g #where_clause {
+                fn __checks() { #assertion }
+            }
         };
     }
     let module_t = patch.args.module_t.is_some();
-    let parent_trait = if module_t {
-        quote_spanned!(from.span()=> #private::ModuleTParent)
+    let (parent_trait, parent_assert) = if module_t {
+        (
+            quote!(#private::ModuleTParent),
+            quote!(#private::assert_module_t_parent),
+        )
     } else {
-        quote_spanned!(from.span()=> #private::ModuleParent)
+        (
+            quote!(#private::ModuleParent),
+            quote!(#private::assert_module_parent),
+        )
     };
-    // The parent bound sits on the impl: for a concrete parent that is not a module it is
-    // reported right at `from = ...` with a message that says what to write.
-    let bounded = with_predicates(&patch.generics, vec![parse_quote!(#from: #parent_trait)]);
+    // The parent bound is higher-ranked so that a concrete parent that is not a module is
+    // not a "trivially false bound" error, reported by rustc with the supertrait's message.
+    // A parent that names no type parameter is instead checked by an assertion whose error
+    // points at `from = ...` and says what to write.
+    let bounded = with_predicates(
+        &patch.generics,
+        vec![parse_quote!(for<'__p> #from: #parent_trait)],
+    );
     let (_, _, bounded_where) = bounded.split_for_impl();
+    let parent_check = (!mentions_type_params(from, &patch.generics)).then(|| {
+        quote! {
+            #[allow(dead_code)]
+            trait __PatchChecks { fn __checks(); }
+            impl #impl_g __PatchChecks for #ident #ty_g #where_clause {
+                fn __checks() { #parent_assert::<#from>(); }
+            }
+        }
+    });
     let forward = if module_t {
         quote! {
             impl #impl_g #private::tch::nn::ModuleT for #ident #ty_g #bounded_where {
@@ -242,7 +265,29 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
             }
         }
     };
-    quote!(#markers #forward)
+    quote!(#markers #forward #parent_check)
+}
+
+/// Whether `ty` names one of the struct's type or const parameters (then the parent is
+/// only a module for some arguments, and the impl's bound says which).
+fn mentions_type_params(ty: &Type, generics: &Generics) -> bool {
+    let params: Vec<&syn::Ident> = generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            syn::GenericParam::Type(param) => Some(&param.ident),
+            syn::GenericParam::Const(param) => Some(&param.ident),
+            syn::GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    fn walk(tokens: TokenStream, params: &[&syn::Ident]) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => params.iter().any(|param| **param == ident),
+            proc_macro2::TokenTree::Group(group) => walk(group.stream(), params),
+            _ => false,
+        })
+    }
+    !params.is_empty() && walk(ty.to_token_stream(), &params)
 }
 
 fn parameters_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenStream {

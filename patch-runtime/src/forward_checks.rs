@@ -53,6 +53,11 @@ pub trait PlainPatch {}
 )]
 pub trait TrainModePatch {}
 
+/// Compile-time assertion used by generated code: reports a parent that is not a module
+/// at `from = ...` with [`ModuleParent`]'s message.
+pub fn assert_module_parent<T: ModuleParent + ?Sized>() {}
+/// Compile-time assertion used by generated code, for `module_t` patches.
+pub fn assert_module_t_parent<T: ModuleTParent + ?Sized>() {}
 /// Compile-time assertion used by generated code.
 pub fn assert_has_custom_forward<T: HasCustomForward + ?Sized>() {}
 /// Compile-time assertion used by generated code.

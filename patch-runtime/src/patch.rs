@@ -26,6 +26,12 @@ use tch::Tensor;
 /// let linear: nn::Linear = traced.into_base();
 /// assert_eq!(linear.ws.data_ptr(), before);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a patch",
+    label = "expected a `#[patch]` struct, found `{Self}`",
+    note = "a patch is a struct marked `#[patch(from = Parent)]`, built from its parent: \
+            `#[patch(from = nn::Linear)] struct Traced {{}}` then `Traced {{ base: linear }}`"
+)]
 pub trait Patch {
     /// The parent module this patch wraps.
     type Base;
@@ -74,6 +80,12 @@ pub trait Patch {
 /// let viewed: &Relu = Relu::view(&linear);
 /// assert!(viewed.forward(&xs).equal(&linear.forward(&xs).relu()));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be viewed in place from its parent",
+    label = "`PatchView` is only implemented for `#[patch]` structs with no field of their own",
+    note = "only a patch without fields has its parent's exact layout; a patch with fields is \
+            built by value instead: `{Self} {{ base: parent, .. }}`"
+)]
 pub unsafe trait PatchView: Patch {
     /// Views a parent as this patch, in place.
     fn view(base: &Self::Base) -> &Self;

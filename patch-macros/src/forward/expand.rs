@@ -25,7 +25,7 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
                     }
                 }
             },
-            quote_spanned!(ident.span()=> #private::assert_plain_patch::<#self_ty>();),
+            quote_spanned!(ident.span()=> #private::assert_plain_patch::<Self>();),
         )
     } else {
         let ident = &block.forwards_t[0].sig.ident;
@@ -38,20 +38,43 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
                     }
                 }
             },
-            quote_spanned!(ident.span()=> #private::assert_train_mode_patch::<#self_ty>();),
+            quote_spanned!(ident.span()=> #private::assert_train_mode_patch::<Self>();),
         )
     };
-    let declared = quote_spanned!(span=> #private::assert_declares_custom_forward::<#self_ty>(););
+    // Each `Self` carries the span of the token at fault (the attribute, or the forward's
+    // name), which is where rustc reports an unmet bound.
+    let declared = quote_spanned!(span=> #private::assert_declares_custom_forward::<Self>(););
     quote! {
         #item
         const _: () = {
             #module_impl
             impl #impl_g #private::HasCustomForward for #self_ty #where_clause {}
             #[allow(dead_code)]
-            fn __check_patch_forward #impl_g() #where_clause {
-                #declared
-                #kind_marker
+            trait __PatchForwardChecks { fn __checks(); }
+            impl #impl_g __PatchForwardChecks for #self_ty #where_clause {
+                fn __checks() {
+                    #declared
+                    #kind_marker
+                }
             }
         };
+    }
+}
+
+/// What an invalid block expands to besides its errors: only the marker that the struct's
+/// `custom_forward` looks for, so the user sees the block's errors and not also "has no
+/// `#[patch_forward]` impl block". The block itself is left out (its forward is wrong).
+pub fn expand_invalid(item: &syn::Item, krate: Option<Path>) -> TokenStream {
+    let syn::Item::Impl(item) = item else {
+        return TokenStream::new();
+    };
+    let private = match krate {
+        Some(krate) => quote!(#krate::__private),
+        None => quote!(::tch_patch::__private),
+    };
+    let self_ty = &item.self_ty;
+    let (impl_g, _, where_clause) = item.generics.split_for_impl();
+    quote! {
+        impl #impl_g #private::HasCustomForward for #self_ty #where_clause {}
     }
 }

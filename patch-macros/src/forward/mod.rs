@@ -11,11 +11,15 @@ pub fn patch_forward(args: TokenStream, input: TokenStream) -> syn::Result<Token
     let cx = Ctxt::new();
     let krate = ast::parse_args(&cx, args);
     let item: syn::Item = syn::parse2(input)?;
-    let block = ast::ForwardBlock::from_item(&cx, item);
+    let block = ast::ForwardBlock::from_item(&cx, item.clone());
     if let Some(block) = &block {
         valid::check(&cx, block);
     }
-    cx.check()?;
+    if let Err(errors) = cx.check() {
+        let mut tokens = errors.into_compile_error();
+        tokens.extend(expand::expand_invalid(&item, krate));
+        return Ok(tokens);
+    }
     let block = block.expect("no errors, so the block was read");
     Ok(expand::expand(&block, krate))
 }

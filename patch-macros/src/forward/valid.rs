@@ -70,11 +70,16 @@ fn check_signature(cx: &Ctxt, function: &ImplItemFn, with_train: bool) {
     if !sig.generics.params.is_empty() {
         wrong(&sig.generics, "forward cannot have generic parameters");
     }
-    let mut inputs = sig.inputs.iter();
-    match inputs.next() {
-        Some(FnArg::Receiver(receiver))
-            if receiver.reference.is_some() && receiver.mutability.is_none() => {}
-        Some(other) => wrong(other, "forward takes `&self`"),
+    let mut inputs = sig.inputs.iter().peekable();
+    match inputs.peek() {
+        Some(FnArg::Receiver(receiver)) => {
+            if receiver.reference.is_none() || receiver.mutability.is_some() {
+                wrong(receiver, "forward takes `&self`");
+            }
+            inputs.next();
+        }
+        // No receiver: the first argument is then read as the input, not reported twice.
+        Some(first) => wrong(first, "forward takes `&self` first"),
         None => wrong(&sig.ident, "forward takes `&self`"),
     }
     match inputs.next() {

@@ -1,0 +1,17 @@
+use tch_patch::{patch, patch_forward};
+
+#[patch(from = tch::nn::Linear, custom_forward)]
+struct Relu {}
+
+#[patch_forward]
+impl Relu {
+    fn forward(&self, xs: &tch::Tensor) -> tch::Tensor {
+        xs.relu()
+    }
+
+    fn forward(&self, xs: &tch::Tensor) -> tch::Tensor {
+        xs.gelu("none")
+    }
+}
+
+fn main() {}

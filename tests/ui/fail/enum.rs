@@ -1,0 +1,9 @@
+use tch_patch::patch;
+
+#[patch(from = tch::nn::Linear)]
+enum Either {
+    Left,
+    Right,
+}
+
+fn main() {}

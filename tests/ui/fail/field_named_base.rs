@@ -1,0 +1,10 @@
+use tch_patch::patch;
+
+#[patch(from = tch::nn::Linear)]
+struct Scaled {
+    base: tch::nn::Linear,
+    #[param]
+    scale: tch::Tensor,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use tch_patch::patch;
+
+#[patch(from = tch::nn::BatchNorm)]
+struct Traced {}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use tch_patch::{patch, patch_forward};
+
+#[patch(from = tch::nn::Linear, custom_forward)]
+struct Relu {}
+
+#[patch_forward]
+impl tch::nn::Module for Relu {
+    fn forward(&self, xs: &tch::Tensor) -> tch::Tensor {
+        xs.relu()
+    }
+}
+
+fn main() {}
