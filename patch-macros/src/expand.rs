@@ -139,6 +139,7 @@ fn patch_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenS
         quote!((#field_name, &self.#field_ident, #private::TensorRole::#role))
     });
     quote! {
+        #[diagnostic::do_not_recommend]
         impl #impl_g #private::Patch for #ident #ty_g #where_clause {
             type Base = #from;
             const NAME: &'static str = #name;
@@ -169,6 +170,7 @@ fn view_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenSt
         #[allow(unsafe_code)]
         // SAFETY: the struct is `#[repr(transparent)]` over its only field, of type `#from`,
         // so both types have one layout and every `#from` is a valid value of the patch.
+        #[diagnostic::do_not_recommend]
         unsafe impl #impl_g #private::PatchView for #ident #ty_g #where_clause {
             #[inline]
             fn view(base: &#from) -> &Self {
@@ -199,6 +201,7 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
         quote!(#private::PlainPatch)
     };
     let markers = quote! {
+        #[diagnostic::do_not_recommend]
         impl #impl_g #kind_marker for #ident #ty_g #where_clause {}
     };
     if let Some(flag) = &patch.args.custom_forward {
@@ -208,6 +211,7 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
         };
         return quote! {
             #markers
+            #[diagnostic::do_not_recommend]
             impl #impl_g #private::DeclaresCustomForward for #ident #ty_g #where_clause {}
             #[allow(dead_code)]
             trait __PatchChecks { fn __checks(); }
@@ -248,6 +252,7 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
     });
     let forward = if module_t {
         quote! {
+            #[diagnostic::do_not_recommend]
             impl #impl_g #private::tch::nn::ModuleT for #ident #ty_g #bounded_where {
                 #[inline]
                 fn forward_t(&self, xs: &#private::tch::Tensor, train: bool) -> #private::tch::Tensor {
@@ -257,6 +262,7 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
         }
     } else {
         quote! {
+            #[diagnostic::do_not_recommend]
             impl #impl_g #private::tch::nn::Module for #ident #ty_g #bounded_where {
                 #[inline]
                 fn forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor {

@@ -10,6 +10,7 @@ use tch::nn;
     note = "if it is not a module at all, `from` must name the module type the patch wraps"
 )]
 pub trait ModuleParent: nn::Module {}
+#[diagnostic::do_not_recommend]
 impl<T: nn::Module> ModuleParent for T {}
 
 /// The parent of a `module_t` patch.
@@ -19,6 +20,7 @@ impl<T: nn::Module> ModuleParent for T {}
     note = "`from` must name the module type the patch wraps"
 )]
 pub trait ModuleTParent: nn::ModuleT {}
+#[diagnostic::do_not_recommend]
 impl<T: nn::ModuleT> ModuleTParent for T {}
 
 /// Written by `#[patch(custom_forward)]`.

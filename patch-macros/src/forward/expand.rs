@@ -18,6 +18,7 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
         let ident = &forward.sig.ident;
         (
             quote! {
+                #[diagnostic::do_not_recommend]
                 impl #impl_g #private::tch::nn::Module for #self_ty #where_clause {
                     #[inline]
                     fn forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor {
@@ -31,6 +32,7 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
         let ident = &block.forwards_t[0].sig.ident;
         (
             quote! {
+                #[diagnostic::do_not_recommend]
                 impl #impl_g #private::tch::nn::ModuleT for #self_ty #where_clause {
                     #[inline]
                     fn forward_t(&self, xs: &#private::tch::Tensor, train: bool) -> #private::tch::Tensor {
@@ -48,6 +50,7 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
         #item
         const _: () = {
             #module_impl
+            #[diagnostic::do_not_recommend]
             impl #impl_g #private::HasCustomForward for #self_ty #where_clause {}
             #[allow(dead_code)]
             trait __PatchForwardChecks { fn __checks(); }
@@ -75,6 +78,7 @@ pub fn expand_invalid(item: &syn::Item, krate: Option<Path>) -> TokenStream {
     let self_ty = &item.self_ty;
     let (impl_g, _, where_clause) = item.generics.split_for_impl();
     quote! {
+        #[diagnostic::do_not_recommend]
         impl #impl_g #private::HasCustomForward for #self_ty #where_clause {}
     }
 }
