@@ -60,23 +60,7 @@ impl MostlyFrozenEmbedding {
     /// Errors, with `base` dropped and the VarStore unchanged: an empty id list, an id out
     /// of the table's range or given twice, a table that is not 2-D, or a taken name.
     pub fn from_existing(base: nn::Embedding, path: &nn::Path, token_ids: &[i64]) -> Result<Self> {
-        Self::try_new(base, path, token_ids).map_err(|failed| failed.error)
-    }
-
-    /// Like [`from_existing`](Self::from_existing), but a failure gives `base` back.
-    fn try_new(
-        base: nn::Embedding,
-        path: &nn::Path,
-        token_ids: &[i64],
-    ) -> std::result::Result<Self, BuildError<nn::Embedding>> {
-        match init(&base, path, token_ids) {
-            Ok([delta, token_ids]) => Ok(MostlyFrozenEmbedding {
-                base,
-                delta,
-                token_ids,
-            }),
-            Err(error) => Err(BuildError::new(error, base)),
-        }
+        Self::build_from_ids(base, path, token_ids).map_err(|failed| failed.error)
     }
 
     /// The trainable row offsets, `[k, dim]`.
@@ -109,6 +93,24 @@ impl MostlyFrozenEmbedding {
     }
 }
 
+impl MostlyFrozenEmbedding {
+    /// Like [`from_existing`](Self::from_existing), but a failure gives `base` back.
+    pub fn build_from_ids(
+        base: nn::Embedding,
+        path: &nn::Path,
+        token_ids: &[i64],
+    ) -> std::result::Result<Self, Box<BuildError<nn::Embedding>>> {
+        match init(&base, path, token_ids) {
+            Ok([delta, token_ids]) => Ok(MostlyFrozenEmbedding {
+                base,
+                delta,
+                token_ids,
+            }),
+            Err(error) => Err(Box::new(BuildError::new(error, base))),
+        }
+    }
+}
+
 impl BuildPatch<nn::Embedding> for MostlyFrozenEmbedding {
     type Config = MostlyFrozenEmbeddingConfig;
 
@@ -117,7 +119,7 @@ impl BuildPatch<nn::Embedding> for MostlyFrozenEmbedding {
         path: &nn::Path,
         config: &MostlyFrozenEmbeddingConfig,
     ) -> std::result::Result<Self, BuildError<nn::Embedding>> {
-        Self::try_new(base, path, &config.tokens)
+        Self::build_from_ids(base, path, &config.tokens).map_err(|failed| *failed)
     }
 }
 

@@ -182,7 +182,18 @@ pub fn to_patch_string(specs: &[PatchSpec]) -> String {
 /// A typed config struct of a registered patch: one field per argument.
 ///
 /// Derive it with `#[derive(PatchArgs)]`, which also registers the patch in every
-/// program that links the crate (no central list to edit):
+/// program that links the crate (no central list to edit). The syntax:
+///
+/// * on the struct: `#[patch_args(name = "...")]` (required: the name in patch strings),
+///   `default` to also derive `Default` from the fields' defaults;
+/// * field types: `i64`, `f64`, `bool`, `String`, `Vec<i64>`; the field name is the
+///   argument name; the field's doc comment is its help line;
+/// * on a field: `#[arg(default = literal, range = a..=b, choices("x", "y"))]`, each
+///   optional; without `default` the argument is required. Ranges (`1..=4096`,
+///   `0.0..1.0`, `0..`, `..=1.0`) are for numbers, choices for strings; a default outside
+///   them, a mistyped default or a field named `targets` (every patch has it) fails to
+///   compile, each at its span.
+///
 ///
 /// ```
 /// use tch_patch::registry::{PatchArgs, Registry};
@@ -205,7 +216,7 @@ pub fn to_patch_string(specs: &[PatchSpec]) -> String {
 /// let error = Registry::global()?.parse_one(r#"scale_output(factor=11, targets="head")"#);
 /// assert_eq!(
 ///     error.unwrap_err().to_string(),
-///     "at column 14: argument \"factor\" of patch \"scale_output\" is 11.0, but must be in 0.0..=10.0"
+///     "at column 21: argument \"factor\" of patch \"scale_output\" is 11.0, but must be in 0.0..=10.0"
 /// );
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
