@@ -320,6 +320,14 @@ fn specs_give_typed_configs() {
         bad.validate().unwrap_err().to_string(),
         "argument \"rank\" of patch \"lora\" is 0, but must be in 1..=4096"
     );
+    let nan = LoraConfig {
+        alpha: f64::NAN,
+        ..Default::default()
+    };
+    assert_eq!(
+        nan.validate().unwrap_err().to_string(),
+        "argument \"alpha\" of patch \"lora\" is NaN, but must be finite"
+    );
     let spec = LoraConfig {
         rank: 2,
         ..Default::default()

@@ -222,10 +222,13 @@ impl ArgSpec {
         let Some(value) = self.ty.coerce(value) else {
             return Err(ArgProblem::Type);
         };
-        let in_range = self
-            .range
-            .as_ref()
-            .is_none_or(|range| range.contains(&value));
+        // A float that is not finite would not print back as a number.
+        let finite = !matches!(value, Value::Float(v) if !v.is_finite());
+        let in_range = finite
+            && self
+                .range
+                .as_ref()
+                .is_none_or(|range| range.contains(&value));
         let in_choices = match &value {
             Value::Str(text) => self.choices.is_empty() || self.choices.contains(text),
             _ => true,
