@@ -11,6 +11,7 @@ mod ctxt;
 mod expand;
 mod forward;
 mod params;
+mod registry;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -57,4 +58,11 @@ pub fn patch_forward(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Parameters, attributes(param, buffer, parameters))]
 pub fn derive_parameters(input: TokenStream) -> TokenStream {
     ctxt::into_tokens(params::derive(input.into())).into()
+}
+
+/// A typed config struct of a named patch, registered in the patch registry of every
+/// program that links the crate. See `tch_patch::registry::PatchArgs` for the guide.
+#[proc_macro_derive(PatchArgs, attributes(patch_args, arg))]
+pub fn derive_patch_args(input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(registry::derive(input.into())).into()
 }

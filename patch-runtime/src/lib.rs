@@ -13,6 +13,7 @@ mod parametrize;
 mod params;
 mod patch;
 pub mod patches;
+pub mod registry;
 mod swap;
 mod varstore;
 
@@ -31,6 +32,7 @@ pub use params::{
 };
 pub use patch::{Patch, PatchView};
 pub use patch_macros::{patch, patch_forward, Parameters};
+pub use registry::{parse_patches, PatchArgs, PatchSpec, Registry};
 pub use swap::{replace_tensor, replace_tensors};
 pub use varstore::{register_tensors, unpatch, unregistered_tensors};
 
@@ -38,6 +40,7 @@ pub use varstore::{register_tensors, unpatch, unregistered_tensors};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::dynamic::PatchTypeInfo;
+    pub use crate::error::Result;
     pub use crate::forward_checks::{
         assert_declares_custom_forward, assert_has_custom_forward, assert_module_parent,
         assert_module_t_parent, assert_plain_patch, assert_train_mode_patch, DeclaresCustomForward,
@@ -45,7 +48,9 @@ pub mod __private {
     };
     pub use crate::params::{Parameters, TensorRole, Visitor, VisitorMut};
     pub use crate::patch::{Patch, PatchView};
+    pub use crate::registry;
     pub use inventory;
+    pub use std::string::String;
     pub use std::vec;
     pub use std::vec::Vec;
     pub use tch;

@@ -1,9 +1,19 @@
 //! Fine-tune a few rows of a frozen embedding table: the blog post's `MostlyFrozenEmbedding`.
+use super::build::{BuildError, BuildPatch};
 use crate::error::{PatchError, Result};
 use crate::params::TensorRole;
+use crate::registry::PatchArgs;
 use crate::varstore::register_tensors;
 use crate::{patch, patch_forward};
 use tch::{nn, nn::Module, Tensor};
+
+/// New-token rows: trains a few rows of a frozen embedding table.
+#[derive(Debug, Clone, PartialEq, PatchArgs)]
+#[patch_args(name = "mostly_frozen_embedding", crate = crate)]
+pub struct MostlyFrozenEmbeddingConfig {
+    /// the token ids whose rows train, e.g. [100, 101]
+    pub tokens: Vec<i64>,
+}
 
 /// An `nn::Embedding` whose table stays frozen except for a few rows, each trained through
 /// a `delta` added to it: new tokens in a vocabulary, or a handful of tokens to adapt.
@@ -32,7 +42,7 @@ use tch::{nn, nn::Module, Tensor};
 /// assert!(patched.forward(&ids).equal(&patched.base().forward(&ids))); // delta starts at 0
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-#[patch(from = nn::Embedding, custom_forward, crate = crate)]
+#[patch(from = nn::Embedding, name = "mostly_frozen_embedding", custom_forward, crate = crate)]
 pub struct MostlyFrozenEmbedding {
     /// Offsets added to the trainable rows: `[k, dim]`, zeros at first.
     #[param]
@@ -50,31 +60,7 @@ impl MostlyFrozenEmbedding {
     /// Errors, with `base` dropped and the VarStore unchanged: an empty id list, an id out
     /// of the table's range or given twice, a table that is not 2-D, or a taken name.
     pub fn from_existing(base: nn::Embedding, path: &nn::Path, token_ids: &[i64]) -> Result<Self> {
-        let size = base.ws.size();
-        let &[rows, dim] = size.as_slice() else {
-            return Err(PatchError::ShapeMismatch {
-                name: "weight".into(),
-                actual: size,
-                expected: "[num_embeddings, embedding_dim]".into(),
-            });
-        };
-        validate_token_ids(token_ids, rows)?;
-        let options = (base.ws.kind(), base.ws.device());
-        let delta = Tensor::f_zeros([token_ids.len() as i64, dim], options)
-            .map_err(PatchError::torch("allocating delta"))?;
-        let ids = Tensor::from_slice(token_ids).to_device(base.ws.device());
-        let [delta, token_ids] = register_tensors(
-            path,
-            [
-                ("delta", delta, TensorRole::Param),
-                ("token_ids", ids, TensorRole::Buffer),
-            ],
-        )?;
-        Ok(MostlyFrozenEmbedding {
-            base,
-            delta,
-            token_ids,
-        })
+        Self::build_from_ids(base, path, token_ids).map_err(|failed| failed.error)
     }
 
     /// The trainable row offsets, `[k, dim]`.
@@ -105,6 +91,60 @@ impl MostlyFrozenEmbedding {
             .to_kind(self.delta.kind());
         frozen + hits.matmul(&self.delta)
     }
+}
+
+impl MostlyFrozenEmbedding {
+    /// Like [`from_existing`](Self::from_existing), but a failure gives `base` back.
+    pub fn build_from_ids(
+        base: nn::Embedding,
+        path: &nn::Path,
+        token_ids: &[i64],
+    ) -> std::result::Result<Self, Box<BuildError<nn::Embedding>>> {
+        match init(&base, path, token_ids) {
+            Ok([delta, token_ids]) => Ok(MostlyFrozenEmbedding {
+                base,
+                delta,
+                token_ids,
+            }),
+            Err(error) => Err(Box::new(BuildError::new(error, base))),
+        }
+    }
+}
+
+impl BuildPatch<nn::Embedding> for MostlyFrozenEmbedding {
+    type Config = MostlyFrozenEmbeddingConfig;
+
+    fn build(
+        base: nn::Embedding,
+        path: &nn::Path,
+        config: &MostlyFrozenEmbeddingConfig,
+    ) -> std::result::Result<Self, BuildError<nn::Embedding>> {
+        Self::build_from_ids(base, path, &config.tokens).map_err(|failed| *failed)
+    }
+}
+
+/// Checks the table and the ids, then makes and registers `delta` and `token_ids`.
+fn init(base: &nn::Embedding, path: &nn::Path, token_ids: &[i64]) -> Result<[Tensor; 2]> {
+    let size = base.ws.size();
+    let &[rows, dim] = size.as_slice() else {
+        return Err(PatchError::ShapeMismatch {
+            name: "weight".into(),
+            actual: size,
+            expected: "[num_embeddings, embedding_dim]".into(),
+        });
+    };
+    validate_token_ids(token_ids, rows)?;
+    let options = (base.ws.kind(), base.ws.device());
+    let delta = Tensor::f_zeros([token_ids.len() as i64, dim], options)
+        .map_err(PatchError::torch("allocating delta"))?;
+    let ids = Tensor::from_slice(token_ids).to_device(base.ws.device());
+    register_tensors(
+        path,
+        [
+            ("delta", delta, TensorRole::Param),
+            ("token_ids", ids, TensorRole::Buffer),
+        ],
+    )
 }
 
 fn validate_token_ids(token_ids: &[i64], rows: i64) -> Result<()> {

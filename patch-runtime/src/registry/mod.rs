@@ -1,0 +1,202 @@
+//! Named patches with typed, checked arguments, chosen from a string such as
+//! `lora(rank=8, alpha=16, targets="*.attn.{q,v}")` (PyGlove's `from_uri`, PEFT's
+//! `target_modules`).
+//!
+//! * [`parse_calls`] reads the text (grammar in [`parse`]); errors give the column.
+//! * A [`Registry`] holds a [`PatchSchema`] per patch name and checks each call against
+//!   it: an unknown patch or argument, a missing, mistyped, out-of-range or repeated
+//!   argument is a typed [`PatchError`] that names what is accepted.
+//! * The result is a [`PatchSpec`]: name, [`ValidatedArgs`] (typed getters) and the
+//!   `targets` glob, which every patch takes. [`PatchSpec::config`] turns it into the
+//!   patch's typed config ([`PatchArgs`]), which the patch's constructor takes.
+//!
+//! Patches are registered by `#[derive(PatchArgs)]` on their config struct, in any crate:
+//! [`Registry::global`] collects them all at first use. Several patches are chained with
+//! `;`:
+//!
+//! ```
+//! use tch_patch::patches::LoraConfig;
+//! use tch_patch::registry::Registry;
+//!
+//! let registry = Registry::global()?;
+//! let specs = registry.parse(r#"lora(rank=4, targets="*.attn.{q,v}"); bias_only(targets="*.mlp.*")"#)?;
+//! assert_eq!(specs[0].name, "lora");
+//! let lora: LoraConfig = specs[0].config()?;
+//! assert_eq!((lora.rank, lora.alpha), (4, 16.0));
+//! assert_eq!(specs[1].targets, "*.mlp.*");
+//!
+//! let error = registry.parse("lorra(targets=\"*\")").unwrap_err();
+//! assert!(error.to_string().starts_with("at column 1: unknown patch \"lorra\" (did you mean \"lora\"?)"));
+//! # Ok::<(), tch_patch::PatchError>(())
+//! ```
+mod args;
+mod check;
+mod nearest;
+pub mod parse;
+mod spec;
+mod value;
+
+pub use args::{ArgRange, ArgSpec, ArgType, FromArg, ValidatedArgs};
+pub use parse::{parse_calls, CallArg, PatchCall, Span};
+/// Derives [`PatchArgs`](trait@PatchArgs) and registers the patch (see the trait).
+pub use patch_macros::PatchArgs;
+pub use spec::{expect_patch, to_patch_string, PatchArgs, PatchSchema, PatchSpec};
+pub use value::Value;
+
+use crate::error::{PatchError, Result};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The argument every patch takes: the path glob of the modules to patch.
+pub const TARGETS: &str = "targets";
+
+/// A patch registered at link time, collected by [`Registry::global`].
+/// `#[derive(PatchArgs)]` submits one per config struct; a hand-written schema can be
+/// submitted with `inventory::submit!`.
+pub struct RegisteredPatch {
+    schema: fn() -> PatchSchema,
+    source: fn() -> &'static str,
+}
+
+impl RegisteredPatch {
+    /// A registration: the schema's constructor and the name of what registered it (a
+    /// type name), shown when two registrations take the same patch name.
+    pub const fn new(schema: fn() -> PatchSchema, source: fn() -> &'static str) -> Self {
+        RegisteredPatch { schema, source }
+    }
+}
+
+inventory::collect!(RegisteredPatch);
+
+/// Patch schemas by name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    schemas: BTreeMap<String, PatchSchema>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every patch registered at link time (`#[derive(PatchArgs)]` in any linked crate,
+    /// the built-in patches among them), built once. An error if two registrations share
+    /// a name or one has an invalid schema.
+    pub fn global() -> Result<&'static Registry> {
+        static GLOBAL: OnceLock<std::result::Result<Registry, String>> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| Registry::from_inventory().map_err(|error| error.to_string()))
+            .as_ref()
+            .map_err(|message| PatchError::InvalidRegistry {
+                message: message.clone(),
+            })
+    }
+
+    /// A new registry with every patch registered at link time; add more with
+    /// [`add`](Self::add).
+    pub fn from_inventory() -> Result<Registry> {
+        let mut entries: Vec<(PatchSchema, &'static str)> = inventory::iter::<RegisteredPatch>
+            .into_iter()
+            .map(|entry| ((entry.schema)(), (entry.source)()))
+            .collect();
+        entries.sort_by(|a, b| (&a.0.name, a.1).cmp(&(&b.0.name, b.1)));
+        for pair in entries.windows(2) {
+            if pair[0].0.name == pair[1].0.name {
+                return Err(PatchError::DuplicatePatchName {
+                    name: pair[0].0.name.clone(),
+                    sources: vec![pair[0].1.to_owned(), pair[1].1.to_owned()],
+                });
+            }
+        }
+        let mut registry = Registry::new();
+        for (schema, _) in entries {
+            registry.add(schema)?;
+        }
+        Ok(registry)
+    }
+
+    /// Adds a patch. An error, leaving the registry as it was, if the schema is invalid
+    /// or the name is taken.
+    pub fn add(&mut self, schema: PatchSchema) -> Result<()> {
+        schema.validate()?;
+        if self.schemas.contains_key(&schema.name) {
+            return Err(PatchError::DuplicatePatchName {
+                name: schema.name,
+                sources: Vec::new(),
+            });
+        }
+        self.schemas.insert(schema.name.clone(), schema);
+        Ok(())
+    }
+
+    /// Adds the patch of a [`PatchArgs`] config type.
+    pub fn add_args<C: PatchArgs>(&mut self) -> Result<()> {
+        self.add(C::schema())
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.schemas.keys().map(String::as_str)
+    }
+
+    /// The schema of patch `name`.
+    pub fn schema(&self, name: &str) -> Option<&PatchSchema> {
+        self.schemas.get(name)
+    }
+
+    /// Parses and checks a patch string: one spec per `;`-separated patch, in order.
+    pub fn parse(&self, text: &str) -> Result<Vec<PatchSpec>> {
+        parse_calls(text)?
+            .iter()
+            .map(|call| self.check(call))
+            .collect()
+    }
+
+    /// Parses and checks a string of exactly one patch.
+    pub fn parse_one(&self, text: &str) -> Result<PatchSpec> {
+        let calls = parse_calls(text)?;
+        if let [second, ..] = &calls[1.min(calls.len())..] {
+            return Err(PatchError::PatchSyntax {
+                input: text.to_owned(),
+                offset: second.span.offset,
+                column: second.span.column,
+                message: "expected one patch, found a second one".into(),
+            });
+        }
+        self.check(&calls[0])
+    }
+
+    /// Checks one parsed call against its schema.
+    pub fn check(&self, call: &PatchCall) -> Result<PatchSpec> {
+        let Some(schema) = self.schemas.get(&call.name) else {
+            return Err(PatchError::UnknownPatch {
+                name: call.name.clone(),
+                column: Some(call.span.column),
+                nearest: nearest::nearest(&call.name, self.names()),
+                known: self.names().map(str::to_owned).collect(),
+            });
+        };
+        let given = call.args.iter().map(check::given).collect();
+        let (args, targets) = check::check_values_at(schema, given, true, Some(call.span))?;
+        Ok(PatchSpec {
+            name: call.name.clone(),
+            args,
+            targets: targets.unwrap_or_default(),
+        })
+    }
+
+    /// A help text: every patch with its arguments, types, defaults, ranges and docs.
+    pub fn help(&self) -> String {
+        self.schemas
+            .values()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Parses and checks a patch string with the [global registry](Registry::global).
+pub fn parse_patches(text: &str) -> Result<Vec<PatchSpec>> {
+    Registry::global()?.parse(text)
+}

@@ -1,0 +1,140 @@
+//! Bias-only tuning and "dropout before linear" on real tch layers, built directly and
+//! from patch strings.
+use tch::nn::{self, Module, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+use tch_patch::patches::{
+    BiasOnly, BiasOnlyConfig, BuildPatch, DropoutBefore, DropoutBeforeConfig, LinearLike,
+    MostlyFrozenEmbedding, TrainMode,
+};
+use tch_patch::registry::Registry;
+use tch_patch::{named_tensors, Patch, PatchError};
+
+const CPU: Device = Device::Cpu;
+const FLOAT: (Kind, Device) = (Kind::Float, CPU);
+
+#[test]
+fn bias_only_trains_only_its_offset() {
+    let vs = nn::VarStore::new(CPU);
+    let path = vs.root() / "fc";
+    let linear = nn::linear(&path, 6, 3, Default::default());
+    let patched = BiasOnly::new(linear, &path, &BiasOnlyConfig {}).unwrap();
+    assert!(vs.variables()["fc.bias_delta"].is_set_to(patched.bias_delta()));
+    let names: Vec<String> = named_tensors(&patched)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["weight", "bias", "bias_delta"]);
+    let xs = Tensor::randn([8, 6], FLOAT);
+    assert!(patched.forward(&xs).equal(&patched.base().forward(&xs)));
+
+    let weight = patched.ws.detach().copy();
+    let bias = patched.bs.as_ref().unwrap().detach().copy();
+    let mut opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
+    let loss = (patched.forward(&xs) - 1.0).square().mean(Kind::Float);
+    opt.zero_grad();
+    loss.backward();
+    assert!(!patched.ws.grad().defined());
+    assert!(!patched.bs.as_ref().unwrap().grad().defined());
+    assert!(patched.bias_delta().grad().defined());
+    opt.step();
+    assert!(patched.ws.equal(&weight) && patched.bs.as_ref().unwrap().equal(&bias));
+    let shift = patched.bias_delta().detach().copy();
+    assert!(shift.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    let expected = patched.base().forward(&xs) + &shift;
+    assert!(patched.forward(&xs).allclose(&expected, 1e-6, 1e-6, false));
+}
+
+#[test]
+fn bias_only_works_on_a_base_without_bias_and_gives_it_back_on_error() {
+    let vs = nn::VarStore::new(CPU);
+    let config = nn::LinearConfig {
+        bias: false,
+        ..Default::default()
+    };
+    let linear = nn::linear(vs.root() / "fc", 4, 2, config);
+    let patched = BiasOnly::new(linear, &(vs.root() / "fc"), &BiasOnlyConfig {}).unwrap();
+    assert_eq!(patched.bias_delta().size(), [2]);
+    // Same path again: `fc.bias_delta` is taken; the base comes back untouched.
+    let other = nn::linear(vs.root() / "other", 4, 2, Default::default());
+    let ptr = other.ws.data_ptr();
+    let failed = BiasOnly::build(other, &(vs.root() / "fc"), &BiasOnlyConfig {}).unwrap_err();
+    assert!(matches!(failed.error, PatchError::NameTaken { .. }));
+    assert_eq!(failed.base.ws.data_ptr(), ptr);
+}
+
+#[test]
+fn dropout_before_drops_inputs_in_training_mode_only() {
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(CPU);
+    // An identity layer shows the dropped input itself.
+    let identity = nn::Linear {
+        ws: Tensor::eye(64, FLOAT),
+        bs: None,
+    };
+    let _ = &vs;
+    let mut patched = DropoutBefore::new(identity, &DropoutBeforeConfig { p: 0.25 }).unwrap();
+    let xs = Tensor::ones([32, 64], FLOAT);
+    assert!(patched.forward(&xs).equal(&patched.base().forward(&xs)));
+    patched.set_training(true);
+    let ys = patched.forward(&xs);
+    let kept = ys.ne(0.0);
+    // Kept inputs are scaled by 1 / (1 − p); about a quarter are zeroed.
+    let scaled = ys.masked_select(&kept);
+    assert!(scaled.allclose(&Tensor::full_like(&scaled, 1.0 / 0.75), 1e-6, 1e-6, false));
+    let dropped = 1.0
+        - kept
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]);
+    assert!((0.2..0.3).contains(&dropped), "{dropped}");
+    patched.set_training(false);
+    assert!(patched.forward(&xs).equal(&xs));
+    assert_eq!((patched.in_features(), patched.p()), (64, 0.25));
+    assert!(DropoutBefore::new(
+        nn::linear(vs.root(), 2, 2, Default::default()),
+        &DropoutBeforeConfig { p: 1.5 }
+    )
+    .is_err());
+}
+
+#[test]
+fn every_builtin_is_built_from_its_patch_string() {
+    let registry = Registry::global().unwrap();
+    let specs = registry
+        .parse(concat!(
+            r#"bias_only(targets="fc"); dropout_before(p=0.2, targets="fc2"); "#,
+            r#"mostly_frozen_embedding(tokens=[1, 4], targets="emb")"#
+        ))
+        .unwrap();
+    let vs = nn::VarStore::new(CPU);
+    let root = vs.root();
+    let fc = nn::linear(&root / "fc", 3, 3, Default::default());
+    let bias_only = BiasOnly::build_from_spec(fc, &(&root / "fc"), &specs[0]).unwrap();
+    let fc2 = nn::linear(&root / "fc2", 3, 3, Default::default());
+    let dropout = DropoutBefore::build_from_spec(fc2, &(&root / "fc2"), &specs[1]).unwrap();
+    assert_eq!(dropout.p(), 0.2);
+    let emb = nn::embedding(&root / "emb", 8, 3, Default::default());
+    let rows = MostlyFrozenEmbedding::build_from_spec(emb, &(&root / "emb"), &specs[2]).unwrap();
+    assert_eq!(rows.token_ids(), [1, 4]);
+    assert_eq!(
+        <MostlyFrozenEmbedding as Patch>::NAME,
+        "mostly_frozen_embedding"
+    );
+    // A spec of another patch is an error, and the base comes back.
+    let emb = nn::embedding(&root / "emb2", 8, 3, Default::default());
+    let failed =
+        MostlyFrozenEmbedding::build_from_spec(emb, &(&root / "emb2"), &specs[0]).unwrap_err();
+    assert!(matches!(failed.error, PatchError::WrongPatch { .. }));
+    // Ids out of range: the error names them; nothing is registered.
+    let bad = registry
+        .parse_one(r#"mostly_frozen_embedding(tokens=[9], targets="emb")"#)
+        .unwrap();
+    let failed =
+        MostlyFrozenEmbedding::build_from_spec(failed.base, &(&root / "emb2"), &bad).unwrap_err();
+    assert_eq!(
+        failed.error.to_string(),
+        "trainable token id 9 is out of range for 8 rows"
+    );
+    assert!(!vs.variables().contains_key("emb2.delta"));
+    let _ = bias_only;
+}
