@@ -11,6 +11,7 @@ mod ctxt;
 mod expand;
 mod forward;
 mod params;
+mod tree;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -57,4 +58,11 @@ pub fn patch_forward(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Parameters, attributes(param, buffer, parameters))]
 pub fn derive_parameters(input: TokenStream) -> TokenStream {
     ctxt::into_tokens(params::derive(input.into())).into()
+}
+
+/// Gives a model struct's modules paths and walks its slots. See `tch_patch::ModuleTree`
+/// for the guide.
+#[proc_macro_derive(ModuleTree, attributes(tree))]
+pub fn derive_module_tree(input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(tree::derive(input.into())).into()
 }

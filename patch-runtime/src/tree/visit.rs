@@ -1,0 +1,190 @@
+//! The [`ModuleTree`] trait and its visitors: every node of a model with its dotted path.
+use super::slot::AnySlot;
+use crate::params::{join_name, Parameters};
+use tch::Tensor;
+
+/// A model whose modules have paths: the nodes a `#[derive(ModuleTree)]` struct reaches
+/// through its fields, nested structs, `Vec`s, arrays, `Option`s and `Box`es.
+///
+/// Paths use the dotted convention of [`Parameters`](crate::Parameters): `blocks.3.attn.q`,
+/// with `Vec` and array children named by index. A [`Slot`](crate::Slot) is a node that can
+/// be patched; a leaf layer (see [`leaf_layer!`](crate::leaf_layer)) or a `Tensor` field is a
+/// fixed node, shown in [`print_tree`](crate::print_tree) and [`diff`](crate::diff) but never
+/// patched.
+///
+/// Derive it; the methods that work on a whole model are in [`ModuleTreeExt`](crate::ModuleTreeExt).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a node of a module tree",
+    label = "this field's type cannot be walked by `#[derive(ModuleTree)]`",
+    note = "hold a patchable layer in a `Slot<_>`, derive `ModuleTree` on a nested model struct, call `tch_patch::leaf_layer!({Self})` for a fixed leaf module, or mark the field `#[tree(skip)]`"
+)]
+pub trait ModuleTree {
+    /// Reports this node and its children, in field order.
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>);
+    /// Reports every slot under this node mutably, in the order of `visit_tree`.
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>);
+}
+
+/// One node of a module tree, as a visitor sees it.
+#[derive(Clone, Copy)]
+pub enum TreeNode<'a> {
+    /// A node with children: a model struct, a `Vec` or an array.
+    Branch {
+        /// Its Rust type name.
+        type_name: &'static str,
+    },
+    /// A fixed module or tensor: part of the model, never patched.
+    Leaf {
+        /// Its Rust type name.
+        type_name: &'static str,
+        /// Its tensors.
+        module: &'a dyn Parameters,
+    },
+    /// A slot: a layer that may be patched.
+    Slot(&'a dyn AnySlot),
+}
+
+type TreeFn<'a, 'f> = dyn FnMut(&str, usize, TreeNode<'a>) + 'f;
+type SlotMutFn<'a, 'f> = dyn FnMut(&str, &'a mut dyn AnySlot) + 'f;
+
+/// Receives the nodes of a module tree by shared reference, with their paths and depths.
+pub struct TreeVisitor<'a, 'f> {
+    path: String,
+    depth: usize,
+    callback: &'f mut TreeFn<'a, 'f>,
+}
+
+impl<'a, 'f> TreeVisitor<'a, 'f> {
+    /// A visitor calling `callback(path, depth, node)` for every node, parents first.
+    pub fn new(callback: &'f mut TreeFn<'a, 'f>) -> Self {
+        TreeVisitor {
+            path: String::new(),
+            depth: 0,
+            callback,
+        }
+    }
+
+    /// Reports the current node as a branch (its children follow through [`child`](Self::child)).
+    pub fn branch(&mut self, type_name: &'static str) {
+        (self.callback)(&self.path, self.depth, TreeNode::Branch { type_name });
+    }
+
+    /// Reports the current node as a fixed leaf.
+    pub fn leaf(&mut self, type_name: &'static str, module: &'a dyn Parameters) {
+        (self.callback)(&self.path, self.depth, TreeNode::Leaf { type_name, module });
+    }
+
+    /// Reports the current node as a slot.
+    pub fn slot(&mut self, slot: &'a dyn AnySlot) {
+        (self.callback)(&self.path, self.depth, TreeNode::Slot(slot));
+    }
+
+    /// Visits a child node under `name`.
+    pub fn child<M: ModuleTree + ?Sized>(&mut self, name: &str, child: &'a M) {
+        let saved = std::mem::replace(&mut self.path, String::new());
+        self.path = join_name(&saved, name);
+        self.depth += 1;
+        child.visit_tree(self);
+        self.depth -= 1;
+        self.path = saved;
+    }
+}
+
+/// Receives the slots of a module tree mutably, with their paths.
+pub struct SlotVisitorMut<'a, 'f> {
+    path: String,
+    callback: &'f mut SlotMutFn<'a, 'f>,
+}
+
+impl<'a, 'f> SlotVisitorMut<'a, 'f> {
+    /// A visitor calling `callback(path, slot)` for every slot.
+    pub fn new(callback: &'f mut SlotMutFn<'a, 'f>) -> Self {
+        SlotVisitorMut {
+            path: String::new(),
+            callback,
+        }
+    }
+
+    /// Reports the current node as a slot.
+    pub fn slot(&mut self, slot: &'a mut dyn AnySlot) {
+        (self.callback)(&self.path, slot);
+    }
+
+    /// Visits a child node under `name`.
+    pub fn child<M: ModuleTree + ?Sized>(&mut self, name: &str, child: &'a mut M) {
+        let saved = std::mem::take(&mut self.path);
+        self.path = join_name(&saved, name);
+        child.visit_slots_mut(self);
+        self.path = saved;
+    }
+}
+
+/// A `Tensor` field of a model is a fixed leaf named by the field.
+impl ModuleTree for Tensor {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        visitor.leaf("Tensor", self);
+    }
+    fn visit_slots_mut<'a>(&'a mut self, _visitor: &mut SlotVisitorMut<'a, '_>) {}
+}
+
+/// `None` has no nodes; `Some(m)` is `m` at the same path.
+impl<T: ModuleTree> ModuleTree for Option<T> {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        if let Some(inner) = self {
+            inner.visit_tree(visitor);
+        }
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        if let Some(inner) = self {
+            inner.visit_slots_mut(visitor);
+        }
+    }
+}
+
+impl<T: ModuleTree + ?Sized> ModuleTree for Box<T> {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        (**self).visit_tree(visitor);
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        (**self).visit_slots_mut(visitor);
+    }
+}
+
+/// Children named `0`, `1`, ... as in [`Parameters`](crate::Parameters).
+impl<T: ModuleTree> ModuleTree for [T] {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        visitor.branch(std::any::type_name::<Self>());
+        for (index, item) in self.iter().enumerate() {
+            visitor.child(&index.to_string(), item);
+        }
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        for (index, item) in self.iter_mut().enumerate() {
+            visitor.child(&index.to_string(), item);
+        }
+    }
+}
+
+impl<T: ModuleTree> ModuleTree for Vec<T> {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        visitor.branch(std::any::type_name::<Self>());
+        for (index, item) in self.iter().enumerate() {
+            visitor.child(&index.to_string(), item);
+        }
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        self.as_mut_slice().visit_slots_mut(visitor);
+    }
+}
+
+impl<T: ModuleTree, const N: usize> ModuleTree for [T; N] {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        visitor.branch(std::any::type_name::<Self>());
+        for (index, item) in self.iter().enumerate() {
+            visitor.child(&index.to_string(), item);
+        }
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        self.as_mut_slice().visit_slots_mut(visitor);
+    }
+}
