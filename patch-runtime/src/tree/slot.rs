@@ -51,8 +51,8 @@ pub struct Slot<T: 'static> {
 /// A patch closure's refusal: the error, and the content it was given, handed back so the
 /// slot keeps it (see [`Slot::replace_with`]).
 pub struct Refused<T: 'static> {
-    /// Why the content was not patched.
-    pub error: PatchError,
+    /// Why the content was not patched (boxed, to keep `Result`s of patch closures small).
+    pub error: Box<PatchError>,
     /// The content, unchanged.
     pub content: DynLayer<T>,
 }
@@ -60,7 +60,10 @@ pub struct Refused<T: 'static> {
 impl<T: 'static> Refused<T> {
     /// A refusal handing `content` back.
     pub fn new(error: PatchError, content: DynLayer<T>) -> Self {
-        Refused { error, content }
+        Refused {
+            error: Box::new(error),
+            content,
+        }
     }
 }
 
@@ -199,7 +202,7 @@ impl<T: Parameters + Any + Send> Slot<T> {
             }
             Err(Refused { error, content }) => {
                 self.content = Some(content);
-                Err(error)
+                Err(*error)
             }
         }
     }

@@ -81,7 +81,7 @@ impl<'a, 'f> TreeVisitor<'a, 'f> {
 
     /// Visits a child node under `name`.
     pub fn child<M: ModuleTree + ?Sized>(&mut self, name: &str, child: &'a M) {
-        let saved = std::mem::replace(&mut self.path, String::new());
+        let saved = std::mem::take(&mut self.path);
         self.path = join_name(&saved, name);
         self.depth += 1;
         child.visit_tree(self);
