@@ -4,9 +4,9 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 use tch_patch::{
-    diff, named_tensors, patch, patch_forward, path_in, print_tree, register_tensors, DynLayer,
-    Layer, ModuleTree, ModuleTreeExt, Parameters, PatchError, Refused, Rule, Selector, Slot,
-    TensorRole, TiePolicy,
+    apply_chain, diff, named_tensors, patch, patch_forward, path_in, print_tree, register_tensors,
+    DynLayer, Layer, ModuleTree, ModuleTreeExt, Parameters, PatchError, Refused, Rule, Selector,
+    Slot, TensorRole, TiePolicy,
 };
 
 const CPU: Device = Device::Cpu;
@@ -645,4 +645,39 @@ fn statically_built_patches_and_train_mode_layers_fit_in_slots() {
     assert_eq!(norm.forward_t(&xs, true).size(), train.size());
     let names: Vec<String> = named_tensors(&norm).into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["weight", "bias", "running_mean", "running_var"]);
+}
+
+#[test]
+fn a_chain_of_rules_of_several_types_is_all_or_nothing() {
+    let vs = nn::VarStore::new(CPU);
+    let mut model = tiny_lm(&vs, 2, VOCAB);
+    let before = snapshot(&model);
+    let vars_before = var_names(&vs);
+    let on_embed =
+        Rule::<nn::Embedding>::wrap(Selector::glob("embed").unwrap(), "Tagged", |_, base| {
+            Tagged { base }
+        });
+    let on_attn = scale_rule(&vs, "*.attn.{q,v}");
+    let stacked = Rule::<nn::Linear>::wrap(Selector::glob("*.q").unwrap(), "Tagged", |_, base| {
+        Tagged { base }
+    });
+    let typo = Rule::<nn::Linear>::wrap(Selector::glob("haed").unwrap(), "Tagged", |_, base| {
+        Tagged { base }
+    });
+    let error = apply_chain(&mut model, &[&on_embed, &on_attn, &stacked, &typo]).unwrap_err();
+    assert!(matches!(error, PatchError::NoMatch { ref nearest, .. } if nearest[0] == "head"));
+    assert!(model.slots().iter().all(|(_, slot)| !slot.is_patched()));
+    assert_same(&before, &snapshot(&model));
+    assert_eq!(var_names(&vs), vars_before);
+
+    let reports = apply_chain(&mut model, &[&on_embed, &on_attn, &stacked]).unwrap();
+    assert_eq!(
+        reports.iter().map(|r| r.len()).collect::<Vec<_>>(),
+        [1, 4, 2]
+    );
+    assert_eq!(model.blocks[1].attn.q.patch_names(), ["Tagged", "Scaled"]);
+    assert_eq!(
+        tch_patch::AnyRule::describe(&on_attn),
+        "Scaled on `Linear` slots picked by glob `*.attn.{q,v}`"
+    );
 }

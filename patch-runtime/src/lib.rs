@@ -29,10 +29,10 @@ pub use patch::{Patch, PatchView};
 pub use patch_macros::{patch, patch_forward, ModuleTree, Parameters};
 pub use swap::{replace_tensor, replace_tensors};
 pub use tree::{
-    diff, edit_distance, path_in, print_tree, short_type_name, AnySlot, ApplyReport, Change,
-    DynLayer, Glob, Layer, ModuleTree, ModuleTreeExt, NodeRef, Nodes, Refused, Rule, Selector,
-    Slot, SlotContent, SlotMut, SlotRef, SlotVisitorMut, TiePolicy, TreeDiff, TreeNode,
-    TreeVisitor, UnpatchReport,
+    apply_chain, diff, edit_distance, path_in, print_tree, short_type_name, AnyRule, AnySlot,
+    ApplyReport, Change, DynLayer, Glob, Layer, ModuleTree, ModuleTreeExt, NodeRef, Nodes, Refused,
+    Rule, Selector, Slot, SlotContent, SlotMut, SlotRef, SlotVisitorMut, TiePolicy, TreeDiff,
+    TreeNode, TreeVisitor, UnpatchReport,
 };
 pub use varstore::{register_tensors, unpatch, unregistered_tensors};
 

@@ -9,6 +9,7 @@
 //!   matches, double patching and half-patched tied weights.
 //! * [`print_tree`] shows the model with its patches, shapes, ties and counts;
 //!   [`diff`] compares two models.
+mod chain;
 mod diff;
 mod glob;
 mod layer;
@@ -20,6 +21,7 @@ mod slot;
 mod ties;
 mod visit;
 
+pub use chain::{apply_chain, AnyRule};
 pub use diff::{diff, Change, TreeDiff};
 pub use glob::Glob;
 pub use layer::{Layer, SlotContent};

@@ -218,6 +218,19 @@ where
     M: ModuleTree + ?Sized,
     T: Parameters + Any + Send,
 {
+    apply_tracked(model, rule).map(|(report, _)| report)
+}
+
+/// Slots a successful rule patched: (index among the model's slots, address of the content
+/// each held before), enough to undo the rule later.
+pub(crate) type Undo = Vec<(usize, usize)>;
+
+/// Applies the rule and says how to undo it.
+pub(crate) fn apply_tracked<M, T>(model: &mut M, rule: &Rule<T>) -> Result<(ApplyReport, Undo)>
+where
+    M: ModuleTree + ?Sized,
+    T: Parameters + Any + Send,
+{
     let chosen = plan(model, rule)?;
     let mut slots: Vec<SlotMut<'_>> = model.slots_mut();
     // Each patched slot with the address of the content it held before, to peel back to.
@@ -240,10 +253,28 @@ where
         .iter()
         .map(|&index| (slots[index].path.clone(), slots[index].slot.patch_names()))
         .collect();
-    Ok(ApplyReport {
+    let report = ApplyReport {
         rule: rule.name.clone(),
         patched,
-    })
+    };
+    Ok((report, done))
+}
+
+/// Undoes what [`apply_tracked`] did (with nothing applied since, or that undone first).
+pub(crate) fn undo<M, T>(model: &mut M, rule: &Rule<T>, undo: &Undo)
+where
+    M: ModuleTree + ?Sized,
+    T: Parameters + Any + Send,
+{
+    let mut slots = model.slots_mut();
+    for &(index, original) in undo.iter().rev() {
+        if let Some(slot) = slots
+            .get_mut(index)
+            .and_then(|s| s.slot.downcast_mut::<T>())
+        {
+            peel_back_to(rule, slot, original);
+        }
+    }
 }
 
 /// Runs the rule's closure on one slot. On error the slot holds its original content again
