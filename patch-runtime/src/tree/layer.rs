@@ -23,6 +23,38 @@ use tch::{nn, Tensor};
 ///
 /// The forward is `nn::ModuleT`, which every `nn::Module` is too, so layers whose forward
 /// depends on train mode (`nn::BatchNorm`, `#[patch(module_t)]` patches) fit as well.
+///
+/// A generic patch that can stack on whatever a slot holds is generic over its base,
+/// bounded by `Layer` (and `nn::Module` when its forward calls `self.base.forward(xs)`):
+///
+/// ```
+/// use tch::{nn, nn::Module, Tensor};
+/// use tch_patch::{patch, patch_forward, Layer, Slot};
+///
+/// #[patch(from = L, custom_forward)]
+/// struct Negated<L: Layer + Module> {}
+///
+/// #[patch_forward]
+/// impl<L: Layer + Module> Negated<L> {
+///     fn forward(&self, xs: &Tensor) -> Tensor { -self.base.forward(xs) }
+/// }
+///
+/// let vs = nn::VarStore::new(tch::Device::Cpu);
+/// let mut slot = Slot::new(nn::linear(vs.root(), 3, 3, Default::default()));
+/// let xs = Tensor::ones([1, 3], tch::kind::FLOAT_CPU);
+/// let plain = slot.forward(&xs);
+/// slot.replace_with(|base| Ok(Box::new(Negated { base })))?; // stacked at run time
+/// assert!(slot.forward(&xs).equal(&-&plain));
+/// // ... or built statically: `Negated<nn::Linear>` is a `Layer` with root `nn::Linear`.
+/// let fixed = Slot::new(Negated { base: nn::linear(vs.root(), 3, 3, Default::default()) });
+/// assert_eq!(fixed.patch_names(), ["Negated"]);
+/// # Ok::<(), tch_patch::PatchError>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Layer`, so it cannot sit in a `Slot`",
+    label = "not a leaf layer, a `#[patch]` over a `Layer`, or a slot's boxed content",
+    note = "for your own leaf module (one that implements `nn::Module` or `nn::ModuleT`, `Parameters` and `Send`), write `tch_patch::leaf_layer!({Self});`"
+)]
 pub trait Layer: nn::ModuleT + Parameters + Any + Send {
     /// The innermost, unpatched layer type.
     type Root: Parameters + Any + Send;

@@ -13,6 +13,57 @@ use tch::Tensor;
 /// patched.
 ///
 /// Derive it; the methods that work on a whole model are in [`ModuleTreeExt`](crate::ModuleTreeExt).
+/// Every field must be a node: a `Slot<_>`, a leaf layer, a `Tensor`, another
+/// `ModuleTree` struct, or a `Vec`, array, `Option` or `Box` of those. Anything else is a
+/// compile error at the field, unless it is marked `#[tree(skip)]` (or `#[param(skip)]`,
+/// which `#[derive(Parameters)]` reads too). `#[tree(rename = "name")]` (or
+/// `#[param(rename = "name")]`) changes a field's path segment, as it changes its tensors'
+/// names. The tree never holds a patch's insides: a slot is one node whatever it holds.
+///
+/// ```
+/// use tch::{nn, Device, Tensor};
+/// use tch_patch::{ModuleTree, ModuleTreeExt, Parameters, Slot};
+///
+/// #[derive(ModuleTree, Parameters)]
+/// struct Attention { q: Slot<nn::Linear>, v: Slot<nn::Linear> }
+///
+/// #[derive(ModuleTree, Parameters)]
+/// struct Model {
+///     embed: Slot<nn::Embedding>,
+///     blocks: Vec<Attention>,
+///     experts: [Slot<nn::Linear>; 2],
+///     norm: Option<nn::LayerNorm>,      // a fixed leaf: shown, never patched
+///     #[param(rename = "lm_head")]
+///     head: Box<Slot<nn::Linear>>,
+///     #[buffer]
+///     positions: Tensor,
+///     #[param(skip)]
+///     n_heads: i64,                     // not a module: skipped by both derives
+/// }
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let p = vs.root();
+/// let linear = |p: nn::Path| Slot::new(nn::linear(p, 4, 4, Default::default()));
+/// let model = Model {
+///     embed: Slot::new(nn::embedding(&p / "embed", 10, 4, Default::default())),
+///     blocks: (0..2)
+///         .map(|i| Attention { q: linear(&p / "blocks" / i / "q"), v: linear(&p / "blocks" / i / "v") })
+///         .collect(),
+///     experts: [linear(&p / "experts" / 0), linear(&p / "experts" / 1)],
+///     norm: None,
+///     head: Box::new(linear(&p / "lm_head")),
+///     positions: Tensor::arange(8, (tch::Kind::Int64, Device::Cpu)),
+///     n_heads: 2,
+/// };
+/// let paths: Vec<String> = model.slots().into_iter().map(|(path, _)| path).collect();
+/// assert_eq!(paths, [
+///     "embed", "blocks.0.q", "blocks.0.v", "blocks.1.q", "blocks.1.v",
+///     "experts.0", "experts.1", "lm_head",
+/// ]);
+/// // The same paths prefix the tensors' names.
+/// assert!(tch_patch::named_tensors(&model).iter().any(|t| t.name == "lm_head.weight"));
+/// # let _ = model.n_heads;
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a node of a module tree",
     label = "this field's type cannot be walked by `#[derive(ModuleTree)]`",
