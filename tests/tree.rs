@@ -681,3 +681,49 @@ fn a_chain_of_rules_of_several_types_is_all_or_nothing() {
         "Scaled on `Linear` slots picked by glob `*.attn.{q,v}`"
     );
 }
+
+#[derive(ModuleTree, Parameters)]
+struct WithTensors {
+    proj: Slot<nn::Linear>,
+    #[buffer]
+    positions: Tensor,
+    shared_bias: Tensor,
+}
+
+#[test]
+fn tensor_fields_are_nodes_and_ties_to_them_are_seen() {
+    let vs = nn::VarStore::new(CPU);
+    let proj = nn::linear(vs.root() / "proj", DIM, DIM, Default::default());
+    let shared_bias = proj.bs.as_ref().unwrap().shallow_clone();
+    let mut model = WithTensors {
+        proj: Slot::new(proj),
+        positions: Tensor::arange(8, (Kind::Int64, CPU)),
+        shared_bias,
+    };
+    assert_eq!(
+        print_tree(&model),
+        "\
+WithTensors
+  proj: Linear: weight [4, 4], bias [4]
+  positions: [8] (buffer)
+  shared_bias: [4] (tied to proj.bias)
+parameters: 20 total, 20 trainable; slots: 0 of 1 patched
+"
+    );
+    let tag = Rule::<nn::Linear>::wrap(Selector::all(), "Tagged", |_, base| Tagged { base });
+    assert!(matches!(
+        model.apply(&tag),
+        Err(PatchError::TiedWeights { ref tied_to, ref reason, .. })
+            if tied_to == "shared_bias" && reason == "is not in a slot, so it cannot be patched"
+    ));
+    model.apply(&tag.tie(TiePolicy::Allow)).unwrap();
+    let other = WithTensors {
+        proj: linear(vs.root() / "p2", DIM, DIM),
+        positions: Tensor::arange(9, (Kind::Int64, CPU)),
+        shared_bias: Tensor::zeros([DIM], (Kind::Float, CPU)),
+    };
+    assert_eq!(
+        diff(&model, &other).to_string(),
+        "~ proj: patches [Tagged] -> []\n~ positions: shape [8] -> [9]\n"
+    );
+}

@@ -62,7 +62,7 @@ pub fn derive_parameters(input: TokenStream) -> TokenStream {
 
 /// Gives a model struct's modules paths and walks its slots. See `tch_patch::ModuleTree`
 /// for the guide.
-#[proc_macro_derive(ModuleTree, attributes(tree))]
+#[proc_macro_derive(ModuleTree, attributes(tree, buffer))]
 pub fn derive_module_tree(input: TokenStream) -> TokenStream {
     ctxt::into_tokens(tree::derive(input.into())).into()
 }

@@ -22,6 +22,8 @@ pub struct TreeField {
     pub skip: Option<Span>,
     /// `#[tree(rename = "...")]`, with its literal.
     pub rename: Option<LitStr>,
+    /// `#[buffer]` (shared with `#[derive(Parameters)]`): a tensor field that is a buffer.
+    pub buffer: Option<Span>,
 }
 
 pub const FIELD_OPTIONS: &str = "`skip` (not part of the tree) or `rename = \"name\"`";
@@ -75,8 +77,11 @@ fn read_field(cx: &Ctxt, index: usize, field: &syn::Field) -> TreeField {
     let mut param_skip = None;
     let mut rename: Option<LitStr> = None;
     let mut param_rename: Option<LitStr> = None;
+    let mut buffer = None;
     for attr in &field.attrs {
-        if attr.path().is_ident("tree") {
+        if attr.path().is_ident("buffer") {
+            buffer = Some(attr.path().get_ident().expect("ident").span());
+        } else if attr.path().is_ident("tree") {
             let result = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("skip") {
                     if skip.is_some() {
@@ -128,6 +133,7 @@ fn read_field(cx: &Ctxt, index: usize, field: &syn::Field) -> TreeField {
         ty: field.ty.clone(),
         skip,
         rename,
+        buffer,
     }
 }
 

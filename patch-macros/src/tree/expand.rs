@@ -3,7 +3,8 @@ use super::ast::TreeModel;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::WherePredicate;
+use syn::visit::{self, Visit};
+use syn::{Generics, Ident, Type, WherePredicate};
 
 pub fn expand(model: &TreeModel) -> TokenStream {
     let private = match &model.krate {
@@ -12,10 +13,13 @@ pub fn expand(model: &TreeModel) -> TokenStream {
     };
     let ident = &model.ident;
     let walked: Vec<_> = model.fields.iter().filter(|f| f.skip.is_none()).collect();
-    // Each walked field's type must be a tree node; for a concrete type that is not, the
-    // error points at the field (with the trait's note on what to write).
+    // A field whose type uses the struct's type parameters needs a bound. Other fields get
+    // none: a concrete type that is not a tree node is then reported at the field itself,
+    // by the visit call below, with the trait's note on what to write.
+    let params = type_params(&model.generics);
     let bounds: Vec<WherePredicate> = walked
         .iter()
+        .filter(|field| field.buffer.is_none() && uses_any(&field.ty, &params))
         .map(|field| {
             let ty = &field.ty;
             syn::parse2(quote_spanned!(ty.span()=> #ty: #private::ModuleTree))
@@ -26,13 +30,21 @@ pub fn expand(model: &TreeModel) -> TokenStream {
     generics.make_where_clause().predicates.extend(bounds);
     let (impl_g, ty_g, where_clause) = generics.split_for_impl();
     let visits = walked.iter().map(|field| {
-        let (member, name) = (&field.member, &field.name);
-        quote!(visitor.child(#name, &self.#member);)
+        let (member, name, ty) = (&field.member, &field.name, &field.ty);
+        if field.buffer.is_some() {
+            quote_spanned!(ty.span()=> visitor.child_tensor(
+                #name, &self.#member, #private::TensorRole::Buffer);)
+        } else {
+            quote_spanned!(ty.span()=> visitor.child(#name, &self.#member);)
+        }
     });
-    let visits_mut = walked.iter().map(|field| {
-        let (member, name) = (&field.member, &field.name);
-        quote!(visitor.child(#name, &mut self.#member);)
-    });
+    let visits_mut = walked
+        .iter()
+        .filter(|field| field.buffer.is_none())
+        .map(|field| {
+            let (member, name, ty) = (&field.member, &field.name, &field.ty);
+            quote_spanned!(ty.span()=> visitor.child(#name, &mut self.#member);)
+        });
     quote! {
         impl #impl_g #private::ModuleTree for #ident #ty_g #where_clause {
             fn visit_tree<'__a>(&'__a self, visitor: &mut #private::TreeVisitor<'__a, '_>) {
@@ -47,4 +59,35 @@ pub fn expand(model: &TreeModel) -> TokenStream {
             }
         }
     }
+}
+
+fn type_params(generics: &Generics) -> Vec<Ident> {
+    generics.type_params().map(|p| p.ident.clone()).collect()
+}
+
+/// Whether `ty` names one of `params` anywhere (`Slot<L>`, `Vec<Block<L>>`, `L::Output`).
+fn uses_any(ty: &Type, params: &[Ident]) -> bool {
+    struct Finder<'p> {
+        params: &'p [Ident],
+        found: bool,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if let Some(first) = path.segments.first() {
+                if self.params.iter().any(|p| *p == first.ident) {
+                    self.found = true;
+                }
+            }
+            visit::visit_path(self, path);
+        }
+    }
+    if params.is_empty() {
+        return false;
+    }
+    let mut finder = Finder {
+        params,
+        found: false,
+    };
+    finder.visit_type(ty);
+    finder.found
 }

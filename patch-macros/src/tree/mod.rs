@@ -44,8 +44,14 @@ mod tests {
         })
         .unwrap()
         .to_string();
-        assert!(out.contains("visitor . child (\"embed\" , & self . embed)"), "{out}");
-        assert!(out.contains("visitor . child (\"lm_head\" , & self . head)"), "{out}");
+        assert!(
+            out.contains("visitor . child (\"embed\" , & self . embed)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("visitor . child (\"lm_head\" , & self . head)"),
+            "{out}"
+        );
         assert!(!out.contains("scratch"), "{out}");
     }
 

@@ -1,6 +1,7 @@
 //! Checks a parsed `#[derive(ModuleTree)]` struct; each problem carries its span.
 use super::ast::TreeModel;
 use crate::ctxt::Ctxt;
+use crate::valid::is_tensor;
 use std::collections::HashMap;
 
 pub fn check(cx: &Ctxt, model: &TreeModel) {
@@ -14,6 +15,13 @@ pub fn check(cx: &Ctxt, model: &TreeModel) {
         }
         if field.skip.is_some() {
             continue;
+        }
+        if let (Some(span), false) = (field.buffer, is_tensor(&field.ty)) {
+            cx.syn_error(syn::Error::new(
+                span,
+                "`#[buffer]` marks a `Tensor` field as a buffer; a child module's buffers are \
+                 declared by the child itself",
+            ));
         }
         if field.name.is_empty() || field.name.contains('.') {
             cx.syn_error(syn::Error::new(

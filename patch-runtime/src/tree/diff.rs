@@ -2,7 +2,7 @@
 use super::query::{NodeRef, Nodes};
 use super::slot::short_type_name;
 use super::visit::{ModuleTree, TreeNode};
-use crate::params::named_tensors_with_prefix;
+use crate::params::{named_tensors_with_prefix, TensorRole};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -187,6 +187,14 @@ fn title(node: &NodeRef<'_>) -> String {
             }
             title
         }
+        TreeNode::Tensor {
+            role: TensorRole::Param,
+            ..
+        } => "Tensor".to_owned(),
+        TreeNode::Tensor {
+            role: TensorRole::Buffer,
+            ..
+        } => "Tensor (buffer)".to_owned(),
     }
 }
 
@@ -218,6 +226,25 @@ fn compare(left: NodeRef<'_>, right: NodeRef<'_>, changes: &mut Vec<Change>) {
         ) if ta == tb => (a, b),
         (TreeNode::Branch { type_name: ta }, TreeNode::Branch { type_name: tb }) if ta == tb => {
             return
+        }
+        (
+            TreeNode::Tensor {
+                tensor: a,
+                role: ra,
+            },
+            TreeNode::Tensor {
+                tensor: b,
+                role: rb,
+            },
+        ) if ra == rb => {
+            if a.size() != b.size() {
+                changes.push(Change::Shape {
+                    name: path,
+                    left: a.size(),
+                    right: b.size(),
+                });
+            }
+            return;
         }
         _ => {
             changes.push(Change::Node {

@@ -10,7 +10,8 @@ use std::fmt::Write;
 /// The model as text: one line per node, indented by depth, then a line of totals.
 ///
 /// * a slot shows its layer type, wrapped in its patches' names: `q: Lora(Linear)`;
-/// * a fixed leaf (not a slot, so never patched) is marked `(fixed)`;
+/// * a fixed leaf (not a slot, so never patched) is marked `(fixed)`; a tensor field shows
+///   its shape only;
 /// * each tensor shows its shape, and in parentheses `frozen` (a parameter that does not
 ///   require grad), `buffer`, or `tied to <path>` (the same tensor seen earlier);
 /// * the last line counts parameters (each tied tensor once; buffers not counted) and
@@ -42,6 +43,10 @@ pub fn print_tree<M: ModuleTree + ?Sized>(model: &M) -> String {
     let entries = tensor_entries(&nodes);
     let ties = TieIndex::new(&entries);
     let mut out = String::new();
+    let mut owned: Vec<Vec<usize>> = vec![Vec::new(); nodes.iter().count()];
+    for (at, entry) in entries.iter().enumerate() {
+        owned[entry.owner].push(at);
+    }
     for (index, node) in nodes.iter().enumerate() {
         let indent = "  ".repeat(node.depth);
         let name = if node.depth == 0 {
@@ -49,6 +54,10 @@ pub fn print_tree<M: ModuleTree + ?Sized>(model: &M) -> String {
         } else {
             format!("{}: ", node.path.rsplit('.').next().unwrap_or(node.path))
         };
+        let tensors: Vec<String> = owned[index]
+            .iter()
+            .map(|&at| describe(&entries[at], node.path, ties.tied_before(&entries, at)))
+            .collect();
         let title = match node.node {
             TreeNode::Branch { type_name } => short_type_name(type_name),
             TreeNode::Leaf { type_name, .. } => format!("{} (fixed)", short_type_name(type_name)),
@@ -59,13 +68,11 @@ pub fn print_tree<M: ModuleTree + ?Sized>(model: &M) -> String {
                 }
                 title
             }
+            TreeNode::Tensor { .. } => {
+                let _ = writeln!(out, "{indent}{name}{}", tensors.join(", "));
+                continue;
+            }
         };
-        let tensors: Vec<String> = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, entry)| entry.owner == index)
-            .map(|(at, entry)| describe(entry, node.path, ties.tied_before(&entries, at)))
-            .collect();
         let _ = write!(out, "{indent}{name}{title}");
         if !tensors.is_empty() {
             let _ = write!(out, ": {}", tensors.join(", "));

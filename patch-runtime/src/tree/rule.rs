@@ -387,7 +387,7 @@ where
                     short_type_name(slots[p].1.root_type_name()),
                     short_type_name(std::any::type_name::<T>())
                 ),
-                None => "is a fixed module, not a slot, so it cannot be patched".to_owned(),
+                None => "is not in a slot, so it cannot be patched".to_owned(),
             };
             return Err(PatchError::TiedWeights {
                 path: path.to_owned(),

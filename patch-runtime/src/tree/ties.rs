@@ -27,6 +27,15 @@ pub(crate) fn tensor_entries(nodes: &Nodes<'_>) -> Vec<TensorEntry> {
         let module = match node.node {
             TreeNode::Slot(slot) => slot.parameters(),
             TreeNode::Leaf { module, .. } => module,
+            TreeNode::Tensor { tensor, role } => {
+                entries.push(TensorEntry {
+                    owner,
+                    name: node.path.to_owned(),
+                    tensor: tensor.shallow_clone(),
+                    role,
+                });
+                continue;
+            }
             TreeNode::Branch { .. } => continue,
         };
         entries.extend(

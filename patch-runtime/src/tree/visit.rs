@@ -1,6 +1,6 @@
 //! The [`ModuleTree`] trait and its visitors: every node of a model with its dotted path.
 use super::slot::AnySlot;
-use crate::params::{join_name, Parameters};
+use crate::params::{join_name, Parameters, TensorRole};
 use tch::Tensor;
 
 /// A model whose modules have paths: the nodes a `#[derive(ModuleTree)]` struct reaches
@@ -17,6 +17,8 @@ use tch::Tensor;
 /// `ModuleTree` struct, or a `Vec`, array, `Option` or `Box` of those. Anything else is a
 /// compile error at the field, unless it is marked `#[tree(skip)]` (or `#[param(skip)]`,
 /// which `#[derive(Parameters)]` reads too). `#[tree(rename = "name")]` (or
+/// `#[param(rename = "name")]`) changes a field's path segment; a `Tensor` field marked
+/// `#[buffer]` is shown as a buffer. `#[tree(rename = "name")]` (or
 /// `#[param(rename = "name")]`) changes a field's path segment, as it changes its tensors'
 /// names. The tree never holds a patch's insides: a slot is one node whatever it holds.
 ///
@@ -93,6 +95,13 @@ pub enum TreeNode<'a> {
     },
     /// A slot: a layer that may be patched.
     Slot(&'a dyn AnySlot),
+    /// A tensor field of a model struct.
+    Tensor {
+        /// The tensor.
+        tensor: &'a Tensor,
+        /// Parameter, or buffer (a field marked `#[buffer]`).
+        role: TensorRole,
+    },
 }
 
 type TreeFn<'a, 'f> = dyn FnMut(&str, usize, TreeNode<'a>) + 'f;
@@ -128,6 +137,22 @@ impl<'a, 'f> TreeVisitor<'a, 'f> {
     /// Reports the current node as a slot.
     pub fn slot(&mut self, slot: &'a dyn AnySlot) {
         (self.callback)(&self.path, self.depth, TreeNode::Slot(slot));
+    }
+
+    /// Reports the current node as a tensor.
+    pub fn tensor(&mut self, tensor: &'a Tensor, role: TensorRole) {
+        (self.callback)(&self.path, self.depth, TreeNode::Tensor { tensor, role });
+    }
+
+    /// Reports a tensor child under `name` (`#[buffer]` fields use this with
+    /// [`TensorRole::Buffer`]).
+    pub fn child_tensor(&mut self, name: &str, tensor: &'a Tensor, role: TensorRole) {
+        let saved = std::mem::take(&mut self.path);
+        self.path = join_name(&saved, name);
+        self.depth += 1;
+        self.tensor(tensor, role);
+        self.depth -= 1;
+        self.path = saved;
     }
 
     /// Visits a child node under `name`.
@@ -170,10 +195,11 @@ impl<'a, 'f> SlotVisitorMut<'a, 'f> {
     }
 }
 
-/// A `Tensor` field of a model is a fixed leaf named by the field.
+/// A `Tensor` field of a model is a tensor node named by the field: a parameter, or a
+/// buffer when the field is marked `#[buffer]`.
 impl ModuleTree for Tensor {
     fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
-        visitor.leaf("Tensor", self);
+        visitor.tensor(self, TensorRole::Param);
     }
     fn visit_slots_mut<'a>(&'a mut self, _visitor: &mut SlotVisitorMut<'a, '_>) {}
 }
