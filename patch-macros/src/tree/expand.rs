@@ -74,7 +74,7 @@ fn uses_any(ty: &Type, params: &[Ident]) -> bool {
     impl<'ast> Visit<'ast> for Finder<'_> {
         fn visit_path(&mut self, path: &'ast syn::Path) {
             if let Some(first) = path.segments.first() {
-                if self.params.iter().any(|p| *p == first.ident) {
+                if self.params.contains(&first.ident) {
                     self.found = true;
                 }
             }
