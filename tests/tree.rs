@@ -381,6 +381,22 @@ fn checks_and_patch_names_are_enforced_before_anything_stays_changed() {
          `NAME` of the patch its closure applies"
     );
     assert!(!model.head.is_patched());
+
+    // A closure that drops what it was given (here: peels the patch below) is caught.
+    model.apply(&scale_rule(&vs, "blocks.1.attn.q")).unwrap();
+    let peeling = Rule::<nn::Linear>::new(
+        Selector::glob("*.attn.q").unwrap(),
+        "Tagged",
+        |_, content| {
+            let inner = content.peel().unwrap_or_else(|bare| bare);
+            Ok(Box::new(Tagged { base: inner }))
+        },
+    );
+    assert!(matches!(
+        model.apply(&peeling),
+        Err(PatchError::NotWrapped { ref path, .. }) if path == "blocks.1.attn.q"
+    ));
+    assert!(!model.blocks[0].attn.q.is_patched()); // the earlier slot was restored
 }
 
 #[test]
@@ -726,4 +742,58 @@ parameters: 20 total, 20 trainable; slots: 0 of 1 patched
         diff(&model, &other).to_string(),
         "~ proj: patches [Tagged] -> []\n~ positions: shape [8] -> [9]\n"
     );
+}
+
+#[test]
+fn a_non_generic_patch_wraps_the_bare_layer_of_a_slot() {
+    use tch_patch::patches::MostlyFrozenEmbedding;
+    let vs = nn::VarStore::new(CPU);
+    let mut model = tiny_lm(&vs, 1, VOCAB);
+    let before = snapshot(&model);
+    let vars = vs.variables_.clone();
+    let new_rows = |ids: &'static [i64]| {
+        let vars = vars.clone();
+        Rule::<nn::Embedding>::new(
+            Selector::glob("embed").unwrap(),
+            "MostlyFrozenEmbedding",
+            move |path, content| {
+                let mut store = nn::VarStore::new(CPU);
+                store.variables_ = vars.clone();
+                let table = content.into_root().map_err(|patched| {
+                    Refused::new(
+                        PatchError::Empty {
+                            what: "a bare embedding",
+                        },
+                        patched,
+                    )
+                })?;
+                let patched =
+                    MostlyFrozenEmbedding::from_existing(table, &path_in(&store.root(), path), ids)
+                        .expect("validated by the check");
+                Ok(Box::new(patched))
+            },
+        )
+        // The constructor consumes the table even when it fails: validate before.
+        .check(
+            move |_, slot| match ids.iter().all(|&id| id < slot.base().ws.size()[0]) {
+                true => Ok(()),
+                false => Err(PatchError::IndexOutOfRange {
+                    what: "token id",
+                    index: 99,
+                    len: VOCAB,
+                }),
+            },
+        )
+        .var_store(&vs)
+    };
+    assert!(model.apply(&new_rows(&[3, 99])).is_err());
+    model.apply(&new_rows(&[3, 7])).unwrap();
+    assert!(model
+        .embed
+        .downcast_ref::<MostlyFrozenEmbedding>()
+        .is_some());
+    assert!(vs.variables().contains_key("embed.delta"));
+    model.unpatch_all_from(&vs);
+    assert_same(&before, &snapshot(&model));
+    assert!(!vs.variables().contains_key("embed.delta"));
 }

@@ -326,6 +326,11 @@ fn layer_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenS
             ) -> ::core::result::Result<#private::Box<#content>, #private::Box<#content>> {
                 ::core::result::Result::Ok(#private::Layer::into_content(self.base))
             }
+            fn into_root(
+                self,
+            ) -> ::core::result::Result<<Self as #private::Layer>::Root, #private::Box<#content>> {
+                ::core::result::Result::Err(#private::Box::new(self))
+            }
             fn added_tensors(&self) -> #private::Vec<#private::tch::Tensor> {
                 #private::Patch::added_tensors(self)
                     .into_iter()

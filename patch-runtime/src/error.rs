@@ -186,12 +186,12 @@ pub enum PatchError {
         /// The outermost patch name found instead.
         produced: Option<&'static str>,
     },
-    /// A rule's closure did not return the content it was given wrapped in patches (it
-    /// peeled or replaced it), so that slot could not be restored.
+    /// A rule's closure did not keep what it was given under its patch (it peeled it or
+    /// swapped the layer's tensors), so that slot could not be restored.
     #[error(
         "rule `{rule}` at `{path}`: the patch closure must return the content it is given \
-         wrapped in its patch; it returned something else, so `{path}` could not be restored \
-         (every other slot was)"
+         (the same patches over the same layer) wrapped in its patch; it returned something \
+         else, so `{path}` could not be restored (every other slot was)"
     )]
     NotWrapped {
         /// The rule's patch name.

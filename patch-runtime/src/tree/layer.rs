@@ -74,6 +74,13 @@ pub trait Layer: nn::ModuleT + Parameters + Any + Send {
     fn peel(self) -> Result<Box<dyn SlotContent<Self::Root>>, Box<dyn SlotContent<Self::Root>>>
     where
         Self: Sized;
+    /// The bare root layer, moved out: `Ok(root)` for a leaf, `Err(self)` unchanged for a
+    /// patch (peel it first). Lets a non-generic patch (`#[patch(from = nn::Embedding)]`)
+    /// wrap what a bare slot holds.
+    #[allow(clippy::type_complexity)]
+    fn into_root(self) -> Result<Self::Root, Box<dyn SlotContent<Self::Root>>>
+    where
+        Self: Sized;
     /// Handles to the tensors the outermost patch adds (none for a leaf).
     fn added_tensors(&self) -> Vec<Tensor>;
 
@@ -116,6 +123,11 @@ pub trait SlotContent<T: 'static>: nn::ModuleT + Parameters + Any + Send {
     /// Removes the outermost patch: `Ok(inner)`, or `Err(self)` unchanged when bare.
     #[allow(clippy::type_complexity)]
     fn peel(self: Box<Self>) -> Result<Box<dyn SlotContent<T>>, Box<dyn SlotContent<T>>>;
+    /// The bare `T`, moved out: `Ok(t)` when bare, `Err(self)` unchanged when patched.
+    /// A non-generic patch of `T` wraps it (mind that a rule's closure must hand the content
+    /// back when it refuses: validate in `Rule::check` before the patch consumes it).
+    #[allow(clippy::type_complexity)]
+    fn into_root(self: Box<Self>) -> Result<T, Box<dyn SlotContent<T>>>;
     /// Handles to the tensors the outermost patch adds (none when bare).
     fn added_tensors(&self) -> Vec<Tensor>;
     /// The innermost layer as its parameters.
@@ -150,6 +162,9 @@ impl<X: Layer> SlotContent<X::Root> for X {
         self: Box<Self>,
     ) -> Result<Box<dyn SlotContent<X::Root>>, Box<dyn SlotContent<X::Root>>> {
         Layer::peel(*self)
+    }
+    fn into_root(self: Box<Self>) -> Result<X::Root, Box<dyn SlotContent<X::Root>>> {
+        Layer::into_root(*self)
     }
     fn added_tensors(&self) -> Vec<Tensor> {
         Layer::added_tensors(self)
@@ -188,6 +203,9 @@ impl<T: Parameters + Any + Send> Layer for Box<dyn SlotContent<T>> {
     }
     fn peel(self) -> Result<Box<dyn SlotContent<T>>, Box<dyn SlotContent<T>>> {
         SlotContent::peel(self)
+    }
+    fn into_root(self) -> Result<T, Box<dyn SlotContent<T>>> {
+        SlotContent::into_root(self)
     }
     fn added_tensors(&self) -> Vec<Tensor> {
         (**self).added_tensors()
@@ -282,6 +300,14 @@ macro_rules! leaf_layer {
                 $crate::__private::Box<dyn $crate::__private::SlotContent<Self>>,
             > {
                 ::core::result::Result::Err($crate::__private::Box::new(self))
+            }
+            fn into_root(
+                self,
+            ) -> ::core::result::Result<
+                Self,
+                $crate::__private::Box<dyn $crate::__private::SlotContent<Self>>,
+            > {
+                ::core::result::Result::Ok(self)
             }
             fn added_tensors(&self) -> $crate::__private::Vec<$crate::__private::tch::Tensor> {
                 $crate::__private::Vec::new()

@@ -1,12 +1,12 @@
 //! [`Rule`]: "every `T` slot this selector picks gets this patch", applied all or nothing.
-use super::layer::{Layer, SlotContent};
+use super::layer::Layer;
 use super::query::{ModuleTreeExt, Nodes, SlotMut};
 use super::select::{nearest, Selector};
 use super::slot::{short_type_name, AnySlot, DynLayer, Refused, Slot};
 use super::ties::{tensor_entries, TieIndex};
 use super::visit::{ModuleTree, TreeNode};
 use crate::error::{PatchError, Result};
-use crate::params::Parameters;
+use crate::params::{named_tensors, Parameters};
 use std::any::{Any, TypeId};
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
@@ -221,8 +221,8 @@ where
     apply_tracked(model, rule).map(|(report, _)| report)
 }
 
-/// Slots a successful rule patched: (index among the model's slots, address of the content
-/// each held before), enough to undo the rule later.
+/// Slots a successful rule patched: (index among the model's slots, number of layers the
+/// rule put on it), enough to undo the rule later.
 pub(crate) type Undo = Vec<(usize, usize)>;
 
 /// Applies the rule and says how to undo it.
@@ -233,21 +233,20 @@ where
 {
     let chosen = plan(model, rule)?;
     let mut slots: Vec<SlotMut<'_>> = model.slots_mut();
-    // Each patched slot with the address of the content it held before, to peel back to.
-    let mut done: Vec<(usize, usize)> = Vec::new();
+    let mut done: Undo = Vec::new();
     for &index in &chosen {
         let SlotMut { path, slot } = &mut slots[index];
         let slot = slot.downcast_mut::<T>().expect("plan picked T slots only");
-        let original = address(slot.content());
-        let outcome = patch_one(rule, path, slot, original);
-        if let Err(error) = outcome {
-            for &(earlier, original) in done.iter().rev() {
-                let slot = slots[earlier].slot.downcast_mut::<T>().expect("a T slot");
-                peel_back_to(rule, slot, original);
+        match patch_one(rule, path, slot) {
+            Ok(added) => done.push((index, added)),
+            Err(error) => {
+                for &(earlier, added) in done.iter().rev() {
+                    let slot = slots[earlier].slot.downcast_mut::<T>().expect("a T slot");
+                    peel(rule, slot, added);
+                }
+                return Err(error);
             }
-            return Err(error);
         }
-        done.push((index, original));
     }
     let patched = chosen
         .iter()
@@ -267,58 +266,61 @@ where
     T: Parameters + Any + Send,
 {
     let mut slots = model.slots_mut();
-    for &(index, original) in undo.iter().rev() {
+    for &(index, added) in undo.iter().rev() {
         if let Some(slot) = slots
             .get_mut(index)
             .and_then(|s| s.slot.downcast_mut::<T>())
         {
-            peel_back_to(rule, slot, original);
+            peel(rule, slot, added);
         }
     }
 }
 
-/// Runs the rule's closure on one slot. On error the slot holds its original content again
-/// (unless the closure destroyed it, which [`PatchError::NotWrapped`] reports).
-fn patch_one<T>(rule: &Rule<T>, path: &str, slot: &mut Slot<T>, original: usize) -> Result<()>
+/// Runs the rule's closure on one slot and returns how many layers it put on. The closure
+/// must keep what it was given underneath (the same patch names over the same root
+/// tensors); on any error the slot holds what it held before, except when the closure
+/// broke that, which [`PatchError::NotWrapped`] reports.
+fn patch_one<T>(rule: &Rule<T>, path: &str, slot: &mut Slot<T>) -> Result<usize>
 where
     T: Parameters + Any + Send,
 {
+    let names_before = slot.patch_names();
+    let root_before = named_tensors(slot.base());
     slot.replace_with(|content| (rule.patch)(path, content))
         .map_err(|source| PatchError::PatchFailed {
             rule: rule.name.clone(),
             path: path.to_owned(),
             source: Box::new(source),
         })?;
-    let depth = slot
-        .layers()
-        .iter()
-        .position(|layer| address(*layer) == original);
-    let Some(depth) = depth else {
+    let names = slot.patch_names();
+    let root = named_tensors(slot.base());
+    let kept = names.ends_with(&names_before)
+        && root.len() == root_before.len()
+        && root
+            .iter()
+            .zip(&root_before)
+            .all(|(now, was)| now.name == was.name && now.tensor.is_set_to(&was.tensor));
+    if !kept {
         return Err(PatchError::NotWrapped {
             rule: rule.name.clone(),
             path: path.to_owned(),
         });
-    };
-    let produced = slot.patch_name();
-    if depth > 0 && produced == Some(rule.name.as_str()) {
-        return Ok(());
     }
-    peel_back_to(rule, slot, original);
+    let added = names.len() - names_before.len();
+    if added > 0 && names[0] == rule.name {
+        return Ok(added);
+    }
+    peel(rule, slot, added);
     Err(PatchError::WrongPatchName {
         rule: rule.name.clone(),
         path: path.to_owned(),
-        produced: if depth > 0 { produced } else { None },
+        produced: names.first().copied().filter(|_| added > 0),
     })
 }
 
-/// The address of a content's data: unchanged when its box is moved into a patch.
-fn address<T: 'static>(content: &dyn SlotContent<T>) -> usize {
-    (content as *const dyn SlotContent<T>).cast::<()>() as usize
-}
-
-/// Peels the slot until it holds the content at `original` again.
-fn peel_back_to<T: Parameters + Any + Send>(rule: &Rule<T>, slot: &mut Slot<T>, original: usize) {
-    while address(slot.content()) != original {
+/// Peels `layers` patches off the slot, taking their tensors out of the rule's VarStore.
+fn peel<T: Parameters + Any + Send>(rule: &Rule<T>, slot: &mut Slot<T>, layers: usize) {
+    for _ in 0..layers {
         let Some((_, added)) = AnySlot::peel_one(slot) else {
             break;
         };

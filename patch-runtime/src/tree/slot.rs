@@ -18,6 +18,9 @@ pub type DynLayer<T> = Box<dyn SlotContent<T>>;
 /// base is a `T`, replaceable in place at run time.
 ///
 /// * Forward costs one dynamic call: [`forward`](Self::forward) or `nn::ModuleT::forward_t`.
+///   A slot implements `nn::ModuleT` and not `nn::Module`, so that a train-dependent layer
+///   inside (dropout, batch norm) always gets the flag: write `xs.apply_t(&slot, train)`,
+///   or `slot.forward(xs)` when there is no flag.
 /// * Its [`Parameters`] are its content's: the names of `T`, then what patches add.
 /// * [`replace_with`](Self::replace_with) is all or nothing; [`unpatch`](Self::unpatch)
 ///   and [`unpatch_all`](Self::unpatch_all) give back the very tensors of `T`.
