@@ -20,5 +20,6 @@ fn ui() {
 
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/fail/*.rs");
+    t.compile_fail("tests/ui/fail_tree/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }

@@ -21,6 +21,7 @@ pub fn expand(patch: &PatchStruct) -> TokenStream {
         view_impl(patch, from, &private),
         module_impl(patch, from, &private),
         parameters_impl(patch, from, &private),
+        layer_impl(patch, from, &private),
         debug_impl(patch, from),
         registration(patch, &private),
     ];
@@ -324,6 +325,68 @@ fn parameters_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> T
             fn visit_mut(&mut self, visitor: &mut #private::VisitorMut<'_>) {
                 #private::Parameters::visit_mut(&mut self.base, visitor);
                 #(#visits_mut)*
+            }
+        }
+    }
+}
+
+/// `Layer` (so the patch can sit in a `Slot` and be stacked on at run time) whenever its
+/// parent is a `Layer` and the patch is a module with parameters. The higher-ranked bounds
+/// keep a parent that is not a `Layer` from being an error: the patch then is not one either.
+fn layer_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenStream {
+    let ident = &patch.ident;
+    let name = patch_name(patch);
+    let (_, ty_g, _) = patch.generics.split_for_impl();
+    let generics = with_predicates(
+        &patch.generics,
+        vec![
+            parse_quote!(for<'__x> #from: #private::Layer),
+            parse_quote!(
+                for<'__x> #ident #ty_g: #private::tch::nn::ModuleT
+                    + #private::Parameters
+                    + ::core::marker::Send
+                    + ::core::any::Any
+            ),
+        ],
+    );
+    let (impl_g, ty_g, where_clause) = generics.split_for_impl();
+    let content = quote!(dyn #private::SlotContent<<Self as #private::Layer>::Root>);
+    quote! {
+        impl #impl_g #private::Layer for #ident #ty_g #where_clause {
+            type Root = <#from as #private::Layer>::Root;
+            fn collect_patch_names(&self, names: &mut #private::Vec<&'static str>) {
+                names.push(#name);
+                #private::Layer::collect_patch_names(&self.base, names);
+            }
+            #[inline]
+            fn root(&self) -> &<Self as #private::Layer>::Root {
+                #private::Layer::root(&self.base)
+            }
+            #[inline]
+            fn root_mut(&mut self) -> &mut <Self as #private::Layer>::Root {
+                #private::Layer::root_mut(&mut self.base)
+            }
+            fn inner(&self) -> ::core::option::Option<&#content> {
+                ::core::option::Option::Some(#private::Layer::as_content(&self.base))
+            }
+            fn inner_mut(&mut self) -> ::core::option::Option<&mut #content> {
+                ::core::option::Option::Some(#private::Layer::as_content_mut(&mut self.base))
+            }
+            fn peel(
+                self,
+            ) -> ::core::result::Result<#private::Box<#content>, #private::Box<#content>> {
+                ::core::result::Result::Ok(#private::Layer::into_content(self.base))
+            }
+            fn into_root(
+                self,
+            ) -> ::core::result::Result<<Self as #private::Layer>::Root, #private::Box<#content>> {
+                ::core::result::Result::Err(#private::Box::new(self))
+            }
+            fn added_tensors(&self) -> #private::Vec<#private::tch::Tensor> {
+                #private::Patch::added_tensors(self)
+                    .into_iter()
+                    .map(|(_, tensor, _)| tensor.shallow_clone())
+                    .collect()
             }
         }
     }

@@ -12,6 +12,7 @@ mod expand;
 mod forward;
 mod params;
 mod registry;
+mod tree;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -65,4 +66,11 @@ pub fn derive_parameters(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(PatchArgs, attributes(patch_args, arg))]
 pub fn derive_patch_args(input: TokenStream) -> TokenStream {
     ctxt::into_tokens(registry::derive(input.into())).into()
+}
+
+/// Gives a model struct's modules paths and walks its slots. See `tch_patch::ModuleTree`
+/// for the guide.
+#[proc_macro_derive(ModuleTree, attributes(tree, buffer))]
+pub fn derive_module_tree(input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(tree::derive(input.into())).into()
 }

@@ -15,6 +15,7 @@ mod patch;
 pub mod patches;
 pub mod registry;
 mod swap;
+mod tree;
 mod varstore;
 
 pub use dynamic::{is_patched, patch_base_type_name, patch_name, patch_name_of, AnyModule};
@@ -31,9 +32,15 @@ pub use params::{
     Visitor, VisitorMut,
 };
 pub use patch::{Patch, PatchView};
-pub use patch_macros::{patch, patch_forward, Parameters};
+pub use patch_macros::{patch, patch_forward, ModuleTree, Parameters};
 pub use registry::{parse_patches, PatchArgs, PatchSpec, Registry};
 pub use swap::{replace_tensor, replace_tensors};
+pub use tree::{
+    apply_chain, diff, edit_distance, path_in, print_tree, short_type_name, AnyRule, AnySlot,
+    ApplyReport, Change, DynLayer, Glob, Layer, ModuleTree, ModuleTreeExt, NodeRef, Nodes, Refused,
+    Rule, Selector, Slot, SlotContent, SlotMut, SlotRef, SlotVisitorMut, TiePolicy, TreeDiff,
+    TreeNode, TreeVisitor, UnpatchReport,
+};
 pub use varstore::{register_tensors, unpatch, unregistered_tensors};
 
 /// What generated code refers to. Not public API: names here change without notice.
@@ -49,7 +56,9 @@ pub mod __private {
     pub use crate::params::{Parameters, TensorRole, Visitor, VisitorMut};
     pub use crate::patch::{Patch, PatchView};
     pub use crate::registry;
+    pub use crate::tree::{Layer, ModuleTree, SlotContent, SlotVisitorMut, TreeVisitor};
     pub use inventory;
+    pub use std::boxed::Box;
     pub use std::string::String;
     pub use std::vec;
     pub use std::vec::Vec;

@@ -3,6 +3,7 @@
 use crate::error::{PatchError, Result};
 use crate::params::{named_tensors, Parameters, TensorRole};
 use crate::Patch;
+use std::sync::Mutex;
 use tch::{nn, Tensor};
 
 /// Registers new tensors under `path`, all or none: every name is checked first, so a
@@ -50,25 +51,31 @@ pub fn register_tensors<const N: usize>(
 /// of trainable tensors), so a checkpoint of the VarStore is again the parent's alone.
 /// The parent's own variables are untouched.
 pub fn unpatch<P: Patch>(patch: P, vs: &nn::VarStore) -> P::Base {
-    {
-        let mut variables = vs
-            .variables_
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let added: Vec<Tensor> = patch
-            .added_tensors()
-            .into_iter()
-            .map(|(_, t, _)| t.shallow_clone())
-            .collect();
-        let is_added = |tensor: &Tensor| added.iter().any(|a| a.is_set_to(tensor));
-        variables
-            .named_variables
-            .retain(|_, tensor| !is_added(tensor));
-        variables
-            .trainable_variables
-            .retain(|var| !is_added(&var.tensor));
-    }
+    let added: Vec<Tensor> = patch
+        .added_tensors()
+        .into_iter()
+        .map(|(_, t, _)| t.shallow_clone())
+        .collect();
+    forget_tensors(&vs.variables_, &added);
     patch.into_base()
+}
+
+/// Takes `tensors` (the very tensors, by identity) out of a VarStore's variables and its
+/// list of trainable tensors. Other variables are untouched.
+pub(crate) fn forget_tensors(variables: &Mutex<nn::Variables>, tensors: &[Tensor]) {
+    if tensors.is_empty() {
+        return;
+    }
+    let mut variables = variables
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let is_added = |tensor: &Tensor| tensors.iter().any(|a| a.is_set_to(tensor));
+    variables
+        .named_variables
+        .retain(|_, tensor| !is_added(tensor));
+    variables
+        .trainable_variables
+        .retain(|var| !is_added(&var.tensor));
 }
 
 /// Names of the module's tensors that are not variables of `vs` (the same tensor, not
