@@ -755,7 +755,7 @@ fn a_non_generic_patch_wraps_the_bare_layer_of_a_slot() {
         let vars = vars.clone();
         Rule::<nn::Embedding>::new(
             Selector::glob("embed").unwrap(),
-            "MostlyFrozenEmbedding",
+            <MostlyFrozenEmbedding as tch_patch::Patch>::NAME,
             move |path, content| {
                 let mut store = nn::VarStore::new(CPU);
                 store.variables_ = vars.clone();
