@@ -13,6 +13,7 @@ mod parametrize;
 mod params;
 mod patch;
 pub mod patches;
+mod state;
 mod swap;
 mod varstore;
 
@@ -31,6 +32,7 @@ pub use params::{
 };
 pub use patch::{Patch, PatchView};
 pub use patch_macros::{patch, patch_forward, Parameters};
+pub use state::{save_module, save_safetensors_atomic, SaveStep};
 pub use swap::{replace_tensor, replace_tensors};
 pub use varstore::{register_tensors, unpatch, unregistered_tensors};
 
