@@ -1,8 +1,8 @@
 //! A transform's own tensors in the VarStore: registered under the module's path when a
 //! transform is added, taken out again when the parametrization is removed.
-use crate::error::{PatchError, Result};
+use crate::error::Result;
 use crate::params::TensorRole;
-use crate::varstore::register_tensors;
+use crate::varstore::{check_registrable, register_tensors};
 use tch::{nn, Tensor};
 
 /// The VarStore path and the last name part of a dotted name (`a.b.weight_g` at `path`
@@ -20,13 +20,9 @@ fn split<'p, 'n>(path: &nn::Path<'p>, dotted: &'n str) -> (nn::Path<'p>, &'n str
 /// Registers `tensors` (dotted names relative to `path`) all or none: every name is checked
 /// before the first is added.
 pub(super) fn register(path: &nn::Path, tensors: Vec<(&str, Tensor, TensorRole)>) -> Result<()> {
-    for (name, _, _) in &tensors {
+    for (name, tensor, role) in &tensors {
         let (sub, leaf) = split(path, name);
-        if sub.get(leaf).is_some() {
-            return Err(PatchError::NameTaken {
-                name: sub.path(leaf),
-            });
-        }
+        check_registrable(&sub, &[(leaf, tensor.shallow_clone(), *role)])?;
     }
     for (name, tensor, role) in tensors {
         let (sub, leaf) = split(path, name);
@@ -58,6 +54,7 @@ pub(super) fn forget(vs: &nn::VarStore, tensors: &[Tensor]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::PatchError;
     use tch::{Device, Kind};
 
     #[test]

@@ -1,6 +1,6 @@
 //! Writing through a parametrization: assigning a value, and removing the
 //! parametrizations with or without baking the transformed values into the originals.
-use super::parametrized::{check_same_layout, Parametrized};
+use super::parametrized::{check_same_layout, require_defined, Parametrized};
 use super::registration;
 use crate::error::{PatchError, Result};
 use crate::params::Parameters;
@@ -101,6 +101,8 @@ impl<M: Parameters> Parametrized<M> {
     pub fn assign(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let index = self.stack_index(name)?;
         let original = self.original(name)?;
+        let operation = format!("assign `{name}`");
+        require_defined(&operation, name, value)?;
         let inverse = tch::no_grad(|| -> Result<Tensor> {
             let mut inverse = value.shallow_clone();
             for transform in self.stacks[index].transforms.iter().rev() {
@@ -108,6 +110,7 @@ impl<M: Parameters> Parametrized<M> {
             }
             Ok(inverse)
         })?;
+        require_defined(&operation, name, &inverse)?;
         if inverse.size() != original.size() {
             return Err(PatchError::ShapeMismatch {
                 name: name.to_owned(),
@@ -115,11 +118,12 @@ impl<M: Parameters> Parametrized<M> {
                 expected: format!("{:?}, the original's shape", original.size()),
             });
         }
-        if inverse.kind() != original.kind() {
+        let (actual, expected) = (kind_of(name, &inverse)?, kind_of(name, &original)?);
+        if actual != expected {
             return Err(PatchError::KindMismatch {
                 name: name.to_owned(),
-                actual: inverse.kind(),
-                expected: format!("{:?}, the original's kind", original.kind()),
+                actual,
+                expected: format!("{expected:?}, the original's kind"),
             });
         }
         write_in_place(name, &original, &inverse)
@@ -132,4 +136,10 @@ fn write_in_place(name: &str, original: &Tensor, value: &Tensor) -> Result<()> {
     let mut target = original.shallow_clone();
     tch::no_grad(|| target.f_copy_(value))
         .map_err(PatchError::torch(format!("writing into `{name}`")))
+}
+
+fn kind_of(name: &str, tensor: &Tensor) -> Result<tch::Kind> {
+    tensor
+        .f_kind()
+        .map_err(PatchError::torch(format!("reading the dtype of `{name}`")))
 }
