@@ -133,18 +133,21 @@ fn patches_are_send_and_sync_exactly_when_their_parent_is() {
     assert_send::<Mutable<nn::Linear>>();
     assert_send::<Arc<Mutex<MostlyFrozenEmbedding>>>();
 
-    assert!(!is_sync!(Tensor));
-    assert_eq!(is_sync!(MostlyFrozenEmbedding), is_sync!(nn::Embedding));
-    assert_eq!(is_sync!(Gained), is_sync!(nn::Linear));
-    assert_eq!(is_sync!(TracedHalve), is_sync!(Halve));
-    assert!(is_sync!(TracedHalve), "a patch of a Sync parent is Sync");
-    assert!(
-        !is_sync!(Parametrized<Halve>),
-        "forward swaps handles from &self"
-    );
-    // Why a Mutex and not a RwLock holds a shared model:
-    assert!(is_sync!(Mutex<MostlyFrozenEmbedding>));
-    assert!(!is_sync!(RwLock<MostlyFrozenEmbedding>));
+    // Checked at compile time: a wrong answer fails the build of this test.
+    const {
+        assert!(!is_sync!(Tensor));
+        assert!(is_sync!(MostlyFrozenEmbedding) == is_sync!(nn::Embedding));
+        assert!(is_sync!(Gained) == is_sync!(nn::Linear));
+        assert!(is_sync!(TracedHalve) == is_sync!(Halve));
+        assert!(is_sync!(TracedHalve), "a patch of a Sync parent is Sync");
+        assert!(
+            !is_sync!(Parametrized<Halve>),
+            "forward swaps handles from &self"
+        );
+        // Why a Mutex and not a RwLock holds a shared model:
+        assert!(is_sync!(Mutex<MostlyFrozenEmbedding>));
+        assert!(!is_sync!(RwLock<MostlyFrozenEmbedding>));
+    }
 }
 
 /// Inputs and the single-threaded outputs of `net` for them.
