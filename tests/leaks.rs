@@ -1,3 +1,4 @@
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
 //! No leaks: patch and unpatch a model 10,000 times; the process's memory must not grow.
 //!
 //! Two measures, both taken after a warm-up (libtorch's and the allocator's first-use
