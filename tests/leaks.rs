@@ -1,4 +1,3 @@
-#![cfg(all(target_os = "linux", target_env = "gnu"))]
 //! No leaks: patch and unpatch a model 10,000 times; the process's memory must not grow.
 //!
 //! Two measures, both taken after a warm-up (libtorch's and the allocator's first-use
@@ -20,6 +19,8 @@
 //!
 //! The tests take a lock so that they measure one at a time (the harness runs tests of one
 //! file on several threads, and memory is per process).
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
+
 use std::sync::Mutex;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};

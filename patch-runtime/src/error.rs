@@ -274,6 +274,13 @@ pub enum TensorProblem {
         /// How many entries are NaN or infinite.
         count: i64,
     },
+    /// The module's tensor cannot be written in place: it is a view whose elements share
+    /// memory (an `expand`ed tensor, a stride of 0), which libtorch refuses to copy into.
+    #[error("`{name}` cannot be written in place: its elements share memory (an expanded view); give the module a contiguous tensor")]
+    NotWritable {
+        /// The tensor's name.
+        name: String,
+    },
     /// The tensor's dtype cannot be stored in a safetensors file.
     #[error("`{name}` has dtype {kind:?}, which safetensors cannot store")]
     UnsupportedKind {
@@ -307,6 +314,7 @@ impl TensorProblem {
             | TensorProblem::TiedConflict { name, .. }
             | TensorProblem::NonFinite { name, .. }
             | TensorProblem::UnsupportedKind { name, .. }
+            | TensorProblem::NotWritable { name }
             | TensorProblem::Hook { name, .. } => name,
         }
     }

@@ -1,7 +1,7 @@
 //! `Tensor.module_load`: load a safetensors checkpoint into a module by its tensor names,
 //! each tensor passing through a hook on the way in, every key, shape and dtype checked
 //! before anything is written.
-use crate::checks::{fit_problems, tie_leaders, Fit};
+use crate::checks::{fit_problems, has_internal_overlap, tie_leaders, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -193,6 +193,12 @@ where
                 continue;
             }
         };
+        if has_internal_overlap(&target.tensor) {
+            problems.push(TensorProblem::NotWritable {
+                name: target.name.clone(),
+            });
+            continue;
+        }
         let misfits = fit_problems(&target.name, &value, &target.tensor, fit);
         if !misfits.is_empty() {
             problems.extend(misfits);

@@ -2,6 +2,7 @@
 //! parametrizations with or without baking the transformed values into the originals.
 use super::parametrized::{check_same_layout, require_defined, Parametrized};
 use super::registration;
+use crate::checks::has_internal_overlap;
 use crate::error::{PatchError, Result};
 use crate::params::Parameters;
 use tch::{nn, Tensor};
@@ -68,6 +69,7 @@ impl<M: Parameters> Parametrized<M> {
             let transforms = stack.transforms.iter().map(|t| t.name());
             let names = transforms.collect::<Vec<_>>().join(" then ");
             check_same_layout(&names, &stack.name, original, &value)?;
+            check_writable(&stack.name, original)?;
             values.push(value);
         }
         for ((stack, original), value) in self.stacks.iter().zip(handles).zip(values) {
@@ -126,6 +128,7 @@ impl<M: Parameters> Parametrized<M> {
                 expected: format!("{expected:?}, the original's kind"),
             });
         }
+        check_writable(name, &original)?;
         write_in_place(name, &original, &inverse)
     }
 }
@@ -142,4 +145,17 @@ fn kind_of(name: &str, tensor: &Tensor) -> Result<tch::Kind> {
     tensor
         .f_kind()
         .map_err(PatchError::torch(format!("reading the dtype of `{name}`")))
+}
+
+/// An error when the original cannot be written in place (an expanded view).
+fn check_writable(name: &str, original: &Tensor) -> Result<()> {
+    if !has_internal_overlap(original) {
+        return Ok(());
+    }
+    Err(PatchError::InvalidTensors {
+        operation: format!("write into `{name}`"),
+        problems: vec![crate::error::TensorProblem::NotWritable {
+            name: name.to_owned(),
+        }],
+    })
 }

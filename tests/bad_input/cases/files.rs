@@ -1,5 +1,6 @@
 //! Loading checkpoints: damaged files, files that do not fit the model, hooks.
 use crate::case;
+use crate::fingerprint::Fingerprint;
 use crate::fixture::{floats, set_entry, Fixture};
 use crate::{only_problem, Case};
 use std::path::Path;
@@ -43,8 +44,42 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A linear layer and a buffer that is an expanded view (stride 0): libtorch refuses to
+/// `copy_` into the buffer, so a load must refuse before writing the layer.
+#[derive(tch_patch::Parameters)]
+struct WithExpandedBuffer {
+    fc: tch::nn::Linear,
+    #[buffer]
+    scale: Tensor,
+}
+
+fn load_into_expanded(fx: &mut Fixture) -> Result<(), PatchError> {
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let mut module = WithExpandedBuffer {
+        fc: tch::nn::linear(vs.root() / "fc", 2, 3, Default::default()),
+        scale: Tensor::ones([1], (Kind::Float, Device::Cpu)).expand([3], false),
+    };
+    let entries = [
+        ("fc.weight", floats(&[3, 2])),
+        ("fc.bias", floats(&[3])),
+        ("scale", floats(&[3])),
+    ];
+    let path = fx.file("expanded.safetensors");
+    Tensor::write_safetensors(&entries, &path).unwrap();
+    let before = Fingerprint::take(&vs, Some(&module));
+    let result = load_safetensors(&mut module, &path, &LoadOptions::new()).map(drop);
+    let changes = before.differences(&vs, Some(&module));
+    assert!(changes.is_empty(), "half loaded: {changes:?}");
+    result
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        case!(
+            "load: a tensor of the module is an expanded view (all or none)",
+            |fx| load_into_expanded(fx),
+            e if matches!(only_problem(e), Some(TensorProblem::NotWritable { name }) if name == "scale")
+        ),
         case!(
             "load: missing file",
             |fx| load(fx, &fx.file("absent.safetensors")),

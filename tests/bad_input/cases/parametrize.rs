@@ -2,10 +2,11 @@
 use crate::case;
 use crate::fixture::{floats, Fixture};
 use crate::{only_problem, Case};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Kind, Tensor};
 use tch_patch::{
-    parametrize, FakeQuantInt8, FnTransform, MagnitudePrune, Parametrized, PatchError,
-    TensorProblem, WeightNorm,
+    parametrize, FakeQuantInt8, FnTransform, MagnitudePrune, Parametrized, PatchError, Removal,
+    TensorProblem, Transform, WeightNorm,
 };
 
 /// `fc1` wrapped with no parametrization yet, for calls that must leave it as it was.
@@ -19,8 +20,60 @@ fn shifted(fx: &mut Fixture) -> Parametrized<nn::Linear> {
     parametrize(fx.take_net().fc1, "weight", add1).unwrap()
 }
 
+/// A transform that works when added and fails on every later application.
+struct FailsLater(AtomicUsize);
+
+impl Transform for FailsLater {
+    fn name(&self) -> &str {
+        "fails_later"
+    }
+    fn apply(&self, input: &Tensor) -> Result<Tensor, PatchError> {
+        if self.0.fetch_add(1, Ordering::Relaxed) == 0 {
+            Ok(input * 3)
+        } else {
+            Err(PatchError::Empty {
+                what: "the transform's patience",
+            })
+        }
+    }
+}
+
+/// `fc1` with its weight doubled and its bias through `FailsLater`.
+fn fails_on_bias(fx: &mut Fixture) -> Parametrized<nn::Linear> {
+    let mut p = parametrize(fx.take_net().fc1, "weight", |w: &Tensor| w * 2).unwrap();
+    p.push("bias", FailsLater(AtomicUsize::new(0))).unwrap();
+    p
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        case!(
+            "bake: the second transform fails (the first is not written either)",
+            |fx| fails_on_bias(fx).remove(Removal::Bake),
+            PatchError::Empty { .. }
+        ),
+        case!(
+            "bake into the VarStore: fails, nothing written or forgotten",
+            |fx| {
+                let p = fails_on_bias(fx);
+                p.remove_from(&fx.vs, Removal::Bake)
+            },
+            PatchError::Empty { .. }
+        ),
+        case!(
+            "transform called on an undefined tensor",
+            |_fx| FakeQuantInt8::per_tensor().prepare("w", &Tensor::new()),
+            e if matches!(only_problem(e), Some(TensorProblem::Undefined { name }) if name == "w")
+        ),
+        case!(
+            "prune an integer tensor",
+            |_fx| MagnitudePrune::new(0.5)?
+                .prepare("ids", &Tensor::arange(4, (Kind::Int64, Device::Cpu))),
+            PatchError::KindMismatch {
+                actual: Kind::Int64,
+                ..
+            }
+        ),
         case!(
             "parametrize: unknown tensor name",
             |fx| parametrize(fx.take_net().fc1, "wieght", |w: &Tensor| w * 2),
