@@ -1,5 +1,6 @@
 //! Putting a patch's own tensors into the VarStore under its parent's path, taking them
 //! out again, and finding module tensors that a VarStore does not hold.
+use crate::checks::same_tensor;
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters, TensorRole};
 use crate::Patch;
@@ -119,7 +120,7 @@ pub fn unpatch<P: Patch>(patch: P, vs: &nn::VarStore) -> P::Base {
             .into_iter()
             .map(|(_, t, _)| t.shallow_clone())
             .collect();
-        let is_added = |tensor: &Tensor| added.iter().any(|a| a.is_set_to(tensor));
+        let is_added = |tensor: &Tensor| added.iter().any(|a| same_tensor(a, tensor));
         variables
             .named_variables
             .retain(|_, tensor| !is_added(tensor));
@@ -137,7 +138,24 @@ pub fn unregistered_tensors<M: Parameters + ?Sized>(vs: &nn::VarStore, module: &
     let held: Vec<Tensor> = vs.variables().into_values().collect();
     named_tensors(module)
         .into_iter()
-        .filter(|named| !held.iter().any(|var| var.is_set_to(&named.tensor)))
+        .filter(|named| {
+            // An undefined tensor (a field left `Tensor::new()`) is no variable's.
+            !held.iter().any(|var| same_tensor(var, &named.tensor))
+        })
         .map(|named| named.name)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn an_undefined_module_tensor_is_reported_not_a_panic() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut linear = nn::linear(vs.root(), 2, 2, Default::default());
+        linear.bs = Some(Tensor::new());
+        assert_eq!(unregistered_tensors(&vs, &linear), ["bias"]);
+    }
 }

@@ -1,5 +1,6 @@
 //! A transform's own tensors in the VarStore: registered under the module's path when a
 //! transform is added, taken out again when the parametrization is removed.
+use crate::checks::same_tensor;
 use crate::error::Result;
 use crate::params::TensorRole;
 use crate::varstore::{check_registrable, register_tensors};
@@ -42,7 +43,7 @@ pub(super) fn forget(vs: &nn::VarStore, tensors: &[Tensor]) {
         .variables_
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
-    let is_ours = |tensor: &Tensor| tensors.iter().any(|t| t.is_set_to(tensor));
+    let is_ours = |tensor: &Tensor| tensors.iter().any(|t| same_tensor(t, tensor));
     variables
         .named_variables
         .retain(|_, tensor| !is_ours(tensor));
