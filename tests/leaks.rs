@@ -25,7 +25,10 @@ use std::sync::Mutex;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::MostlyFrozenEmbedding;
-use tch_patch::{parametrize, unpatch, MagnitudePrune, Parametrized, Removal, WeightNorm};
+use tch_patch::{
+    functional_call, load_safetensors, parametrize, save_module, unpatch, LoadOptions,
+    MagnitudePrune, Parametrized, Removal, Strictness, WeightNorm,
+};
 
 const CYCLES: usize = 10_000;
 const WARM_UP: usize = 500;
@@ -128,4 +131,42 @@ fn weight_norm_registered_and_removed_from_the_var_store() {
         ws.zero_grad();
     });
     assert_eq!(vs.variables().len(), 2, "fc.weight and fc.bias only");
+}
+
+#[test]
+fn refused_inputs_leak_nothing_either() {
+    // Error paths allocate too (file bytes, parsed tensors, the problem list): a good load,
+    // a load of a truncated file, a load with a wrong shape and a refused functional call
+    // per cycle.
+    let dir = std::env::temp_dir();
+    let name = |what: &str| {
+        dir.join(format!(
+            "tch-patch-leaks-{what}-{}.safetensors",
+            std::process::id()
+        ))
+    };
+    let (good, truncated, misfit) = (name("good"), name("truncated"), name("misfit"));
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut linear = nn::linear(vs.root(), 32, 32, Default::default());
+    save_module(&linear, &good, "").unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let wrong = Tensor::zeros([32, 16], (Kind::Float, Device::Cpu));
+    Tensor::write_safetensors(&[("weight", &wrong), ("bias", &wrong)], &misfit).unwrap();
+    let options = LoadOptions::new();
+    assert_no_growth("loads and calls, good and refused", |_| {
+        load_safetensors(&mut linear, &good, &options).unwrap();
+        assert!(load_safetensors(&mut linear, &truncated, &options).is_err());
+        assert!(load_safetensors(&mut linear, &misfit, &options).is_err());
+        let refused = functional_call(
+            &mut linear,
+            [("weight", &wrong)],
+            Strictness::Strict,
+            |_| (),
+        );
+        assert!(refused.is_err());
+    });
+    for path in [good, truncated, misfit] {
+        std::fs::remove_file(path).unwrap();
+    }
 }
