@@ -1,5 +1,6 @@
 //! The table, by part of the API.
 mod calls;
+mod devices;
 mod files;
 mod parametrize;
 mod patching;
@@ -16,6 +17,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(files::cases());
     cases.extend(parametrize::cases());
     cases.extend(save::cases());
+    cases.extend(devices::cases());
     // ---------------------------------------------------------------------------------
     // TO ADD when they land on this branch (module trees/slots/rules, the patch-string
     // parser and registry, adapter manifests); each case as above, asserting the exact
