@@ -16,7 +16,8 @@ use tch::Tensor;
 /// Every tensor is checked and copied to memory first (a name given twice, an undefined
 /// tensor, a dtype safetensors cannot store: [`PatchError::InvalidTensors`], nothing
 /// touched). Then the bytes go to a new temporary file in `path`'s folder, which is
-/// fsync'ed and renamed over `path`, and the folder is fsync'ed so that the rename survives
+/// fsync'ed and renamed over `path` (keeping the permissions of the file it replaces), and
+/// the folder is fsync'ed so that the rename survives
 /// a power loss. A failing step is [`PatchError::Save`], which names the path and the step;
 /// the temporary file is removed. (A process killed in the middle can leave a
 /// `.{name}.tmp-*` file behind, never a damaged `path`.)
@@ -96,8 +97,12 @@ pub(super) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> Result<()>
     let (dir, temp) = temp_path(path).map_err(fail(SaveStep::CreateTemp))?;
     let mut file = fs.create_new(&temp).map_err(fail(SaveStep::CreateTemp))?;
     let written = fs
-        .write_all(&mut file, bytes)
-        .map_err(fail(SaveStep::Write))
+        .copy_permissions(&file, path)
+        .map_err(fail(SaveStep::CreateTemp))
+        .and_then(|()| {
+            fs.write_all(&mut file, bytes)
+                .map_err(fail(SaveStep::Write))
+        })
         .and_then(|()| fs.sync_file(&file).map_err(fail(SaveStep::SyncFile)));
     drop(file);
     let renamed = written.and_then(|()| fs.rename(&temp, path).map_err(fail(SaveStep::Rename)));

@@ -41,6 +41,10 @@ impl Fs for FailingFs {
         RealFs.create_new(path)
     }
 
+    fn copy_permissions(&self, file: &File, like: &Path) -> io::Result<()> {
+        RealFs.copy_permissions(file, like)
+    }
+
     fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
         if self.fail_at == Some(SaveStep::Write) {
             // A torn write: half the bytes reach the file, then the disk is full.
@@ -210,4 +214,18 @@ fn bad_tensors_are_refused_before_any_file_is_touched() {
     assert_eq!(problems.len(), 3, "{problems:?}");
     assert!(fs.taken.borrow().is_empty(), "no file operation");
     assert!(dir.entries().is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_replaced_file_keeps_its_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let path = dir.0.join("secret.safetensors");
+    let (_vs, model) = linear(5);
+    save(&RealFs, &path, &model).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    save(&RealFs, &path, &model).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }

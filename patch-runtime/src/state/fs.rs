@@ -8,6 +8,9 @@ use std::path::Path;
 pub(crate) trait Fs {
     /// Creates `path`, which must not exist yet, for writing.
     fn create_new(&self, path: &Path) -> io::Result<File>;
+    /// Gives `file` the permissions of the file at `like`, if there is one (the file a
+    /// save replaces keeps its permissions).
+    fn copy_permissions(&self, file: &File, like: &Path) -> io::Result<()>;
     /// Writes all of `bytes` to `file`.
     fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()>;
     /// Flushes `file`'s data and metadata to disk.
@@ -26,6 +29,13 @@ pub(crate) struct RealFs;
 impl Fs for RealFs {
     fn create_new(&self, path: &Path) -> io::Result<File> {
         OpenOptions::new().write(true).create_new(true).open(path)
+    }
+
+    fn copy_permissions(&self, file: &File, like: &Path) -> io::Result<()> {
+        match std::fs::metadata(like) {
+            Ok(meta) if meta.is_file() => file.set_permissions(meta.permissions()),
+            _ => Ok(()),
+        }
     }
 
     fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
