@@ -105,3 +105,54 @@ fn a_patched_model_saves_its_added_tensors_and_loads_into_a_fresh_patch() {
     let xs = Tensor::from_slice(&[0i64, 2, 5, 11]);
     assert!(copy.forward(&xs).equal(&patched.forward(&xs)));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [Kind; 10] = [
+        Kind::Bool,
+        Kind::Uint8,
+        Kind::Int8,
+        Kind::Int16,
+        Kind::Int,
+        Kind::Int64,
+        Kind::Half,
+        Kind::BFloat16,
+        Kind::Float,
+        Kind::Double,
+    ];
+
+    proptest! {
+        /// Any set of tensors of safetensors' kinds and any shapes (empty ones included)
+        /// comes back from a save exactly: names, kinds, shapes and values.
+        #[test]
+        fn every_kind_and_shape_round_trips(
+            specs in prop::collection::vec(
+                (0..KINDS.len(), prop::collection::vec(0i64..4, 0..4)),
+                0..6,
+            ),
+        ) {
+            let file = TempFile::new("save-property");
+            let tensors: Vec<(String, Tensor)> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, shape))| {
+                    let values = Tensor::randn(shape.as_slice(), (Kind::Double, Device::Cpu)) * 50;
+                    (format!("t{i}"), values.to_kind(KINDS[*kind]))
+                })
+                .collect();
+            let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            save_safetensors_atomic(file.path(), &refs).unwrap();
+            let mut back = Tensor::read_safetensors(file.path()).unwrap();
+            back.sort_by(|a, b| a.0.cmp(&b.0));
+            prop_assert_eq!(back.len(), tensors.len());
+            for ((name, ours), (their_name, theirs)) in tensors.iter().zip(&back) {
+                prop_assert_eq!(name, their_name);
+                prop_assert_eq!(ours.kind(), theirs.kind());
+                prop_assert_eq!(ours.size(), theirs.size());
+                prop_assert!(ours.equal(theirs), "`{}` differs", name);
+            }
+        }
+    }
+}
