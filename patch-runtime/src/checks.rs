@@ -59,6 +59,18 @@ pub(crate) fn fit_problems(
     problems
 }
 
+/// Whether `copy_` into `tensor` would fail because several of its elements are one memory
+/// location (a stride of 0 along a dimension longer than 1: an `expand`ed view). Checked
+/// before the first write, so that a load or a bake is all or none.
+pub(crate) fn has_internal_overlap(tensor: &Tensor) -> bool {
+    tensor.defined()
+        && tensor
+            .size()
+            .iter()
+            .zip(tensor.stride())
+            .any(|(&len, stride)| stride == 0 && len > 1)
+}
+
 /// For each tensor, the index of the first tensor it is tied to: the same storage, offset,
 /// shape and strides (`Tensor::is_set_to`). A tensor tied to none is its own leader.
 pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {

@@ -430,6 +430,28 @@ pub enum PatchError {
         /// The layer type the slot holds.
         actual: String,
     },
+    /// A name that cannot be a VarStore variable name (empty, or with a `.`, which tch uses
+    /// to join path parts).
+    #[error("`{name}` cannot be a variable name: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// An atomic save failed at one step. The target file is as it was before the save
+    /// (for every step but [`SaveStep::SyncDir`](crate::SaveStep::SyncDir), where the new file is already in place
+    /// but its rename may not survive a power loss), and no temporary file is left behind.
+    #[error("cannot save `{}`: {step} failed: {source}", path.display())]
+    Save {
+        /// The file being saved.
+        path: std::path::PathBuf,
+        /// The step that failed.
+        step: crate::state::SaveStep,
+        /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
+    },
     /// libtorch reported an error (through tch's `f_` methods).
     #[error("libtorch error while {context}: {source}")]
     Torch {
@@ -518,6 +540,30 @@ pub enum TensorProblem {
         /// The earlier name it is tied to.
         tied_to: String,
     },
+    /// The value holds NaN or infinite entries where only finite ones are accepted
+    /// ([`crate::LoadOptions::reject_non_finite`]).
+    #[error("`{name}` has {count} non-finite (NaN or infinite) value(s)")]
+    NonFinite {
+        /// The tensor's name.
+        name: String,
+        /// How many entries are NaN or infinite.
+        count: i64,
+    },
+    /// The module's tensor cannot be written in place: it is a view whose elements share
+    /// memory (an `expand`ed tensor, a stride of 0), which libtorch refuses to copy into.
+    #[error("`{name}` cannot be written in place: its elements share memory (an expanded view); give the module a contiguous tensor")]
+    NotWritable {
+        /// The tensor's name.
+        name: String,
+    },
+    /// The tensor's dtype cannot be stored in a safetensors file.
+    #[error("`{name}` has dtype {kind:?}, which safetensors cannot store")]
+    UnsupportedKind {
+        /// The tensor's name.
+        name: String,
+        /// Its dtype.
+        kind: tch::Kind,
+    },
     /// The user's hook failed on this tensor.
     #[error("hook failed on `{name}`: {error}")]
     Hook {
@@ -541,6 +587,9 @@ impl TensorProblem {
             | TensorProblem::Device { name, .. }
             | TensorProblem::NotDifferentiable { name, .. }
             | TensorProblem::TiedConflict { name, .. }
+            | TensorProblem::NonFinite { name, .. }
+            | TensorProblem::UnsupportedKind { name, .. }
+            | TensorProblem::NotWritable { name }
             | TensorProblem::Hook { name, .. } => name,
         }
     }

@@ -14,6 +14,7 @@ mod params;
 mod patch;
 pub mod patches;
 pub mod registry;
+mod state;
 mod swap;
 mod tree;
 mod varstore;
@@ -34,6 +35,7 @@ pub use params::{
 pub use patch::{Patch, PatchView};
 pub use patch_macros::{patch, patch_forward, ModuleTree, Parameters};
 pub use registry::{parse_patches, PatchArgs, PatchSpec, Registry};
+pub use state::{save_module, save_safetensors_atomic, SaveStep};
 pub use swap::{replace_tensor, replace_tensors};
 pub use tree::{
     apply_chain, diff, edit_distance, path_in, print_tree, short_type_name, AnyRule, AnySlot,

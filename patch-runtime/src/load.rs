@@ -1,7 +1,7 @@
 //! `Tensor.module_load`: load a safetensors checkpoint into a module by its tensor names,
 //! each tensor passing through a hook on the way in, every key, shape and dtype checked
 //! before anything is written.
-use crate::checks::{fit_problems, tie_leaders, Fit};
+use crate::checks::{fit_problems, has_internal_overlap, tie_leaders, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,6 +15,7 @@ pub struct LoadOptions {
     prefix: String,
     allow_missing: bool,
     allow_unexpected: bool,
+    reject_non_finite: bool,
 }
 
 impl LoadOptions {
@@ -40,6 +41,15 @@ impl LoadOptions {
     /// (they are skipped).
     pub fn allow_unexpected(mut self, allow: bool) -> Self {
         self.allow_unexpected = allow;
+        self
+    }
+
+    /// Whether a floating-point value holding NaN or an infinity is refused
+    /// ([`TensorProblem::NonFinite`], checked on what the hook returns, before anything is
+    /// written). Off by default, as in PyTorch; turn it on for a patch or a model that must
+    /// never see a non-finite weight (a checkpoint saved after a diverged step).
+    pub fn reject_non_finite(mut self, reject: bool) -> Self {
+        self.reject_non_finite = reject;
         self
     }
 
@@ -105,6 +115,9 @@ where
 /// in place (`copy_`), so the tensor objects stay the same: the VarStore and optimizers
 /// keep them. On any error no tensor has changed. Tied tensors take one value: one of their
 /// names in the file is enough, and two names with unequal values are an error.
+///
+/// With [`LoadOptions::reject_non_finite`], a value holding NaN or an infinity is a
+/// [`TensorProblem::NonFinite`] too.
 ///
 /// A missing, unreadable, truncated or malformed file is [`PatchError::ReadCheckpoint`],
 /// which names the path.
@@ -180,10 +193,29 @@ where
                 continue;
             }
         };
+        if has_internal_overlap(&target.tensor) {
+            problems.push(TensorProblem::NotWritable {
+                name: target.name.clone(),
+            });
+            continue;
+        }
         let misfits = fit_problems(&target.name, &value, &target.tensor, fit);
         if !misfits.is_empty() {
             problems.extend(misfits);
             continue;
+        }
+        if options.reject_non_finite {
+            let count = non_finite_count(&value).map_err(PatchError::torch(format!(
+                "checking `{}` for NaN",
+                target.name
+            )))?;
+            if count > 0 {
+                problems.push(TensorProblem::NonFinite {
+                    name: target.name.clone(),
+                    count,
+                });
+                continue;
+            }
         }
         let value = value
             .f_to_device(target.tensor.device())
@@ -242,4 +274,16 @@ where
         )))?;
     }
     Ok(report)
+}
+
+/// How many entries of `value` are NaN or infinite (0 for integer and bool tensors).
+fn non_finite_count(value: &Tensor) -> std::result::Result<i64, tch::TchError> {
+    if !(value.f_is_floating_point()? || value.f_is_complex()?) {
+        return Ok(0);
+    }
+    let finite = value
+        .f_isfinite()?
+        .f_sum(tch::Kind::Int64)?
+        .f_int64_value(&[])?;
+    Ok(value.numel() as i64 - finite)
 }

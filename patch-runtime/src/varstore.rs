@@ -1,6 +1,7 @@
 //! Putting a patch's own tensors into the VarStore under its parent's path, taking them
 //! out again, and finding module tensors that a VarStore does not hold.
-use crate::error::{PatchError, Result};
+use crate::checks::same_tensor;
+use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters, TensorRole};
 use crate::Patch;
 use std::sync::Mutex;
@@ -11,7 +12,11 @@ use tch::{nn, Tensor};
 /// optimizer built from the VarStore trains them); buffers are saved and loaded only.
 ///
 /// tch's own `Path::add` silently renames a variable whose name is taken (`weight__3`);
-/// this refuses instead, since a renamed tensor would not load from a checkpoint.
+/// this refuses instead, since a renamed tensor would not load from a checkpoint. Where
+/// `Path::add` panics, this returns an error: a name that is empty or has a `.`
+/// ([`PatchError::InvalidName`]), and in [`PatchError::InvalidTensors`] an undefined
+/// tensor, one on another device than the VarStore, or a param that is not floating point
+/// or complex (it could not require grad).
 ///
 /// ```
 /// use tch::{nn, Device, Kind, Tensor};
@@ -33,7 +38,30 @@ pub fn register_tensors<const N: usize>(
     path: &nn::Path,
     tensors: [(&str, Tensor, TensorRole); N],
 ) -> Result<[Tensor; N]> {
+    check_registrable(path, &tensors)?;
+    Ok(tensors.map(|(name, tensor, role)| path.add(name, tensor, role == TensorRole::Param)))
+}
+
+/// Every check of [`register_tensors`], before anything is added: names tch can take and
+/// that are free, tensors that are defined, on the VarStore's device and, for params,
+/// able to require grad. (tch's `Path::add` panics on the first problem otherwise.)
+pub(crate) fn check_registrable(
+    path: &nn::Path,
+    tensors: &[(&str, Tensor, TensorRole)],
+) -> Result<()> {
     for (index, (name, _, _)) in tensors.iter().enumerate() {
+        if name.is_empty() {
+            return Err(PatchError::InvalidName {
+                name: String::new(),
+                reason: "it is empty",
+            });
+        }
+        if name.contains('.') {
+            return Err(PatchError::InvalidName {
+                name: (*name).to_owned(),
+                reason: "`.` separates path parts; register under `path / \"part\"` instead",
+            });
+        }
         let taken = path.get(name).is_some()
             || tensors[..index]
                 .iter()
@@ -44,7 +72,39 @@ pub fn register_tensors<const N: usize>(
             });
         }
     }
-    Ok(tensors.map(|(name, tensor, role)| path.add(name, tensor, role == TensorRole::Param)))
+    let mut problems = Vec::new();
+    for (name, tensor, role) in tensors {
+        let name = path.path(name);
+        if !tensor.defined() {
+            problems.push(TensorProblem::Undefined { name });
+            continue;
+        }
+        if tensor.device() != path.device() {
+            problems.push(TensorProblem::Device {
+                name: name.clone(),
+                actual: tensor.device(),
+                expected: path.device(),
+            });
+        }
+        if *role == TensorRole::Param {
+            let differentiable = tensor.f_is_floating_point().unwrap_or(false)
+                || tensor.f_is_complex().unwrap_or(false);
+            if !differentiable {
+                let kind = tensor
+                    .f_kind()
+                    .map_err(PatchError::torch(format!("reading the dtype of `{name}`")))?;
+                problems.push(TensorProblem::NotDifferentiable { name, kind });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PatchError::InvalidTensors {
+            operation: "register tensors".into(),
+            problems,
+        })
+    }
 }
 
 /// Undoes a patch and takes the tensors it added out of `vs` (its variables and its list
@@ -69,7 +129,7 @@ pub(crate) fn forget_tensors(variables: &Mutex<nn::Variables>, tensors: &[Tensor
     let mut variables = variables
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
-    let is_added = |tensor: &Tensor| tensors.iter().any(|a| a.is_set_to(tensor));
+    let is_added = |tensor: &Tensor| tensors.iter().any(|a| same_tensor(a, tensor));
     variables
         .named_variables
         .retain(|_, tensor| !is_added(tensor));
@@ -85,7 +145,24 @@ pub fn unregistered_tensors<M: Parameters + ?Sized>(vs: &nn::VarStore, module: &
     let held: Vec<Tensor> = vs.variables().into_values().collect();
     named_tensors(module)
         .into_iter()
-        .filter(|named| !held.iter().any(|var| var.is_set_to(&named.tensor)))
+        .filter(|named| {
+            // An undefined tensor (a field left `Tensor::new()`) is no variable's.
+            !held.iter().any(|var| same_tensor(var, &named.tensor))
+        })
         .map(|named| named.name)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn an_undefined_module_tensor_is_reported_not_a_panic() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut linear = nn::linear(vs.root(), 2, 2, Default::default());
+        linear.bs = Some(Tensor::new());
+        assert_eq!(unregistered_tensors(&vs, &linear), ["bias"]);
+    }
 }

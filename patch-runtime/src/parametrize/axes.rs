@@ -1,5 +1,5 @@
 //! Dimension arguments of the built-in transforms: checked against a tensor, normalised.
-use crate::error::{PatchError, Result};
+use crate::error::{PatchError, Result, TensorProblem};
 use tch::Tensor;
 
 /// `axis` as an index in `0..ndim` (a negative one counts from the end), or an error.
@@ -26,13 +26,23 @@ pub(super) fn all_but(ndim: usize, axis: i64) -> Vec<i64> {
 
 /// `Ok` for a floating-point tensor; the built-in transforms need one.
 pub(super) fn require_float(name: &str, tensor: &Tensor, transform: &str) -> Result<()> {
-    if tensor.is_floating_point() {
-        Ok(())
-    } else {
-        Err(PatchError::KindMismatch {
-            name: name.to_owned(),
-            actual: tensor.kind(),
-            expected: format!("a floating-point kind for {transform}"),
-        })
+    if !tensor.defined() {
+        return Err(PatchError::InvalidTensors {
+            operation: transform.to_owned(),
+            problems: vec![TensorProblem::Undefined {
+                name: name.to_owned(),
+            }],
+        });
     }
+    if tensor.is_floating_point() {
+        return Ok(());
+    }
+    let actual = tensor
+        .f_kind()
+        .map_err(PatchError::torch(format!("reading the dtype of `{name}`")))?;
+    Err(PatchError::KindMismatch {
+        name: name.to_owned(),
+        actual,
+        expected: format!("a floating-point kind for {transform}"),
+    })
 }

@@ -2,7 +2,7 @@
 //! names it keeps; forward, removal and the VarStore are in sibling files.
 use super::registration;
 use super::transform::Transform;
-use crate::error::{PatchError, Result};
+use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{Parameters, TensorRole, Visitor};
 use std::cell::RefCell;
 use tch::{nn, Tensor};
@@ -140,6 +140,7 @@ impl<M: Parameters> Parametrized<M> {
         path: Option<&nn::Path>,
     ) -> Result<()> {
         let original = self.module_tensor(name)?;
+        require_defined(&format!("parametrize `{name}`"), name, &original)?;
         let position = self.stacks.iter().position(|stack| stack.name == name);
         let earlier = position.map_or(&[][..], |i| &self.stacks[i].transforms[..]);
         let input = tch::no_grad(|| run(earlier, &original))?;
@@ -284,18 +285,15 @@ impl<M: Parameters> Parametrized<M> {
     }
 }
 
-/// `Ok` when `output` has `input`'s shape, kind and device.
+/// `Ok` when `output` has `input`'s shape, kind and device (an undefined output, from a
+/// user's transform, never does).
 pub(super) fn check_same_layout(
     transform: &str,
     name: &str,
     input: &Tensor,
     output: &Tensor,
 ) -> Result<()> {
-    let describe = |t: &Tensor| format!("shape {:?}, {:?}, {:?}", t.size(), t.kind(), t.device());
-    let same = input.size() == output.size()
-        && input.kind() == output.kind()
-        && input.device() == output.device();
-    if same {
+    if layout(input) == layout(output) {
         Ok(())
     } else {
         Err(PatchError::TransformChangedTensor {
@@ -305,4 +303,33 @@ pub(super) fn check_same_layout(
             actual: describe(output),
         })
     }
+}
+
+/// Shape, kind and device of a tensor; `None` when it is undefined.
+type Layout = Option<(Vec<i64>, Option<tch::Kind>, tch::Device)>;
+
+fn layout(tensor: &Tensor) -> Layout {
+    tensor
+        .defined()
+        .then(|| (tensor.size(), tensor.f_kind().ok(), tensor.device()))
+}
+
+fn describe(tensor: &Tensor) -> String {
+    match layout(tensor) {
+        Some((size, kind, device)) => format!("shape {size:?}, {kind:?}, {device:?}"),
+        None => "an undefined tensor".into(),
+    }
+}
+
+/// An error when `tensor`, the value for `name`, is undefined.
+pub(super) fn require_defined(operation: &str, name: &str, tensor: &Tensor) -> Result<()> {
+    if tensor.defined() {
+        return Ok(());
+    }
+    Err(PatchError::InvalidTensors {
+        operation: operation.to_owned(),
+        problems: vec![TensorProblem::Undefined {
+            name: name.to_owned(),
+        }],
+    })
 }

@@ -1,8 +1,9 @@
 //! A transform's own tensors in the VarStore: registered under the module's path when a
 //! transform is added, taken out again when the parametrization is removed.
-use crate::error::{PatchError, Result};
+use crate::checks::same_tensor;
+use crate::error::Result;
 use crate::params::TensorRole;
-use crate::varstore::register_tensors;
+use crate::varstore::{check_registrable, register_tensors};
 use tch::{nn, Tensor};
 
 /// The VarStore path and the last name part of a dotted name (`a.b.weight_g` at `path`
@@ -20,13 +21,9 @@ fn split<'p, 'n>(path: &nn::Path<'p>, dotted: &'n str) -> (nn::Path<'p>, &'n str
 /// Registers `tensors` (dotted names relative to `path`) all or none: every name is checked
 /// before the first is added.
 pub(super) fn register(path: &nn::Path, tensors: Vec<(&str, Tensor, TensorRole)>) -> Result<()> {
-    for (name, _, _) in &tensors {
+    for (name, tensor, role) in &tensors {
         let (sub, leaf) = split(path, name);
-        if sub.get(leaf).is_some() {
-            return Err(PatchError::NameTaken {
-                name: sub.path(leaf),
-            });
-        }
+        check_registrable(&sub, &[(leaf, tensor.shallow_clone(), *role)])?;
     }
     for (name, tensor, role) in tensors {
         let (sub, leaf) = split(path, name);
@@ -46,7 +43,7 @@ pub(super) fn forget(vs: &nn::VarStore, tensors: &[Tensor]) {
         .variables_
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
-    let is_ours = |tensor: &Tensor| tensors.iter().any(|t| t.is_set_to(tensor));
+    let is_ours = |tensor: &Tensor| tensors.iter().any(|t| same_tensor(t, tensor));
     variables
         .named_variables
         .retain(|_, tensor| !is_ours(tensor));
@@ -58,6 +55,7 @@ pub(super) fn forget(vs: &nn::VarStore, tensors: &[Tensor]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::PatchError;
     use tch::{Device, Kind};
 
     #[test]

@@ -1,7 +1,8 @@
 //! Writing through a parametrization: assigning a value, and removing the
 //! parametrizations with or without baking the transformed values into the originals.
-use super::parametrized::{check_same_layout, Parametrized};
+use super::parametrized::{check_same_layout, require_defined, Parametrized};
 use super::registration;
+use crate::checks::has_internal_overlap;
 use crate::error::{PatchError, Result};
 use crate::params::Parameters;
 use tch::{nn, Tensor};
@@ -68,6 +69,7 @@ impl<M: Parameters> Parametrized<M> {
             let transforms = stack.transforms.iter().map(|t| t.name());
             let names = transforms.collect::<Vec<_>>().join(" then ");
             check_same_layout(&names, &stack.name, original, &value)?;
+            check_writable(&stack.name, original)?;
             values.push(value);
         }
         for ((stack, original), value) in self.stacks.iter().zip(handles).zip(values) {
@@ -101,6 +103,8 @@ impl<M: Parameters> Parametrized<M> {
     pub fn assign(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let index = self.stack_index(name)?;
         let original = self.original(name)?;
+        let operation = format!("assign `{name}`");
+        require_defined(&operation, name, value)?;
         let inverse = tch::no_grad(|| -> Result<Tensor> {
             let mut inverse = value.shallow_clone();
             for transform in self.stacks[index].transforms.iter().rev() {
@@ -108,6 +112,7 @@ impl<M: Parameters> Parametrized<M> {
             }
             Ok(inverse)
         })?;
+        require_defined(&operation, name, &inverse)?;
         if inverse.size() != original.size() {
             return Err(PatchError::ShapeMismatch {
                 name: name.to_owned(),
@@ -115,13 +120,15 @@ impl<M: Parameters> Parametrized<M> {
                 expected: format!("{:?}, the original's shape", original.size()),
             });
         }
-        if inverse.kind() != original.kind() {
+        let (actual, expected) = (kind_of(name, &inverse)?, kind_of(name, &original)?);
+        if actual != expected {
             return Err(PatchError::KindMismatch {
                 name: name.to_owned(),
-                actual: inverse.kind(),
-                expected: format!("{:?}, the original's kind", original.kind()),
+                actual,
+                expected: format!("{expected:?}, the original's kind"),
             });
         }
+        check_writable(name, &original)?;
         write_in_place(name, &original, &inverse)
     }
 }
@@ -132,4 +139,23 @@ fn write_in_place(name: &str, original: &Tensor, value: &Tensor) -> Result<()> {
     let mut target = original.shallow_clone();
     tch::no_grad(|| target.f_copy_(value))
         .map_err(PatchError::torch(format!("writing into `{name}`")))
+}
+
+fn kind_of(name: &str, tensor: &Tensor) -> Result<tch::Kind> {
+    tensor
+        .f_kind()
+        .map_err(PatchError::torch(format!("reading the dtype of `{name}`")))
+}
+
+/// An error when the original cannot be written in place (an expanded view).
+fn check_writable(name: &str, original: &Tensor) -> Result<()> {
+    if !has_internal_overlap(original) {
+        return Ok(());
+    }
+    Err(PatchError::InvalidTensors {
+        operation: format!("write into `{name}`"),
+        problems: vec![crate::error::TensorProblem::NotWritable {
+            name: name.to_owned(),
+        }],
+    })
 }

@@ -1,0 +1,125 @@
+//! The model every case runs against: an embedding, two linear layers and a head tied to
+//! the embedding, all in one VarStore, plus a folder holding a valid checkpoint of it.
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tch::{nn, Device, Kind, Tensor};
+use tch_patch::{named_tensors, save_module, Parameters};
+
+pub const VOCAB: i64 = 16;
+pub const DIM: i64 = 4;
+pub const HIDDEN: i64 = 8;
+
+/// `emb.weight [16, 4]`, `fc1.weight [8, 4]`, `fc1.bias [8]`, `fc2.weight [4, 8]`,
+/// `fc2.bias [4]`, and `head.weight`, which is `emb.weight` (tied).
+#[derive(Parameters)]
+pub struct Net {
+    pub emb: nn::Embedding,
+    pub fc1: nn::Linear,
+    pub fc2: nn::Linear,
+    pub head: nn::Linear,
+}
+
+/// A fresh folder, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tch-patch-bad-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Fixture {
+    pub vs: nn::VarStore,
+    /// `None` once a case moved it into a call.
+    pub net: Option<Net>,
+    pub dir: TempDir,
+    /// A valid checkpoint of `net` (unprefixed names), written with `save_module`.
+    pub checkpoint: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        tch::manual_seed(7);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let emb = nn::embedding(&root / "emb", VOCAB, DIM, Default::default());
+        let head = nn::Linear {
+            ws: emb.ws.shallow_clone(),
+            bs: None,
+        };
+        let net = Net {
+            emb,
+            fc1: nn::linear(&root / "fc1", DIM, HIDDEN, Default::default()),
+            fc2: nn::linear(&root / "fc2", HIDDEN, DIM, Default::default()),
+            head,
+        };
+        let dir = TempDir::new();
+        let checkpoint = dir.0.join("net.safetensors");
+        save_module(&net, &checkpoint, "").unwrap();
+        Fixture {
+            vs,
+            net: Some(net),
+            dir,
+            checkpoint,
+        }
+    }
+
+    pub fn net(&mut self) -> &mut Net {
+        self.net.as_mut().expect("the net is still here")
+    }
+
+    pub fn take_net(&mut self) -> Net {
+        self.net.take().expect("the net is still here")
+    }
+
+    /// A path in the fixture's folder.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    /// Writes the net's tensors to `name`, with `change` applied to the list first.
+    pub fn write_checkpoint(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut Vec<(String, Tensor)>),
+    ) -> PathBuf {
+        let mut entries: Vec<(String, Tensor)> = named_tensors(self.net())
+            .into_iter()
+            .map(|t| (t.name, t.tensor.detach().copy()))
+            .collect();
+        change(&mut entries);
+        let path = self.file(name);
+        Tensor::write_safetensors(&entries, &path).unwrap();
+        path
+    }
+
+    /// Writes raw bytes to `name`.
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.file(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+/// Replaces the value of `name` in a checkpoint's entries.
+pub fn set_entry(entries: &mut [(String, Tensor)], name: &str, value: Tensor) {
+    let entry = entries
+        .iter_mut()
+        .find(|(n, _)| n == name)
+        .expect("a known name");
+    entry.1 = value;
+}
+
+pub fn floats(shape: &[i64]) -> Tensor {
+    Tensor::randn(shape, (Kind::Float, Device::Cpu))
+}
