@@ -352,6 +352,7 @@ fn layer_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenS
     let (impl_g, ty_g, where_clause) = generics.split_for_impl();
     let content = quote!(dyn #private::SlotContent<<Self as #private::Layer>::Root>);
     quote! {
+        #[diagnostic::do_not_recommend]
         impl #impl_g #private::Layer for #ident #ty_g #where_clause {
             type Root = <#from as #private::Layer>::Root;
             fn collect_patch_names(&self, names: &mut #private::Vec<&'static str>) {

@@ -184,6 +184,7 @@ impl<X: Layer> SlotContent<X::Root> for X {
 }
 
 /// What a slot currently holds, as a layer: a generic patch wraps it to stack on top.
+#[diagnostic::do_not_recommend]
 impl<T: Parameters + Any + Send> Layer for Box<dyn SlotContent<T>> {
     type Root = T;
     fn collect_patch_names(&self, names: &mut Vec<&'static str>) {
@@ -280,6 +281,7 @@ impl<T: 'static> nn::Module for Box<dyn SlotContent<T>> {
 #[macro_export]
 macro_rules! leaf_layer {
     ($($ty:ty),* $(,)?) => {$(
+        #[diagnostic::do_not_recommend]
         impl $crate::__private::Layer for $ty {
             type Root = $ty;
             fn collect_patch_names(&self, _names: &mut $crate::__private::Vec<&'static str>) {}
