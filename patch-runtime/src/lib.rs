@@ -34,7 +34,7 @@ pub use params::{
 };
 pub use patch::{Patch, PatchView};
 pub use patch_macros::{patch, patch_forward, ModuleTree, Parameters};
-pub use registry::{parse_patches, PatchArgs, PatchSpec, Registry};
+pub use registry::{apply_patch_string, parse_patches, PatchArgs, PatchSpec, Registry};
 pub use state::{save_module, save_safetensors_atomic, SaveStep};
 pub use swap::{replace_tensor, replace_tensors};
 pub use tree::{

@@ -10,6 +10,7 @@ mod axes;
 mod fake_quant;
 mod forward;
 mod handle_swap;
+pub(crate) use handle_swap::SwappedIn;
 mod parametrized;
 mod prune;
 mod registration;

@@ -12,6 +12,7 @@
 mod bias_only;
 mod build;
 mod dropout_before;
+mod dyn_linear;
 mod linear_like;
 mod lora;
 mod mostly_frozen_embedding;

@@ -29,6 +29,7 @@
 //! assert!(error.to_string().starts_with("at column 1: unknown patch \"lorra\" (did you mean \"lora\"?)"));
 //! # Ok::<(), tch_patch::PatchError>(())
 //! ```
+mod apply;
 mod args;
 mod check;
 mod nearest;
@@ -36,6 +37,7 @@ pub mod parse;
 mod spec;
 mod value;
 
+pub use apply::{apply_patch_string, apply_specs, bare_rule, rule_for, stacking_rule, RuleFactory};
 pub use args::{ArgRange, ArgSpec, ArgType, FromArg, ValidatedArgs};
 pub use parse::{parse_calls, CallArg, PatchCall, Span};
 /// Derives [`PatchArgs`](trait@PatchArgs) and registers the patch (see the trait).
