@@ -6,9 +6,9 @@ CARGO ?= cargo
 libtorch:
 	@bash scripts/install-libtorch.sh
 
-# Release build of the demo example.
+# Release build of the flagship example (pre-train, patch from a string, fine-tune, save, export).
 demo: libtorch
-	$(CARGO) run --release --example mostly_frozen_embedding
+	$(CARGO) run --release --example finetune
 
 # Everything CI checks: formatting, lints, unit, integration, doc and UI (trybuild) tests.
 test: libtorch
