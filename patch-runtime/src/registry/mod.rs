@@ -31,7 +31,7 @@
 //! ```
 mod args;
 mod check;
-mod nearest;
+pub(crate) mod nearest;
 pub mod parse;
 mod spec;
 mod value;
