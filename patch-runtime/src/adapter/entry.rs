@@ -169,6 +169,8 @@ pub(crate) fn local_name_problem(entry_path: &str, local: &str) -> Option<Adapte
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     (!valid).then(|| AdapterProblem::Tensor {
         name: join_name(entry_path, local),
-        message: format!("local name {local:?} is not one segment of letters, digits, `_` and `-`"),
+        message: format!(
+            "has local name {local:?}, which is not one segment of letters, digits, `_` and `-`"
+        ),
     })
 }

@@ -125,11 +125,11 @@ pub enum AdapterProblem {
     },
     /// Any other problem with one tensor: undefined, a dtype safetensors cannot hold, a
     /// name given twice or not under its patch's path.
-    #[error("tensor `{name}`: {message}")]
+    #[error("tensor `{name}` {message}")]
     Tensor {
-        /// The tensor's (full or local) name.
+        /// The tensor's full name.
         name: String,
-        /// What is wrong.
+        /// What is wrong, from a verb: "is an undefined tensor".
         message: String,
     },
     /// A module an adapter patches was not given (applying an adapter).
