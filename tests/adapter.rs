@@ -313,7 +313,7 @@ fn a_missing_tensor_is_an_error_naming_it() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(
         problems[0].to_string(),
-        "tensor `fc2.lora_b` is listed in the manifest but missing from `adapter.safetensors`"
+        "tensor `fc2.lora_b` is missing from `adapter.safetensors`: the manifest lists it"
     );
 }
 

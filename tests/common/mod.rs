@@ -149,7 +149,7 @@ impl Drop for TempDir {
 /// the same build: `PYTHONPATH=<repo>/.libtorch`) and returns its standard output. Panics,
 /// failing the test, if Python cannot start or the script fails: a cross-check never
 /// skips.
-pub fn run_python(script: &str, args: &[&Path]) -> String {
+pub fn run_python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = std::process::Command::new("python3")
         .arg(repo.join("tests").join("python").join(script))

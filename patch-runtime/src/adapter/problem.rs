@@ -84,13 +84,15 @@ pub enum AdapterProblem {
         /// What was being done: "written in PEFT's layout", "applied by apply_lora_adapter".
         operation: &'static str,
     },
-    /// A tensor the manifest lists is not in the tensors file.
-    #[error("tensor `{name}` is listed in the manifest but missing from `{file}`")]
+    /// A tensor that must be in the tensors file is not.
+    #[error("tensor `{name}` is missing from `{file}`: {reason}")]
     MissingTensor {
-        /// The tensor's full name (`blocks.0.attn.q.lora_a`).
+        /// The tensor's full name or key (`blocks.0.attn.q.lora_a`).
         name: String,
         /// The tensors file.
         file: String,
+        /// Why it must be there: "the manifest lists it".
+        reason: String,
     },
     /// The tensors file holds a tensor that nothing expects.
     #[error("tensor `{name}` in `{file}` is not expected: {reason}")]

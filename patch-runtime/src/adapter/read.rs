@@ -164,6 +164,7 @@ fn check_patches(
                 None => problems.push(AdapterProblem::MissingTensor {
                     name: full.clone(),
                     file: TENSORS_FILE.into(),
+                    reason: "the manifest lists it".into(),
                 }),
                 Some(found) => {
                     if let Some(shape) = tensor.shape.as_ref().filter(|s| **s != found.shape) {

@@ -178,7 +178,8 @@ pub(crate) fn config_bytes(config: &PeftLoraConfig) -> Result<Vec<u8>, serde_jso
     Ok(bytes)
 }
 
-/// Reads `adapter_config.json`, recording every problem; `None` if any.
+/// Reads `adapter_config.json`, recording every problem; `None` if the values the
+/// tensors are checked against could not be read.
 pub(crate) fn read_config(
     bytes: &[u8],
     problems: &mut Vec<AdapterProblem>,
@@ -191,7 +192,6 @@ pub(crate) fn read_config(
         }
     };
     let mut reader = Reader::new(PEFT_CONFIG_FILE, problems);
-    let before = reader.count();
     let top = reader.object("(top level)", &value)?;
     if let Some(peft_type) = reader.string(top, "", "peft_type") {
         if peft_type != "LORA" {
@@ -233,9 +233,8 @@ pub(crate) fn read_config(
         .optional_string(top, "", "task_type")
         .map(str::to_owned);
     let inference_mode = reader.bool_or(top, "", "inference_mode", false);
-    if reader.count() > before {
-        return None;
-    }
+    // With unsupported options (recorded as problems) the values are still returned, so
+    // the tensors are checked against them too and every problem is listed at once.
     Some(PeftLoraConfig {
         r: r?,
         lora_alpha: lora_alpha?,

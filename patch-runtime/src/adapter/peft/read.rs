@@ -230,9 +230,15 @@ fn matrix<'f>(
 ) -> Option<&'f FileTensor> {
     let name = peft_key(path, which);
     let Some(tensor) = tensor else {
+        let other = if which == "lora_A" {
+            "lora_B"
+        } else {
+            "lora_A"
+        };
         problems.push(AdapterProblem::MissingTensor {
             name,
             file: PEFT_TENSORS_FILE.into(),
+            reason: format!("module `{path}` has a {other} weight, and a LoRA needs both"),
         });
         return None;
     };
