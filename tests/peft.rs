@@ -4,7 +4,7 @@
 //! read in Rust. Bad PEFT folders are one typed error listing every problem.
 mod common;
 
-use common::{run_python, TempDir};
+use common::{python, run_python, TempDir};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tch::nn;
@@ -13,7 +13,8 @@ use tch_patch::adapter::{
     apply_lora_adapter, read_peft_lora, save_peft_lora, AdapterEntry, PeftOptions,
     PeftTargetModules, PeftTargets,
 };
-use tch_patch::patches::{Lora, LoraConfig};
+use tch_patch::patches::{BiasOnlyConfig, Lora, LoraConfig};
+use tch_patch::registry::PatchArgs;
 use tch_patch::PatchError;
 
 const CPU: Device = Device::Cpu;
@@ -237,4 +238,72 @@ fn a_bad_peft_folder_is_one_error_listing_every_problem() {
             "tensor `base_model.model.blocks.1.attn.q.lora_B.weight` is missing from `adapter_model.safetensors`: module `blocks.1.attn.q` has a lora_A weight, and a LoRA needs both",
         ]
     );
+}
+
+#[test]
+fn the_python_check_fails_on_a_wrong_delta() {
+    let dir = TempDir::new("peft-python-fails");
+    let vs = nn::VarStore::new(CPU);
+    let loras = patched(&vs);
+    save_peft_lora(dir.path(), &entries(&loras), &PeftOptions::default()).unwrap();
+    let expected = dir.join("expected_deltas.safetensors");
+    let deltas: Vec<(String, Tensor)> = loras
+        .iter()
+        .map(|(path, lora)| (path.clone(), lora.delta_weight().unwrap() + 1e-4))
+        .collect();
+    Tensor::write_safetensors(&deltas, &expected).unwrap();
+    let output = python(
+        "peft_check.py",
+        &[
+            "check".as_ref(),
+            dir.path().as_os_str(),
+            expected.as_os_str(),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("peft_check: FAILED: blocks.0.attn.q: delta differs from Rust's by"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn entries_peft_cannot_express_are_refused_before_writing() {
+    let dir = TempDir::new("peft-save-bad");
+    let vs = nn::VarStore::new(CPU);
+    let mut entries = entries(&patched(&vs));
+    entries.push(AdapterEntry::new(
+        "head",
+        BiasOnlyConfig::default().to_spec("head").unwrap(),
+        vec![("bias_delta".into(), Tensor::zeros([3], FLOAT))],
+    ));
+    let mut other = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        use_rslora: false,
+    }
+    .to_spec("blocks.0.attn.v")
+    .unwrap();
+    other.targets = "*.v".into();
+    entries[1].spec = other;
+    let error = save_peft_lora(dir.path(), &entries, &PeftOptions::default()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "save PEFT adapter to `{}`: 1 problem(s): patch at `head` is \"bias_only\", but only \"lora\" patches can be written in PEFT's layout",
+            dir.path().display()
+        )
+    );
+    entries.pop();
+    let error = save_peft_lora(dir.path(), &entries, &PeftOptions::default()).unwrap_err();
+    let PatchError::InvalidAdapter { problems, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(
+        problems[0].to_string(),
+        "`adapter_config.json`: field `lora_dropout` has one value for every module in PEFT's layout, but the patches differ (`blocks.0.attn.q`: 0.05, `blocks.0.attn.v`: 0, `blocks.1.attn.q`: 0.05)"
+    );
+    assert!(!dir.path().exists(), "nothing written");
 }

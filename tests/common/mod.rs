@@ -146,17 +146,21 @@ impl Drop for TempDir {
 }
 
 /// Runs `tests/python/<script>` with `args` on the repository's libtorch (Python torch of
-/// the same build: `PYTHONPATH=<repo>/.libtorch`) and returns its standard output. Panics,
-/// failing the test, if Python cannot start or the script fails: a cross-check never
-/// skips.
-pub fn run_python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> String {
+/// the same build: `PYTHONPATH=<repo>/.libtorch`). Panics if Python cannot start.
+pub fn python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> std::process::Output {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = std::process::Command::new("python3")
+    std::process::Command::new("python3")
         .arg(repo.join("tests").join("python").join(script))
         .args(args)
         .env("PYTHONPATH", repo.join(".libtorch"))
         .output()
-        .unwrap_or_else(|error| panic!("cannot run python3 for {script}: {error}"));
+        .unwrap_or_else(|error| panic!("cannot run python3 for {script}: {error}"))
+}
+
+/// [`python`], returning its standard output; panics, failing the test, if the script
+/// fails: a cross-check never skips.
+pub fn run_python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> String {
+    let output = python(script, args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
