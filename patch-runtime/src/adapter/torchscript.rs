@@ -37,12 +37,13 @@ pub fn trace_module<M: Module + Parameters + ?Sized>(
 
 /// Traces `forward(inputs)` into a TorchScript module (`forward` records every libtorch
 /// operation run; Rust control flow is fixed at the branches taken, as with
-/// `torch.jit.trace`). The model's tensors become constants of the module.
+/// `torch.jit.trace`). The model's tensors become constants of the module: copies, so
+/// the module does not change when the model trains or merges afterwards.
 ///
-/// libtorch refuses to bake a tensor that requires grad into a trace, so every tensor of
-/// `model` ([`Parameters`]) has `requires_grad` turned off while tracing and set back to
-/// what it was afterwards, also on error. Tensors `forward` uses that `model` does not
-/// list must not require grad.
+/// libtorch refuses to bake a tensor that requires grad into a trace (and to load one),
+/// so every tensor of `model` ([`Parameters`]) has `requires_grad` turned off while
+/// tracing and set back to what it was afterwards, also on error. Tensors `forward` uses
+/// that `model` does not list must not require grad.
 pub fn trace<M, F>(model: &M, inputs: &[Tensor], mut forward: F) -> Result<CModule>
 where
     M: Parameters + ?Sized,
@@ -51,9 +52,38 @@ where
     let frozen = Frozen::new(model)?;
     let traced = tch::no_grad(|| {
         CModule::create_by_tracing("TchPatchModel", "forward", inputs, &mut forward)
+    })
+    .map_err(PatchError::torch("tracing the model"));
+    // A save and load while still frozen: constants of their own, without grad.
+    let copied = traced.and_then(|traced| {
+        let bytes = to_bytes(&traced, "the traced model")?;
+        CModule::load_data(&mut bytes.as_slice())
+            .map_err(PatchError::torch("reloading the traced model"))
     });
     drop(frozen);
-    traced.map_err(PatchError::torch("tracing the model"))
+    copied
+}
+
+/// The bytes of a TorchScript module as `CModule::save` writes them.
+fn to_bytes(module: &CModule, what: &str) -> Result<Vec<u8>> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    // libtorch writes only to a path: a scratch file, removed at once.
+    let scratch = std::env::temp_dir().join(format!(
+        "tch-patch-torchscript-{}-{}.pt",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let saved = module
+        .save(&scratch)
+        .map_err(PatchError::torch(format!("serializing {what}")));
+    let bytes = saved.and_then(|()| {
+        io::read_file(&scratch).map_err(|message| PatchError::WriteFile {
+            path: scratch.clone(),
+            source: std::io::Error::other(message),
+        })
+    });
+    let _ = std::fs::remove_file(&scratch);
+    bytes
 }
 
 /// The model's tensors with `requires_grad` off, restored on drop.
@@ -95,26 +125,11 @@ impl Drop for Frozen {
 /// Saves a TorchScript module to `path` (for `torch.jit.load` or [`load_torchscript`]);
 /// the number of bytes written.
 pub fn save_torchscript(module: &CModule, path: impl AsRef<Path>) -> Result<u64> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let path = path.as_ref();
-    // libtorch writes only to a path: write aside, then through the one file writer.
-    let scratch = std::env::temp_dir().join(format!(
-        "tch-patch-torchscript-{}-{}.pt",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let saved = module.save(&scratch).map_err(PatchError::torch(format!(
-        "serializing the TorchScript module for `{}`",
-        path.display()
-    )));
-    let bytes = saved.and_then(|()| {
-        io::read_file(&scratch).map_err(|message| PatchError::WriteFile {
-            path: scratch.clone(),
-            source: std::io::Error::other(message),
-        })
-    });
-    let _ = std::fs::remove_file(&scratch);
-    let bytes = bytes?;
+    let bytes = to_bytes(
+        module,
+        &format!("the TorchScript module for `{}`", path.display()),
+    )?;
     io::write_file(path, &bytes)?;
     Ok(bytes.len() as u64)
 }
