@@ -37,7 +37,7 @@ pub(crate) fn var_path<'a>(root: &nn::Path<'a>, path: &str) -> nn::Path<'a> {
 /// let vs = nn::VarStore::new(Device::Cpu);
 /// let path = vs.root() / "fc";
 /// let trained = Lora::new(nn::linear(&path, 4, 4, Default::default()), &path, &LoraConfig { rank: 2, ..Default::default() })?;
-/// tch::no_grad(|| trained.lora_b().shallow_clone().fill_(0.5));
+/// let _ = tch::no_grad(|| trained.lora_b().shallow_clone().fill_(0.5));
 /// let entry = AdapterEntry::from_lora("fc", &trained)?;
 ///
 /// // The same base weights in a fresh VarStore, then the adapter onto it.
