@@ -17,7 +17,8 @@
 //! * [`trace_module`] / [`trace`], [`save_torchscript`], [`load_torchscript`]: a patched
 //!   model as TorchScript, for `torch.jit.load` in Python.
 //!
-//! A manifest (`adapter.json`) of one LoRA patch:
+//! A manifest (`adapter.json`, pretty-printed; arrays shown on one line here) of one
+//! LoRA patch:
 //!
 //! ```json
 //! {

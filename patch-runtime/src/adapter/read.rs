@@ -26,6 +26,29 @@ use std::path::Path;
 ///
 /// Any problem is [`PatchError::InvalidAdapter`] listing them all
 /// ([`AdapterProblem`](super::AdapterProblem) each).
+///
+/// ```
+/// use tch::{nn, Device};
+/// use tch_patch::adapter::{read_adapter, save_adapter, AdapterEntry, AdapterProblem};
+/// use tch_patch::patches::{Lora, LoraConfig};
+/// use tch_patch::PatchError;
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let path = vs.root() / "fc";
+/// let lora = Lora::new(nn::linear(&path, 4, 4, Default::default()), &path, &LoraConfig::default())?;
+/// let dir = std::env::temp_dir().join(format!("tch-patch-doc-read-{}", std::process::id()));
+/// save_adapter(&dir, &[AdapterEntry::from_lora("fc", &lora)?])?;
+///
+/// // A manifest edited by hand: a misspelt patch name and a wrong shape.
+/// let manifest = std::fs::read_to_string(dir.join("adapter.json")).unwrap();
+/// let edited = manifest.replace("\"lora\"", "\"lorra\"").replace("[\n            8,\n            4\n          ]", "[9, 4]");
+/// std::fs::write(dir.join("adapter.json"), edited).unwrap();
+/// let Err(PatchError::InvalidAdapter { problems, .. }) = read_adapter(&dir) else { panic!() };
+/// assert!(matches!(&problems[0], AdapterProblem::Patch { path, .. } if path == "fc"));
+/// assert_eq!(problems[1].to_string(), "tensor `fc.lora_a` has shape [8, 4], expected [9, 4] (from the manifest)");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), tch_patch::PatchError>(())
+/// ```
 pub fn read_adapter(dir: impl AsRef<Path>) -> Result<Adapter> {
     read_adapter_with(dir, Registry::global()?)
 }

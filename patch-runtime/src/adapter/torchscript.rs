@@ -124,6 +124,21 @@ impl Drop for Frozen {
 
 /// Saves a TorchScript module to `path` (for `torch.jit.load` or [`load_torchscript`]);
 /// the number of bytes written.
+///
+/// ```
+/// use tch::{nn, nn::Module, Device, Kind, Tensor};
+/// use tch_patch::adapter::{load_torchscript, save_torchscript, trace_module};
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let linear = nn::linear(vs.root() / "fc", 3, 2, Default::default());
+/// let xs = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
+/// let path = std::env::temp_dir().join(format!("tch-patch-doc-ts-{}.pt", std::process::id()));
+/// save_torchscript(&trace_module(&linear, &xs)?, &path)?;
+/// let loaded = load_torchscript(&path)?;
+/// assert!(loaded.forward_ts(&[&xs]).unwrap().allclose(&linear.forward(&xs), 1e-6, 1e-6, false));
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), tch_patch::PatchError>(())
+/// ```
 pub fn save_torchscript(module: &CModule, path: impl AsRef<Path>) -> Result<u64> {
     let path = path.as_ref();
     let bytes = to_bytes(
