@@ -267,7 +267,7 @@ fn a_manifest_naming_an_unknown_patch_is_an_error_naming_the_nearest() {
     write_manifest(&dir, &value);
     let problems = problems_of(&dir);
     assert_eq!(problems.len(), 1, "{problems:?}");
-    let AdapterProblem::Patch { path, error } = &problems[0] else {
+    let AdapterProblem::InvalidPatch { path, error } = &problems[0] else {
         panic!("{problems:?}")
     };
     assert_eq!(path, "fc1");

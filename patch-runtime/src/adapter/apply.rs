@@ -121,7 +121,7 @@ fn check_entry<L: LinearLike>(
         .config::<LoraConfig>()
         .and_then(|config| config.validate().map(|()| config))
         .map_err(|error| {
-            problems.push(AdapterProblem::Patch {
+            problems.push(AdapterProblem::InvalidPatch {
                 path: entry.path.clone(),
                 error: Box::new(error),
             })

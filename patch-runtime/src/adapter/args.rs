@@ -47,7 +47,7 @@ pub(crate) fn json_to_value(json: &Json) -> Option<Value> {
 }
 
 /// Checks patch `name` with argument `values` at `path` through `registry`, as a patch
-/// string would be: an unknown name or bad arguments is [`AdapterProblem::Patch`].
+/// string would be: an unknown name or bad arguments is [`AdapterProblem::InvalidPatch`].
 pub(crate) fn check_spec(
     registry: &Registry,
     path: &str,
@@ -55,7 +55,7 @@ pub(crate) fn check_spec(
     values: Vec<(String, Value)>,
     targets: String,
 ) -> Result<PatchSpec, AdapterProblem> {
-    let problem = |error: PatchError| AdapterProblem::Patch {
+    let problem = |error: PatchError| AdapterProblem::InvalidPatch {
         path: path.to_owned(),
         error: Box::new(error),
     };
@@ -82,7 +82,7 @@ pub(crate) fn recheck_spec(
     spec: &PatchSpec,
 ) -> Option<AdapterProblem> {
     if spec.args.patch() != spec.name {
-        return Some(AdapterProblem::Patch {
+        return Some(AdapterProblem::InvalidPatch {
             path: path.to_owned(),
             error: Box::new(PatchError::WrongPatch {
                 expected: spec.name.clone(),

@@ -67,7 +67,7 @@ pub enum AdapterProblem {
     /// The registry rejects the patch at a path: an unknown patch name (with the
     /// registered ones), a missing, mistyped or out-of-range argument.
     #[error("patch at `{path}`: {error}")]
-    Patch {
+    InvalidPatch {
         /// The patched path.
         path: String,
         /// The registry's error: [`PatchError::UnknownPatch`],

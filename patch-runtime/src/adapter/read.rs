@@ -44,7 +44,7 @@ use std::path::Path;
 /// let edited = manifest.replace("\"lora\"", "\"lorra\"").replace("[\n            8,\n            4\n          ]", "[9, 4]");
 /// std::fs::write(dir.join("adapter.json"), edited).unwrap();
 /// let Err(PatchError::InvalidAdapter { problems, .. }) = read_adapter(&dir) else { panic!() };
-/// assert!(matches!(&problems[0], AdapterProblem::Patch { path, .. } if path == "fc"));
+/// assert!(matches!(&problems[0], AdapterProblem::InvalidPatch { path, .. } if path == "fc"));
 /// assert_eq!(problems[1].to_string(), "tensor `fc.lora_a` has shape [8, 4], expected [9, 4] (from the manifest)");
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// # Ok::<(), tch_patch::PatchError>(())

@@ -212,7 +212,7 @@ fn check_modules(
         match lora.to_spec(path.clone()) {
             Ok(spec) if problems.len() == before => specs.push((path.clone(), spec)),
             Ok(_) => {}
-            Err(error) => problems.push(AdapterProblem::Patch {
+            Err(error) => problems.push(AdapterProblem::InvalidPatch {
                 path: path.clone(),
                 error: Box::new(error),
             }),

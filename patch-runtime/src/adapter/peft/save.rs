@@ -129,7 +129,7 @@ fn check_lora<'e>(
     let config: LoraConfig = match entry.spec.config() {
         Ok(config) => config,
         Err(error) => {
-            problems.push(AdapterProblem::Patch {
+            problems.push(AdapterProblem::InvalidPatch {
                 path: entry.path.clone(),
                 error: Box::new(error),
             });
