@@ -1,4 +1,5 @@
 //! The one error type of the runtime. Every variant names what was wrong.
+use crate::adapter::problem::{list_adapter_problems, AdapterProblem};
 use thiserror::Error;
 
 /// What went wrong in a tch-patch operation. Nothing was changed when one is returned.
@@ -449,6 +450,24 @@ pub enum PatchError {
         /// The step that failed.
         step: crate::state::SaveStep,
         /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Adapter files (this library's or PEFT's) or adapter entries are invalid: every
+    /// problem found is listed. Nothing was written or changed.
+    #[error("{operation}: {} problem(s): {}", problems.len(), list_adapter_problems(problems))]
+    InvalidAdapter {
+        /// What was being done: "read adapter `out/adapter`".
+        operation: String,
+        /// Every problem found, in the order found.
+        problems: Vec<AdapterProblem>,
+    },
+    /// A file or folder could not be written.
+    #[error("cannot write `{}`: {source}", path.display())]
+    WriteFile {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// What the system reported.
         #[source]
         source: std::io::Error,
     },

@@ -2,6 +2,7 @@
 //! together with the macros.
 #![warn(missing_docs)]
 
+pub mod adapter;
 mod checks;
 mod dynamic;
 mod error;
@@ -19,6 +20,10 @@ mod swap;
 mod tree;
 mod varstore;
 
+pub use adapter::{
+    apply_lora_adapter, read_adapter, read_peft_lora, save_adapter, save_peft_lora, Adapter,
+    AdapterEntry, AdapterProblem,
+};
 pub use dynamic::{is_patched, patch_base_type_name, patch_name, patch_name_of, AnyModule};
 pub use error::{PatchError, Result, TensorProblem};
 pub use functional::{functional_call, Strictness};

@@ -115,3 +115,58 @@ impl Drop for TempFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A folder path in the temp folder, unique to this process and call, removed (with its
+/// contents) on drop. Not created: the code under test creates it.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(stem: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tch-patch-{stem}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `tests/python/<script>` with `args` on the repository's libtorch (Python torch of
+/// the same build: `PYTHONPATH=<repo>/.libtorch`). Panics if Python cannot start.
+pub fn python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> std::process::Output {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::process::Command::new("python3")
+        .arg(repo.join("tests").join("python").join(script))
+        .args(args)
+        .env("PYTHONPATH", repo.join(".libtorch"))
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run python3 for {script}: {error}"))
+}
+
+/// [`python`], returning its standard output; panics, failing the test, if the script
+/// fails: a cross-check never skips.
+pub fn run_python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> String {
+    let output = python(script, args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python {script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    stdout
+}

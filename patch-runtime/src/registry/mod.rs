@@ -32,7 +32,7 @@
 mod apply;
 mod args;
 mod check;
-mod nearest;
+pub(crate) mod nearest;
 pub mod parse;
 mod spec;
 mod value;

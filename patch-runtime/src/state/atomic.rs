@@ -85,6 +85,12 @@ pub(super) fn save_with<S: AsRef<str>>(
     write_atomic(fs, path, &bytes)
 }
 
+/// Writes `bytes` to `path` atomically on the real file system (adapter files, manifests
+/// and exports use it).
+pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(&super::fs::RealFs, path, bytes)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder.
 pub(super) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> Result<()> {
     let fail = |step: SaveStep| {

@@ -11,6 +11,7 @@ mod fault_tests;
 mod fs;
 mod serialize;
 
+pub(crate) use atomic::write_bytes_atomic;
 pub use atomic::{save_module, save_safetensors_atomic};
 
 use std::fmt;

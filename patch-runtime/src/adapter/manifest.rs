@@ -1,0 +1,258 @@
+//! `adapter.json`: the manifest of an adapter folder, written with serde and read field
+//! by field (every problem found, each naming its field).
+use super::args::{args_to_json, json_to_value};
+use super::entry::AdapterEntry;
+use super::json::{self, Reader};
+use super::problem::AdapterProblem;
+use super::tensors::{kind_name, kind_of_name};
+use crate::error::{PatchError, Result};
+use crate::registry::Value;
+use serde::Serialize;
+
+/// The manifest's file name in an adapter folder.
+pub const MANIFEST_FILE: &str = "adapter.json";
+/// The tensors' file name in an adapter folder.
+pub const TENSORS_FILE: &str = "adapter.safetensors";
+/// The manifest's `format` field.
+pub const ADAPTER_FORMAT: &str = "tch-patch-adapter";
+/// The manifest format version this library writes and reads.
+pub const ADAPTER_FORMAT_VERSION: u64 = 1;
+/// The version of this library, written in manifests.
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const TOP_FIELDS: [&str; 5] = [
+    "format",
+    "format_version",
+    "library",
+    "library_version",
+    "patches",
+];
+const PATCH_FIELDS: [&str; 5] = ["path", "patch", "targets", "args", "tensors"];
+const TENSOR_FIELDS: [&str; 3] = ["name", "shape", "dtype"];
+
+#[derive(Serialize)]
+struct ManifestOut<'a> {
+    format: &'static str,
+    format_version: u64,
+    library: &'static str,
+    library_version: &'static str,
+    patches: Vec<PatchOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct PatchOut<'a> {
+    path: &'a str,
+    patch: &'a str,
+    targets: &'a str,
+    args: serde_json::Map<String, serde_json::Value>,
+    tensors: Vec<TensorOut>,
+}
+
+#[derive(Serialize)]
+struct TensorOut {
+    name: String,
+    shape: Vec<i64>,
+    dtype: &'static str,
+}
+
+/// The manifest of checked entries (tensors defined and of safetensors dtypes), as
+/// pretty-printed JSON.
+pub(crate) fn manifest_bytes(entries: &[AdapterEntry]) -> Result<Vec<u8>> {
+    let patches = entries
+        .iter()
+        .map(|entry| PatchOut {
+            path: &entry.path,
+            patch: &entry.spec.name,
+            targets: &entry.spec.targets,
+            args: args_to_json(&entry.spec.args),
+            tensors: entry
+                .tensors
+                .iter()
+                .map(|(local, tensor)| TensorOut {
+                    name: entry.full_name(local),
+                    shape: tensor.size(),
+                    dtype: kind_name(tensor.kind()).unwrap_or("?"),
+                })
+                .collect(),
+        })
+        .collect();
+    let manifest = ManifestOut {
+        format: ADAPTER_FORMAT,
+        format_version: ADAPTER_FORMAT_VERSION,
+        library: "tch-patch",
+        library_version: LIBRARY_VERSION,
+        patches,
+    };
+    let mut bytes =
+        serde_json::to_vec_pretty(&manifest).map_err(|error| PatchError::InvalidAdapter {
+            operation: "write the adapter manifest".into(),
+            problems: vec![AdapterProblem::Field {
+                file: MANIFEST_FILE.into(),
+                field: "(all)".into(),
+                message: error.to_string(),
+            }],
+        })?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// A manifest as read. A field with a problem is `None` (the problem is recorded).
+pub(crate) struct ManifestIn {
+    pub library_version: Option<String>,
+    pub patches: Vec<PatchIn>,
+}
+
+/// One entry of `patches`.
+pub(crate) struct PatchIn {
+    pub path: Option<String>,
+    pub patch: Option<String>,
+    pub targets: Option<String>,
+    pub args: Option<Vec<(String, Value)>>,
+    pub tensors: Vec<TensorIn>,
+}
+
+/// One tensor of an entry.
+pub(crate) struct TensorIn {
+    pub name: Option<String>,
+    pub shape: Option<Vec<i64>>,
+    /// A dtype name this library knows (`F32`).
+    pub dtype: Option<String>,
+}
+
+/// Reads a manifest, recording every problem. `None` when the rest cannot be read: not
+/// JSON, not an object, another format or an unknown format version.
+pub(crate) fn read_manifest(
+    bytes: &[u8],
+    problems: &mut Vec<AdapterProblem>,
+) -> Option<ManifestIn> {
+    let value = match json::parse(MANIFEST_FILE, bytes) {
+        Ok(value) => value,
+        Err(problem) => {
+            problems.push(problem);
+            return None;
+        }
+    };
+    let mut reader = Reader::new(MANIFEST_FILE, problems);
+    let before = reader.count();
+    let top = reader.object("(top level)", &value)?;
+    if let Some(format) = reader.string(top, "", "format") {
+        if format != ADAPTER_FORMAT {
+            reader.problem(
+                "format",
+                format!("is {format:?}, expected {ADAPTER_FORMAT:?}"),
+            );
+        }
+    }
+    if let Some(version) = reader.unsigned(top, "", "format_version") {
+        if version != ADAPTER_FORMAT_VERSION {
+            reader.push(AdapterProblem::FormatVersion {
+                file: MANIFEST_FILE.into(),
+                found: version,
+                supported: ADAPTER_FORMAT_VERSION,
+            });
+        }
+    }
+    if reader.count() > before {
+        // Another format or version: its other fields may mean something else.
+        return None;
+    }
+    reader.deny_unknown(top, "", &TOP_FIELDS);
+    reader.optional_string(top, "", "library");
+    let library_version = reader.string(top, "", "library_version").map(str::to_owned);
+    let patches = reader
+        .array(top, "", "patches")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(index, value)| read_patch(&mut reader, &format!("patches[{index}]"), value))
+        .collect();
+    Some(ManifestIn {
+        library_version,
+        patches,
+    })
+}
+
+fn read_patch(reader: &mut Reader<'_>, at: &str, value: &serde_json::Value) -> Option<PatchIn> {
+    let object = reader.object(at, value)?;
+    reader.deny_unknown(object, at, &PATCH_FIELDS);
+    let path = reader.string(object, at, "path").map(str::to_owned);
+    let patch = reader.string(object, at, "patch").map(str::to_owned);
+    let targets = reader
+        .optional_string(object, at, "targets")
+        .map(str::to_owned);
+    let args = reader
+        .required(object, at, "args")
+        .and_then(|args| read_args(reader, &json::join(at, "args"), args));
+    let tensors = reader
+        .array(object, at, "tensors")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(index, value)| read_tensor(reader, &format!("{at}.tensors[{index}]"), value))
+        .collect();
+    Some(PatchIn {
+        path,
+        patch,
+        targets,
+        args,
+        tensors,
+    })
+}
+
+fn read_args(
+    reader: &mut Reader<'_>,
+    at: &str,
+    value: &serde_json::Value,
+) -> Option<Vec<(String, Value)>> {
+    let object = reader.object(at, value)?;
+    let mut args = Vec::with_capacity(object.len());
+    let mut valid = true;
+    for (name, json_value) in object {
+        match json_to_value(json_value) {
+            Some(value) => args.push((name.clone(), value)),
+            None => {
+                reader.problem(
+                    &json::join(at, name),
+                    format!(
+                        "must be a number, a boolean, a string or an array of them, found {}",
+                        json::describe(json_value)
+                    ),
+                );
+                valid = false;
+            }
+        }
+    }
+    valid.then_some(args)
+}
+
+fn read_tensor(reader: &mut Reader<'_>, at: &str, value: &serde_json::Value) -> Option<TensorIn> {
+    let object = reader.object(at, value)?;
+    reader.deny_unknown(object, at, &TENSOR_FIELDS);
+    let name = reader.string(object, at, "name").map(str::to_owned);
+    let shape = reader.array(object, at, "shape").and_then(|dims| {
+        let field = json::join(at, "shape");
+        let dims: Vec<Option<i64>> = dims
+            .iter()
+            .map(|dim| {
+                let dim = reader.as_unsigned(&field, dim)?;
+                i64::try_from(dim).ok()
+            })
+            .collect();
+        dims.into_iter().collect::<Option<Vec<i64>>>()
+    });
+    let dtype = reader.string(object, at, "dtype").and_then(|dtype| {
+        if kind_of_name(dtype).is_some() {
+            Some(dtype.to_owned())
+        } else {
+            reader.problem(
+                &json::join(at, "dtype"),
+                format!(
+                    "is {dtype:?}, which is not a dtype this library reads \
+                     (BOOL, U8, I8, I16, I32, I64, F16, BF16, F32, F64)"
+                ),
+            );
+            None
+        }
+    });
+    Some(TensorIn { name, shape, dtype })
+}

@@ -1,0 +1,71 @@
+//! Adapter files: save only what patches added, load it onto a fresh copy of the base
+//! model; PEFT's layout for LoRA; TorchScript export of a patched model.
+//!
+//! The API is over plain data, [`AdapterEntry`]: a patched path, the patch's spec (name
+//! and checked arguments, from [`PatchArgs::to_spec`](crate::registry::PatchArgs::to_spec)
+//! or a patch string) and the tensors the patch added.
+//!
+//! * [`save_adapter`] / [`read_adapter`]: this library's adapter folder, two files:
+//!   `adapter.safetensors` (only the patches' tensors, keyed by full dotted name) and
+//!   `adapter.json`, the manifest. Reading checks everything (JSON, format version,
+//!   patches through the registry, every tensor's presence, shape and dtype) and
+//!   reports every problem in one [`PatchError::InvalidAdapter`](crate::PatchError).
+//! * [`apply_lora_adapter`]: re-creates LoRA patches from entries onto linear modules
+//!   given by path, with the saved values.
+//! * [`save_peft_lora`] / [`read_peft_lora`]: PEFT's layout (`adapter_config.json`,
+//!   `adapter_model.safetensors`), so LoRA adapters move between Python PEFT and Rust.
+//! * [`trace_module`] / [`trace`], [`save_torchscript`], [`load_torchscript`]: a patched
+//!   model as TorchScript, for `torch.jit.load` in Python.
+//!
+//! A manifest (`adapter.json`, pretty-printed; arrays shown on one line here) of one
+//! LoRA patch:
+//!
+//! ```json
+//! {
+//!   "format": "tch-patch-adapter",
+//!   "format_version": 1,
+//!   "library": "tch-patch",
+//!   "library_version": "0.1.0",
+//!   "patches": [
+//!     {
+//!       "path": "blocks.0.attn.q",
+//!       "patch": "lora",
+//!       "targets": "*.attn.q",
+//!       "args": { "alpha": 16.0, "dropout": 0.0, "rank": 4, "use_rslora": false },
+//!       "tensors": [
+//!         { "name": "blocks.0.attn.q.lora_a", "shape": [4, 64], "dtype": "F32" },
+//!         { "name": "blocks.0.attn.q.lora_b", "shape": [64, 4], "dtype": "F32" }
+//!       ]
+//!     }
+//!   ]
+//! }
+//! ```
+//!
+//! Every file is written through one private function, after every check passed.
+mod apply;
+mod args;
+mod check;
+mod entry;
+mod io;
+mod json;
+mod manifest;
+pub mod peft;
+pub(crate) mod problem;
+mod read;
+mod save;
+mod tensors;
+mod torchscript;
+
+pub use apply::apply_lora_adapter;
+pub use entry::{Adapter, AdapterEntry, AdapterSummary};
+pub use manifest::{
+    ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, LIBRARY_VERSION, MANIFEST_FILE, TENSORS_FILE,
+};
+pub use peft::{
+    read_peft_lora, save_peft_lora, PeftAdapter, PeftLoraConfig, PeftOptions, PeftTargetModules,
+    PeftTargets,
+};
+pub use problem::AdapterProblem;
+pub use read::{read_adapter, read_adapter_with};
+pub use save::{save_adapter, save_adapter_with};
+pub use torchscript::{load_torchscript, save_torchscript, trace, trace_module};

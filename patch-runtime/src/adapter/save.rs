@@ -1,0 +1,98 @@
+//! Saving an adapter folder: `adapter.safetensors` (only the patches' tensors) and
+//! `adapter.json` (which patch, where, with which arguments, and each tensor's shape and
+//! dtype).
+use super::check::check_entries;
+use super::entry::{AdapterEntry, AdapterSummary};
+use super::io;
+use super::manifest::{
+    manifest_bytes, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, TENSORS_FILE,
+};
+use super::tensors::to_safetensors_bytes;
+use crate::error::{PatchError, Result};
+use crate::registry::Registry;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Saves `entries` as an adapter folder `dir` (created if missing): `adapter.safetensors`
+/// with every entry's tensors under their full dotted names (`blocks.0.attn.q.lora_a`),
+/// and `adapter.json`, the manifest (see [the module docs](super) for an example).
+///
+/// Everything is checked first, with the [global registry](Registry::global): paths
+/// (dotted, unique), specs (each patch registered, its arguments valid), tensors (defined,
+/// of a dtype safetensors holds, unique names). Any problem is
+/// [`PatchError::InvalidAdapter`] listing them all, and nothing is written. Existing
+/// files of the same names are replaced; the tensors file is written before the manifest.
+///
+/// ```
+/// use tch::{nn, Device};
+/// use tch_patch::adapter::{read_adapter, save_adapter, AdapterEntry};
+/// use tch_patch::patches::{Lora, LoraConfig};
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let path = vs.root() / "fc";
+/// let lora = Lora::new(nn::linear(&path, 16, 16, Default::default()), &path, &LoraConfig { rank: 2, ..Default::default() })?;
+/// let dir = std::env::temp_dir().join(format!("tch-patch-doc-save-{}", std::process::id()));
+/// let summary = save_adapter(&dir, &[AdapterEntry::from_lora("fc", &lora)?])?;
+/// assert_eq!((summary.tensors, summary.values), (2, 2 * 16 + 16 * 2));
+/// let adapter = read_adapter(&dir)?;
+/// assert!(adapter.entries[0].tensor("lora_a").unwrap().equal(lora.lora_a()));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), tch_patch::PatchError>(())
+/// ```
+pub fn save_adapter(dir: impl AsRef<Path>, entries: &[AdapterEntry]) -> Result<AdapterSummary> {
+    save_adapter_with(dir, entries, Registry::global()?)
+}
+
+/// [`save_adapter`] with the specs checked against `registry`.
+pub fn save_adapter_with(
+    dir: impl AsRef<Path>,
+    entries: &[AdapterEntry],
+    registry: &Registry,
+) -> Result<AdapterSummary> {
+    let dir = dir.as_ref();
+    let problems = check_entries(registry, entries);
+    if !problems.is_empty() {
+        return Err(PatchError::InvalidAdapter {
+            operation: format!("save adapter to `{}`", dir.display()),
+            problems,
+        });
+    }
+    let tensors: Vec<(String, &tch::Tensor)> = entries
+        .iter()
+        .flat_map(|entry| {
+            entry
+                .tensors
+                .iter()
+                .map(|(local, tensor)| (entry.full_name(local), tensor))
+        })
+        .collect();
+    let metadata = HashMap::from([
+        ("format".to_owned(), "pt".to_owned()),
+        (
+            ADAPTER_FORMAT.to_owned(),
+            ADAPTER_FORMAT_VERSION.to_string(),
+        ),
+    ]);
+    let tensor_bytes = to_safetensors_bytes(&tensors, metadata)?;
+    let manifest = manifest_bytes(entries)?;
+    write_pair(
+        dir,
+        (TENSORS_FILE, &tensor_bytes),
+        (MANIFEST_FILE, &manifest),
+    )?;
+    Ok(AdapterSummary {
+        manifest_file: dir.join(MANIFEST_FILE),
+        tensors_file: dir.join(TENSORS_FILE),
+        manifest_bytes: manifest.len() as u64,
+        tensors_bytes: tensor_bytes.len() as u64,
+        tensors: tensors.len(),
+        values: tensors.iter().map(|(_, t)| t.numel() as i64).sum(),
+    })
+}
+
+/// Creates `dir`, then writes the tensors file, then the JSON file.
+pub(crate) fn write_pair(dir: &Path, tensors: (&str, &[u8]), json: (&str, &[u8])) -> Result<()> {
+    io::create_dir(dir)?;
+    io::write_file(&dir.join(tensors.0), tensors.1)?;
+    io::write_file(&dir.join(json.0), json.1)
+}
