@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{CModule, Device, Kind, Tensor};
 use tch_patch::patches::{Lora, MostlyFrozenEmbedding};
+use tch_patch::registry::{apply_specs, Registry};
 use tch_patch::{
-    apply_patch_string, named_tensors, print_tree, save_module, DynLayer, ModuleTree, Parameters,
-    Slot,
+    load_model_adapter, load_safetensors, named_tensors, print_tree, save_model_adapter,
+    save_module, ApplyReport, DynLayer, LoadOptions, ModuleTree, Parameters, Slot,
 };
 
 #[derive(Parser, Debug)]
@@ -249,7 +250,8 @@ fn main() -> anyhow_free::Result<()> {
         args.patches.trim_end_matches(';'),
         tokens.join(", ")
     );
-    for report in apply_patch_string(&mut model, &vs, &patch_string)? {
+    let specs = Registry::global()?.parse(&patch_string)?;
+    for report in apply_specs(&mut model, &vs, &specs)? {
         println!(
             "  {} patched {} slot(s): {}",
             report.rule,
@@ -276,24 +278,31 @@ fn main() -> anyhow_free::Result<()> {
     println!("new task after fine-tuning: accuracy {tuned_accuracy:.3}");
     println!("\n{}", print_tree(&model));
 
-    let adapter_file = args.out.join("adapter.safetensors");
-    let adapter: Vec<(String, Tensor)> = named_tensors(&model)
-        .into_iter()
-        .filter(|t| added.contains(&t.name))
-        .map(|t| (t.name, t.tensor))
-        .collect();
-    let refs: Vec<(&str, &Tensor)> = adapter.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    tch_patch::save_safetensors_atomic(&adapter_file, &refs)?;
-    let (adapter_bytes, model_bytes) = (file_size(&adapter_file)?, file_size(&full_checkpoint)?);
+    let adapter_dir = args.out.join("adapter");
+    let summary = save_model_adapter(&adapter_dir, &model, &specs)?;
+    let adapter_bytes = file_size(&adapter_dir.join("adapter.safetensors"))?
+        + file_size(&adapter_dir.join("adapter.json"))?;
+    let model_bytes = file_size(&full_checkpoint)?;
     println!(
-        "adapter {} ({} tensors, {adapter_bytes} bytes) vs full model {model_bytes} bytes: {:.1}%",
-        adapter_file.display(),
-        adapter.len(),
+        "adapter {} ({} tensors, {adapter_bytes} bytes with its manifest) vs full model {model_bytes} bytes: {:.1}%",
+        adapter_dir.display(),
+        summary.tensors,
         100.0 * adapter_bytes as f64 / model_bytes as f64
     );
 
-    println!("\n== merging LoRA into the base weights and exporting TorchScript");
+    println!("\n== reloading: pre-trained checkpoint + adapter onto a fresh model");
+    let fresh_vs = nn::VarStore::new(Device::Cpu);
+    let mut fresh = LanguageModel::new(&fresh_vs.root());
+    load_safetensors(&mut fresh, &full_checkpoint, &LoadOptions::new())?;
+    let reports = load_model_adapter(&mut fresh, &fresh_vs, &adapter_dir)?;
+    let paths: usize = reports.iter().map(ApplyReport::len).sum();
     let (ids, _) = batch(VOCAB, 3, Device::Cpu);
+    let trained_out = tch::no_grad(|| model.forward_t(&ids, false));
+    let reloaded_out = tch::no_grad(|| fresh.forward_t(&ids, false));
+    let reload_error = (&trained_out - &reloaded_out).abs().max().double_value(&[]);
+    println!("re-created {paths} patch(es) from the manifest; max |trained - reloaded| = {reload_error:.2e}");
+
+    println!("\n== merging LoRA into the base weights and exporting TorchScript");
     let before_merge = tch::no_grad(|| model.forward_t(&ids, false));
     let merged = merge_loras(&mut model)?;
     let after_merge = tch::no_grad(|| model.forward_t(&ids, false));
@@ -325,8 +334,8 @@ fn main() -> anyhow_free::Result<()> {
         .downcast_ref::<MostlyFrozenEmbedding>()
         .map(|e| e.token_ids());
     println!("trained token rows: {embedding:?}");
-    if merge_error > 1e-4 || script_error > 1e-5 {
-        return Err("merged or exported outputs differ from the fine-tuned model".into());
+    if reload_error > 1e-6 || merge_error > 1e-4 || script_error > 1e-5 {
+        return Err("reloaded, merged or exported outputs differ from the fine-tuned model".into());
     }
     Ok(())
 }

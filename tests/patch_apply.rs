@@ -199,3 +199,51 @@ fn patches_of_different_names_stack_in_one_slot() {
     // Fresh adapters change nothing: B and the bias delta start at zero.
     assert!(m.forward(&ids).allclose(&plain, 1e-6, 1e-6, false));
 }
+
+#[test]
+fn a_model_adapter_round_trips_onto_a_fresh_base() {
+    let dir = std::env::temp_dir().join(format!("tch-patch-model-adapter-{}", std::process::id()));
+    let vs = nn::VarStore::new(CPU);
+    let mut m = model(&vs);
+    let base_file = dir.join("base.safetensors");
+    std::fs::create_dir_all(&dir).unwrap();
+    let specs = tch_patch::Registry::global().unwrap().parse(CHAIN).unwrap();
+    tch_patch::registry::apply_specs(&mut m, &vs, &specs).unwrap();
+    let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
+    let ids = Tensor::from_slice(&[1i64, 3, 5, 7]);
+    let target = Tensor::randn([4, DIM], (Kind::Float, CPU));
+    for _ in 0..3 {
+        opt.backward_step(&m.forward(&ids).mse_loss(&target, tch::Reduction::Mean));
+    }
+    let adapter = dir.join("adapter");
+    tch_patch::save_model_adapter(&adapter, &m, &specs).unwrap();
+    // Unpatched layers trained too: the base checkpoint is the trained model's (its patch
+    // tensors are skipped when loading it into the bare model).
+    tch_patch::save_module(&m, &base_file, "").unwrap();
+
+    let fresh_vs = nn::VarStore::new(CPU);
+    let mut fresh = model(&fresh_vs);
+    let options = tch_patch::LoadOptions::new().allow_unexpected(true);
+    tch_patch::load_safetensors(&mut fresh, &base_file, &options).unwrap();
+    let reports = tch_patch::load_model_adapter(&mut fresh, &fresh_vs, &adapter).unwrap();
+    assert_eq!(reports.iter().map(|r| r.len()).sum::<usize>(), 7);
+    assert!(
+        fresh.forward(&ids).equal(&m.forward(&ids)),
+        "same outputs, bit for bit"
+    );
+
+    // A base whose layers have another width cannot take the adapter: nothing stays patched.
+    let narrow_vs = nn::VarStore::new(CPU);
+    let root = narrow_vs.root();
+    let mut narrow = model(&narrow_vs);
+    narrow.blocks[0].attn.q = Slot::new(nn::linear(&root / "x", DIM, DIM / 2, Default::default()));
+    let before = snapshot(&narrow);
+    let error = tch_patch::load_model_adapter(&mut narrow, &narrow_vs, &adapter).unwrap_err();
+    assert!(
+        matches!(error, PatchError::InvalidTensors { .. }),
+        "{error}"
+    );
+    assert!(!narrow.blocks[0].attn.v.is_patched() && !narrow.embed.is_patched());
+    assert_same(&before, &snapshot(&narrow));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

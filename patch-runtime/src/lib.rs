@@ -21,8 +21,8 @@ mod tree;
 mod varstore;
 
 pub use adapter::{
-    apply_lora_adapter, read_adapter, read_peft_lora, save_adapter, save_peft_lora, Adapter,
-    AdapterEntry, AdapterProblem,
+    apply_lora_adapter, load_model_adapter, read_adapter, read_peft_lora, save_adapter,
+    save_model_adapter, save_peft_lora, Adapter, AdapterEntry, AdapterProblem,
 };
 pub use dynamic::{is_patched, patch_base_type_name, patch_name, patch_name_of, AnyModule};
 pub use error::{PatchError, Result, TensorProblem};

@@ -49,6 +49,7 @@ mod entry;
 mod io;
 mod json;
 mod manifest;
+mod model;
 pub mod peft;
 pub(crate) mod problem;
 mod read;
@@ -61,6 +62,7 @@ pub use entry::{Adapter, AdapterEntry, AdapterSummary};
 pub use manifest::{
     ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, LIBRARY_VERSION, MANIFEST_FILE, TENSORS_FILE,
 };
+pub use model::{load_model_adapter, model_adapter_entries, save_model_adapter};
 pub use peft::{
     read_peft_lora, save_peft_lora, PeftAdapter, PeftLoraConfig, PeftOptions, PeftTargetModules,
     PeftTargets,

@@ -316,6 +316,8 @@ pub trait AnySlot {
     /// Removes the outermost patch: its name and handles to the tensors it added, or
     /// `None` (unchanged) when bare.
     fn peel_one(&mut self) -> Option<(&'static str, Vec<Tensor>)>;
+    /// Each patch of the stack, outermost first, with handles to the tensors it added.
+    fn added_by_patch(&self) -> Vec<(&'static str, Vec<Tensor>)>;
     /// The `Slot<T>` as `&dyn Any` (see [`downcast_ref`](trait.AnySlot.html#method.downcast_ref)).
     fn as_any(&self) -> &dyn Any;
     /// The `Slot<T>` as `&mut dyn Any`.
@@ -334,6 +336,17 @@ impl dyn AnySlot + '_ {
 }
 
 impl<T: Parameters + Any + Send> AnySlot for Slot<T> {
+    fn added_by_patch(&self) -> Vec<(&'static str, Vec<Tensor>)> {
+        let mut out = Vec::new();
+        let mut layer = Some(self.content());
+        while let Some(current) = layer {
+            if let Some(&name) = current.patch_names().first() {
+                out.push((name, current.added_tensors()));
+            }
+            layer = current.inner();
+        }
+        out
+    }
     fn root_type_name(&self) -> &'static str {
         std::any::type_name::<T>()
     }
