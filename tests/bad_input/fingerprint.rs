@@ -62,12 +62,20 @@ pub struct Fingerprint {
     trainable: usize,
 }
 
+/// A module to fingerprint: its tensors are named `{label}:{name}`.
+pub type Labelled<'a> = (&'static str, &'a dyn Parameters);
+
 impl Fingerprint {
     /// Every variable of `vs` (as `vs:{name}`) and, if given, every tensor of `module`
     /// (as `module:{name}`).
     pub fn take<M: Parameters>(vs: &nn::VarStore, module: Option<&M>) -> Self {
+        Self::take_all(vs, &labelled(module))
+    }
+
+    /// Every variable of `vs` and every tensor of each module (as `{label}:{name}`).
+    pub fn take_all(vs: &nn::VarStore, modules: &[Labelled<'_>]) -> Self {
         Fingerprint {
-            tensors: entries(vs, module)
+            tensors: entries(vs, modules)
                 .iter()
                 .map(|(name, tensor)| (name.clone(), Print::of(tensor)))
                 .collect(),
@@ -77,11 +85,19 @@ impl Fingerprint {
 
     /// Every difference between this fingerprint and the tensors now there.
     pub fn differences<M: Parameters>(&self, vs: &nn::VarStore, module: Option<&M>) -> Vec<String> {
-        let now = entries(vs, module);
+        self.differences_all(vs, &labelled(module))
+    }
+
+    /// Every difference between this fingerprint and the tensors of `vs` and `modules` now.
+    /// A module left out (moved into a failed call, so gone) is not compared.
+    pub fn differences_all(&self, vs: &nn::VarStore, modules: &[Labelled<'_>]) -> Vec<String> {
+        let now = entries(vs, modules);
         let mut out = Vec::new();
         let names: Vec<&String> = now.keys().collect();
-        // A module moved into a failed call is gone: compare the VarStore alone then.
-        let compared = |name: &&String| module.is_some() || !name.starts_with("module:");
+        let compared = |name: &&String| {
+            let label = name.split(':').next().unwrap_or_default();
+            label == "vs" || modules.iter().any(|(l, _)| *l == label)
+        };
         let was: Vec<&String> = self.tensors.keys().filter(compared).collect();
         if names != was {
             out.push(format!("tensor names changed: {was:?} -> {names:?}"));
@@ -102,15 +118,22 @@ impl Fingerprint {
     }
 }
 
-fn entries<M: Parameters>(vs: &nn::VarStore, module: Option<&M>) -> BTreeMap<String, Tensor> {
+fn labelled<M: Parameters>(module: Option<&M>) -> Vec<Labelled<'_>> {
+    module
+        .map(|m| ("module", m as &dyn Parameters))
+        .into_iter()
+        .collect()
+}
+
+fn entries(vs: &nn::VarStore, modules: &[Labelled<'_>]) -> BTreeMap<String, Tensor> {
     let mut out: BTreeMap<String, Tensor> = vs
         .variables()
         .into_iter()
         .map(|(name, tensor)| (format!("vs:{name}"), tensor))
         .collect();
-    if let Some(module) = module {
-        for named in named_tensors(module) {
-            out.insert(format!("module:{}", named.name), named.tensor);
+    for (label, module) in modules {
+        for named in named_tensors(*module) {
+            out.insert(format!("{label}:{}", named.name), named.tensor);
         }
     }
     out

@@ -1,9 +1,10 @@
 //! The model every case runs against: an embedding, two linear layers and a head tied to
 //! the embedding, all in one VarStore, plus a folder holding a valid checkpoint of it.
+//! Cases of slots and rules also get a module tree ([`TreeNet`]) in the same VarStore.
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Kind, Tensor};
-use tch_patch::{named_tensors, save_module, Parameters};
+use tch_patch::{named_tensors, save_module, ModuleTree, Parameters, Slot};
 
 pub const VOCAB: i64 = 16;
 pub const DIM: i64 = 4;
@@ -38,10 +39,54 @@ impl Drop for TempDir {
     }
 }
 
+/// One block of [`TreeNet`]: two linear slots.
+#[derive(ModuleTree, Parameters)]
+pub struct Block {
+    pub q: Slot<nn::Linear>,
+    pub v: Slot<nn::Linear>,
+}
+
+/// A module tree: `emb` (an embedding slot), `blocks.{0,1,2}.{q,v}` (linear slots `[4, 4]`)
+/// and `head`, a linear slot whose weight is `emb.weight` (tied). Its variables live in the
+/// fixture's VarStore under `tree.`.
+#[derive(ModuleTree, Parameters)]
+pub struct TreeNet {
+    pub emb: Slot<nn::Embedding>,
+    pub blocks: Vec<Block>,
+    pub head: Slot<nn::Linear>,
+}
+
+/// The VarStore folder of [`TreeNet`]'s variables.
+pub const TREE: &str = "tree";
+
+impl TreeNet {
+    fn new(vs: &nn::VarStore) -> Self {
+        let root = vs.root() / TREE;
+        let emb = nn::embedding(&root / "emb", VOCAB, DIM, Default::default());
+        let head = nn::Linear {
+            ws: emb.ws.shallow_clone(),
+            bs: None,
+        };
+        let linear = |path: nn::Path| Slot::new(nn::linear(path, DIM, DIM, Default::default()));
+        TreeNet {
+            emb: Slot::new(emb),
+            blocks: (0..3)
+                .map(|i| Block {
+                    q: linear(&root / "blocks" / i / "q"),
+                    v: linear(&root / "blocks" / i / "v"),
+                })
+                .collect(),
+            head: Slot::new(head),
+        }
+    }
+}
+
 pub struct Fixture {
     pub vs: nn::VarStore,
     /// `None` once a case moved it into a call.
     pub net: Option<Net>,
+    /// A module tree, made by [`Fixture::with_tree`] in a case's setup.
+    pub tree: Option<TreeNet>,
     pub dir: TempDir,
     /// A valid checkpoint of `net` (unprefixed names), written with `save_module`.
     pub checkpoint: PathBuf,
@@ -69,6 +114,7 @@ impl Fixture {
         Fixture {
             vs,
             net: Some(net),
+            tree: None,
             dir,
             checkpoint,
         }
@@ -80,6 +126,17 @@ impl Fixture {
 
     pub fn take_net(&mut self) -> Net {
         self.net.take().expect("the net is still here")
+    }
+
+    /// Builds the fixture's [`TreeNet`] (its variables go in the VarStore).
+    pub fn with_tree(&mut self) -> &mut TreeNet {
+        let tree = TreeNet::new(&self.vs);
+        self.tree.insert(tree)
+    }
+
+    /// The tree made by [`with_tree`](Self::with_tree).
+    pub fn tree(&mut self) -> &mut TreeNet {
+        self.tree.as_mut().expect("the case's setup made the tree")
     }
 
     /// A path in the fixture's folder.

@@ -9,10 +9,10 @@ mod cases;
 mod fingerprint;
 mod fixture;
 
-use fingerprint::Fingerprint;
-use fixture::Fixture;
+use fingerprint::{Fingerprint, Labelled};
+use fixture::{Fixture, TreeNet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use tch_patch::PatchError;
+use tch_patch::{ModuleTreeExt, Parameters, PatchError};
 
 /// One bad input: what to set up, the call, and the error it must give.
 pub struct Case {
@@ -52,6 +52,30 @@ pub fn only_problem(error: &PatchError) -> Option<&tch_patch::TensorProblem> {
     }
 }
 
+/// The fixture's net (unless a case moved it away) and tree (if a case made one).
+fn modules(fx: &Fixture) -> Vec<Labelled<'_>> {
+    let mut out: Vec<Labelled<'_>> = Vec::new();
+    if let Some(net) = &fx.net {
+        out.push(("module", net as &dyn Parameters));
+    }
+    if let Some(tree) = &fx.tree {
+        out.push(("tree", tree as &dyn Parameters));
+    }
+    out
+}
+
+/// Each slot of the tree with its patch names, outermost first: a patch that adds no
+/// tensor still shows here.
+fn slot_patches(tree: Option<&TreeNet>) -> Vec<(String, Vec<&'static str>)> {
+    tree.map(|tree| {
+        tree.slots()
+            .into_iter()
+            .map(|(path, slot)| (path, slot.patch_names()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 #[test]
 fn every_bad_input_is_a_typed_error_and_changes_no_tensor() {
     let cases = cases::all();
@@ -66,8 +90,8 @@ fn every_bad_input_is_a_typed_error_and_changes_no_tensor() {
         );
         let mut fx = Fixture::new();
         (case.setup)(&mut fx);
-        let before = Fingerprint::take(&fx.vs, fx.net.as_ref());
-        let had_net = fx.net.is_some();
+        let before = Fingerprint::take_all(&fx.vs, &modules(&fx));
+        let patches_before = slot_patches(fx.tree.as_ref());
         let outcome = catch_unwind(AssertUnwindSafe(|| (case.run)(&mut fx)));
         match outcome {
             Err(panic) => {
@@ -90,10 +114,16 @@ fn every_bad_input_is_a_typed_error_and_changes_no_tensor() {
         }
         // A net moved into the failed call is dropped with it: the VarStore's handles (the
         // same tensors) still show whether anything was changed.
-        let module = if had_net { fx.net.as_ref() } else { None };
-        let changes = before.differences(&fx.vs, module);
+        let changes = before.differences_all(&fx.vs, &modules(&fx));
         if !changes.is_empty() {
             failures.push(format!("{}: changed the model: {changes:?}", case.name));
+        }
+        let patches_after = slot_patches(fx.tree.as_ref());
+        if patches_after != patches_before {
+            failures.push(format!(
+                "{}: changed the patches of the slots: {patches_before:?} -> {patches_after:?}",
+                case.name
+            ));
         }
     }
     assert!(

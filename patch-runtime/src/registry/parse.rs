@@ -80,7 +80,11 @@ impl fmt::Display for PatchCall {
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
 pub fn parse_calls(input: &str) -> Result<Vec<PatchCall>> {
-    let mut parser = Parser { input, pos: 0 };
+    let mut parser = Parser {
+        input,
+        pos: 0,
+        column: 1,
+    };
     let mut calls = Vec::new();
     loop {
         parser.skip_ws();
@@ -117,6 +121,9 @@ struct Parser<'a> {
     input: &'a str,
     /// Byte offset of the next character; always on a char boundary.
     pos: usize,
+    /// 1-based column of the next character, kept up to date by `bump` (counting the
+    /// characters before `pos` at every token made parsing quadratic in the length).
+    column: usize,
 }
 
 impl Parser<'_> {
@@ -127,6 +134,7 @@ impl Parser<'_> {
     fn bump(&mut self) -> Option<char> {
         let c = self.peek()?;
         self.pos += c.len_utf8();
+        self.column += 1;
         Some(c)
     }
 
@@ -136,15 +144,11 @@ impl Parser<'_> {
         }
     }
 
-    fn span_at(&self, offset: usize) -> Span {
-        Span {
-            offset,
-            column: self.input[..offset].chars().count() + 1,
-        }
-    }
-
     fn span(&self) -> Span {
-        self.span_at(self.pos)
+        Span {
+            offset: self.pos,
+            column: self.column,
+        }
     }
 
     /// The next character, for "found ..." in messages.
@@ -156,14 +160,13 @@ impl Parser<'_> {
     }
 
     fn error(&self, message: String) -> PatchError {
-        self.error_at(self.pos, message)
+        self.error_at(self.span(), message)
     }
 
-    fn error_at(&self, offset: usize, message: String) -> PatchError {
-        let span = self.span_at(offset);
+    fn error_at(&self, span: Span, message: String) -> PatchError {
         PatchError::PatchSyntax {
             input: self.input.to_owned(),
-            offset,
+            offset: span.offset,
             column: span.column,
             message,
         }
@@ -315,11 +318,11 @@ impl Parser<'_> {
     }
 
     fn string(&mut self) -> Result<String> {
-        let start = self.pos;
+        let start = self.span();
         self.bump(); // '"'
         let mut out = String::new();
         loop {
-            let here = self.pos;
+            let here = self.span();
             match self.bump() {
                 None => {
                     return Err(
@@ -356,14 +359,14 @@ impl Parser<'_> {
     /// A number: the maximal run of number-like characters, then checked as a whole, so
     /// `8x` or `1.2.3` is reported as one malformed token.
     fn number(&mut self) -> Result<Value> {
-        let start = self.pos;
+        let start = self.span();
         while self
             .peek()
             .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
         {
             self.bump();
         }
-        let text = &self.input[start..self.pos];
+        let text = &self.input[start.offset..self.pos];
         let Some(is_float) = number_shape(text) else {
             return Err(self.error_at(start, format!("malformed number \"{text}\"")));
         };

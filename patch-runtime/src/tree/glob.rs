@@ -5,7 +5,7 @@
 //! | `*`, `**`  | any run of characters, dots included (as Python's `fnmatch`)    |
 //! | `?`        | any one character                                               |
 //! | `[abc]`, `[0-3]`, `[!.]` | one character of (or, with `!` or `^`, not of) the set |
-//! | `{a,b}`    | any of the alternatives, which may hold globs and nest          |
+//! | `{a,b}`    | any of the alternatives, which may hold globs and nest (32 deep)|
 //! | `\x`       | the character `x` itself                                        |
 //!
 //! A glob matches a whole path, not a part of it. `*` crosses dots because slot paths
@@ -109,6 +109,10 @@ impl fmt::Display for Glob {
 
 const INFINITE: u32 = u32::MAX / 4;
 
+/// How deep `{...}` may nest. Parsing and matching recurse once per level, so a limit keeps
+/// a glob such as 100,000 `{` from overflowing the stack (an abort, not an error).
+pub(crate) const MAX_NESTING: usize = 32;
+
 /// Advances a row of costs (cost of having matched the tokens so far against each prefix of
 /// `text`) through `tokens`.
 fn run(tokens: &[Token], text: &[char], mut costs: Vec<u32>) -> Vec<u32> {
@@ -208,6 +212,13 @@ impl Parser<'_> {
 
     fn alternatives(&mut self, depth: usize) -> Result<Token> {
         let open = self.at;
+        if depth >= MAX_NESTING {
+            return Err(bad(
+                self.pattern,
+                open,
+                "`{...}` alternatives nest more than 32 deep",
+            ));
+        }
         self.at += 1;
         let mut alternatives = vec![self.sequence(depth + 1)?];
         loop {
@@ -368,6 +379,11 @@ mod tests {
             ("blocks.[0-1", 7, "`[` is never closed by `]`"),
             ("[z-a]", 3, "the range's end comes before its start"),
             ("abc\\", 3, "a `\\` at the end escapes nothing"),
+            (
+                "{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{",
+                32,
+                "`{...}` alternatives nest more than 32 deep",
+            ),
         ];
         for (pattern, at, why) in cases {
             match Glob::new(pattern) {

@@ -3,8 +3,11 @@ mod calls;
 mod devices;
 mod files;
 mod parametrize;
+mod patch_strings;
 mod patching;
+mod rules;
 mod save;
+mod slots;
 mod swap;
 
 use crate::Case;
@@ -18,17 +21,19 @@ pub fn all() -> Vec<Case> {
     cases.extend(parametrize::cases());
     cases.extend(save::cases());
     cases.extend(devices::cases());
+    cases.extend(patch_strings::cases());
+    cases.extend(rules::cases());
+    cases.extend(slots::cases());
     // ---------------------------------------------------------------------------------
-    // TO ADD when they land on this branch (module trees/slots/rules, the patch-string
-    // parser and registry, adapter manifests); each case as above, asserting the exact
-    // variant and an unchanged fingerprint:
-    //   - patch strings: bad quoting (`lora(targets="*.q)`), unknown patch name, unknown
-    //     or repeated argument, argument of the wrong type or out of range;
-    //   - adapter manifests: an unknown patch, a tensor the manifest does not list, a
-    //     shape or dtype that disagrees with the manifest, a manifest that is not valid;
-    //   - slots and rules: unpatching an unpatched slot, a rule matching nothing where one
-    //     is required, a path that does not exist, stacking a patch where it is refused
-    //     (a second LoRA on one slot), `apply` failing half-way (all or none).
+    // TO ADD when adapter files and their manifest parser land on this branch (they are
+    // written in another worktree): each case as above, asserting the exact variant and an
+    // unchanged fingerprint of the net, the tree and the VarStore:
+    //   - a manifest naming an unknown patch (with its nearest name);
+    //   - a tensor in the file that the manifest does not list, and one it lists that the
+    //     file lacks;
+    //   - a shape or dtype that disagrees with the manifest;
+    //   - a manifest that is not valid (syntax, missing fields, a bad patch string in it);
+    //   - loading an adapter onto a tree whose slots its targets do not match.
     // ---------------------------------------------------------------------------------
     cases
 }

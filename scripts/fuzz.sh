@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs each cargo-fuzz target (fuzz/, libFuzzer) for a bounded time: `scripts/fuzz.sh [seconds]`,
+# 60 seconds per target by default. Not part of `make test` or CI (it needs the nightly
+# toolchain and `cargo install cargo-fuzz`, and takes minutes).
+#
+# Each target starts from its committed seeds (fuzz/seeds/<target>) plus the corpus of earlier
+# runs (fuzz/corpus/<target>, not committed), with a dictionary of its grammar's tokens
+# (fuzz/dict/<target>.dict). A crash leaves its input in fuzz/artifacts/<target>/; rerun it
+# with `cargo +nightly fuzz run <target> <file>`, then keep it as a regression test in tests/.
+# Logs go to fuzz/logs/<target>.log. The exit status is non-zero if any target failed.
+set -euo pipefail
+
+seconds="${1:-60}"
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
+    echo "usage: $0 [seconds per target, default 60]" >&2
+    exit 2
+fi
+toolchain="${FUZZ_TOOLCHAIN:-nightly}"
+cd "$(dirname "$0")/.."
+
+if ! cargo "+$toolchain" fuzz --version >/dev/null 2>&1; then
+    echo "cargo-fuzz is missing: install it with \`cargo install cargo-fuzz\`" \
+        "(and the $toolchain toolchain with \`rustup toolchain install $toolchain\`)" >&2
+    exit 2
+fi
+# The fuzz crate links libtorch through tch-patch, as the tests do.
+bash scripts/install-libtorch.sh
+
+targets=(
+    patch_string # arbitrary UTF-8 -> parse_calls and Registry::global()?.parse
+    glob         # arbitrary "glob\npath" -> Glob::new, matches, distance
+    # TO ADD when adapter files land: `manifest`, arbitrary bytes -> the adapter-manifest
+    # parser (target in fuzz/fuzz_targets/manifest.rs, a [[bin]] in fuzz/Cargo.toml, seeds
+    # of valid manifests in fuzz/seeds/manifest, a dictionary of its keys).
+)
+
+cargo "+$toolchain" fuzz build
+mkdir -p fuzz/logs
+failed=()
+for target in "${targets[@]}"; do
+    mkdir -p "fuzz/corpus/$target"
+    dict=()
+    if [ -f "fuzz/dict/$target.dict" ]; then
+        dict=("-dict=fuzz/dict/$target.dict")
+    fi
+    log="fuzz/logs/$target.log"
+    echo "== $target: ${seconds}s"
+    if cargo "+$toolchain" fuzz run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+        -max_total_time="$seconds" -max_len=4096 -timeout=10 -print_final_stats=1 \
+        "${dict[@]}" >"$log" 2>&1; then
+        status=ok
+    else
+        status="FAILED (see $log and fuzz/artifacts/$target/)"
+        failed+=("$target")
+    fi
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    corpus=$(find "fuzz/corpus/$target" -type f | wc -l)
+    echo "   $status; executions: ${execs:-?}; corpus: $corpus inputs"
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "failed: ${failed[*]}" >&2
+    exit 1
+fi
