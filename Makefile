@@ -27,12 +27,14 @@ lint: libtorch
 # BENCH_NOTE="..." adds a note to RESULTS.md (e.g. that the machine was busy).
 BENCHES := $(basename $(notdir $(wildcard benches/*.rs)))
 BENCH_NOTE ?=
+# Passed to bench/report through the environment: no shell quoting to break.
+export BENCH_NOTE
 
 bench: libtorch
 	rm -rf target/criterion
 	$(CARGO) bench $(foreach b,$(BENCHES),--bench $(b))
 	PYTHONPATH=.libtorch python3 bench/compare.py --out bench/python.json
-	$(CARGO) run --release -p bench-report -- --note "$(BENCH_NOTE)"
+	$(CARGO) run --release -p bench-report
 
 # Re-writes tests/ui/*.stderr from the compiler's output: review every diff before committing.
 ui-bless: libtorch

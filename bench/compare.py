@@ -22,12 +22,12 @@ import torch  # noqa: E402
 from pybench import forward, functional, harness, parametrize_cases, patch_cost, training  # noqa: E402,F401
 
 
-def metadata(policy_file, quick, start_load):
+def metadata(policy_file, quick, start_load, start_date):
     parallel = torch.__config__.parallel_info().splitlines()
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": start_date,
         "threads": policy_file["threads"],
         "parallel_backend": next((l.strip() for l in parallel if "parallel backend" in l), ""),
         "quick": quick,
@@ -47,9 +47,10 @@ def main():
     policy_file = harness.load_policy()
     bench = harness.Bench(policy_file, quick=args.quick, only=args.only)
     start_load = os.getloadavg()[0]
+    start_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     for run_case in harness.CASES:
         run_case(bench)
-    output = {"meta": metadata(policy_file, args.quick, start_load), "cases": bench.results}
+    output = {"meta": metadata(policy_file, args.quick, start_load, start_date), "cases": bench.results}
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(output, indent=1, sort_keys=True) + "\n", encoding="utf-8")

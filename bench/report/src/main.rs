@@ -5,7 +5,8 @@
 //!         [--markdown FILE] [--plot FILE] [--note TEXT]
 //!
 //! Paths default to the workspace's `target/criterion`, `bench/python.json`,
-//! `bench/RESULTS.md` and `bench/patch_cost.png`.
+//! `bench/RESULTS.md` and `bench/patch_cost.png`. The note defaults to `$BENCH_NOTE` (how
+//! `make bench BENCH_NOTE=...` passes it, with no shell quoting in between).
 mod criterion;
 mod format;
 mod machine;
@@ -36,7 +37,7 @@ fn parse_args() -> Result<Args, String> {
         python: root.join("bench/python.json"),
         markdown: root.join("bench/RESULTS.md"),
         plot: root.join("bench/patch_cost.png"),
-        note: None,
+        note: std::env::var("BENCH_NOTE").ok(),
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -48,10 +49,11 @@ fn parse_args() -> Result<Args, String> {
             "--python" => args.python = value.into(),
             "--markdown" => args.markdown = value.into(),
             "--plot" => args.plot = value.into(),
-            "--note" => args.note = Some(value).filter(|n| !n.trim().is_empty()),
+            "--note" => args.note = Some(value),
             other => return Err(format!("unknown option {other}")),
         }
     }
+    args.note = args.note.filter(|note| !note.trim().is_empty());
     Ok(args)
 }
 
