@@ -30,7 +30,7 @@ fn lines(rust: &Results, python: &Results, threads: u32) -> Vec<Line> {
             RGBColor(44, 160, 44),
         ),
         (
-            "Rust: Tensor::copy of the table",
+            "Rust: copy of the table",
             "copy",
             true,
             RGBColor(127, 127, 127),
