@@ -15,7 +15,7 @@ pub const VARIANTS: [(&str, &str, &str); 3] = [
     ),
     (
         "copy",
-        "`Tensor::copy` of the table",
+        "a copy of the table (`empty_like` + `copy_`, one pass)",
         "`copy.deepcopy` of the module",
     ),
 ];
