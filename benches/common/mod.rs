@@ -94,8 +94,8 @@ pub fn case<O>(
     case_with(group, variant, |b| b.iter(&mut routine));
 }
 
-/// Like [`case`], for a routine that sets up something around criterion's timing loop
-/// (a `cached` scope opened once around all iterations).
+/// Like [`case`], for a routine that drives criterion's `Bencher` itself (`iter_batched`
+/// with a fresh input per iteration, `iter_custom`).
 pub fn case_with(
     group: &mut BenchmarkGroup<'_, WallTime>,
     variant: &str,
