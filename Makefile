@@ -21,8 +21,20 @@ lint: libtorch
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Benchmarks side by side with PyTorch on the same libtorch: every criterion bench of
+# benches/ (release), bench/compare.py (the same cases in PyTorch), then bench/report writes
+# bench/RESULTS.md and bench/patch_cost.png. About 15 minutes on 2 cores, plus the build.
+# BENCH_NOTE="..." adds a note to RESULTS.md (e.g. that the machine was busy).
+BENCHES := $(basename $(notdir $(wildcard benches/*.rs)))
+BENCH_NOTE ?=
+# Passed to bench/report through the environment: no shell quoting to break.
+export BENCH_NOTE
+
 bench: libtorch
-	$(CARGO) bench --bench patch_cost
+	rm -rf target/criterion
+	$(CARGO) bench $(foreach b,$(BENCHES),--bench $(b))
+	PYTHONPATH=.libtorch python3 bench/compare.py --out bench/python.json
+	$(CARGO) run --release -p bench-report
 
 # Re-writes tests/ui/*.stderr from the compiler's output: review every diff before committing.
 ui-bless: libtorch

@@ -1,0 +1,102 @@
+//! Writes `bench/RESULTS.md` and `bench/patch_cost.png` from criterion's results
+//! (`target/criterion/**/new/{benchmark,estimates}.json`) and `bench/python.json`.
+//!
+//!     cargo run --release -p bench-report -- [--criterion DIR] [--python FILE]
+//!         [--markdown FILE] [--plot FILE] [--note TEXT]
+//!
+//! Paths default to the workspace's `target/criterion`, `bench/python.json`,
+//! `bench/RESULTS.md` and `bench/patch_cost.png`. The note defaults to `$BENCH_NOTE` (how
+//! `make bench BENCH_NOTE=...` passes it, with no shell quoting in between).
+mod criterion;
+mod format;
+mod machine;
+mod markdown;
+mod patch_cost;
+mod plot;
+mod python;
+mod results;
+
+use std::path::{Path, PathBuf};
+
+struct Args {
+    criterion: PathBuf,
+    python: PathBuf,
+    markdown: PathBuf,
+    plot: PathBuf,
+    note: Option<String>,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn parse_args() -> Result<Args, String> {
+    let root = workspace();
+    let mut args = Args {
+        criterion: root.join("target/criterion"),
+        python: root.join("bench/python.json"),
+        markdown: root.join("bench/RESULTS.md"),
+        plot: root.join("bench/patch_cost.png"),
+        note: std::env::var("BENCH_NOTE").ok(),
+    };
+    let mut given = std::env::args().skip(1);
+    while let Some(flag) = given.next() {
+        let value = given
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--criterion" => args.criterion = value.into(),
+            "--python" => args.python = value.into(),
+            "--markdown" => args.markdown = value.into(),
+            "--plot" => args.plot = value.into(),
+            "--note" => args.note = Some(value),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    args.note = args.note.filter(|note| !note.trim().is_empty());
+    Ok(args)
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let rust = criterion::load(&args.criterion)?;
+    let python = python::load(&args.python)?;
+    eprintln!(
+        "{} Rust cases, {} PyTorch cases",
+        rust.len(),
+        python.results.len()
+    );
+    let plot_name = match plot::draw(&args.plot, &rust, &python.results, 1) {
+        Ok(()) => args
+            .plot
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+        Err(error) => {
+            eprintln!("no plot: {error}");
+            None
+        }
+    };
+    let machine = machine::describe(&workspace());
+    let report = markdown::Report {
+        machine: &machine,
+        rust: &rust,
+        python: &python,
+        note: args.note.as_deref(),
+        plot: plot_name.as_deref(),
+    };
+    std::fs::write(&args.markdown, report.render())
+        .map_err(|e| format!("{}: {e}", args.markdown.display()))?;
+    eprintln!(
+        "wrote {} and {}",
+        args.markdown.display(),
+        args.plot.display()
+    );
+    Ok(())
+}
+
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("bench-report: {error}");
+        std::process::exit(1);
+    }
+}

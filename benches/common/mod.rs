@@ -1,0 +1,108 @@
+//! What every bench file shares with the others and with `bench/compare.py`: the iteration
+//! policy and thread counts of `bench/policy.json`, and case ids `group/variant/t{threads}`
+//! (the report pairs Rust and PyTorch results by these ids, and compares every variant of a
+//! group with the group's `by_hand` variant).
+#![allow(dead_code)] // each bench file uses a part of it
+
+use criterion::measurement::WallTime;
+use criterion::{Bencher, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
+use serde_json::Value;
+use std::time::Duration;
+
+const POLICY_JSON: &str = include_str!("../../bench/policy.json");
+
+/// Rows of the input batch of the forward cases (both sides).
+pub const BATCH: i64 = 16;
+
+/// An iteration policy of `bench/policy.json`: `Fast` for sub-millisecond cases, `Slow` for
+/// multi-millisecond ones, `Huge` for second-long ones (copies of 1 GiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Fast,
+    Slow,
+    Huge,
+}
+
+impl Policy {
+    fn key(self) -> &'static str {
+        match self {
+            Policy::Fast => "fast",
+            Policy::Slow => "slow",
+            Policy::Huge => "huge",
+        }
+    }
+
+    /// For a `size`x`size` Linear: `Fast` up to 256, else `Slow`.
+    pub fn for_linear(size: i64) -> Self {
+        if size <= 256 {
+            Policy::Fast
+        } else {
+            Policy::Slow
+        }
+    }
+}
+
+fn policy_file() -> Value {
+    serde_json::from_str(POLICY_JSON).expect("bench/policy.json is valid JSON")
+}
+
+/// The intra-op thread counts every case runs with.
+pub fn thread_counts() -> Vec<i32> {
+    policy_file()["threads"]
+        .as_array()
+        .expect("bench/policy.json: `threads` is a list")
+        .iter()
+        .map(|t| t.as_i64().expect("a thread count") as i32)
+        .collect()
+}
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs each case once without it.
+/// Cases too slow for a test run (1 GiB tables) are left out then.
+pub fn full_run() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+/// The criterion configuration of every bench file: fewer bootstrap resamples than the
+/// default (the report uses the point estimates only), so that analysis stays short.
+pub fn criterion() -> Criterion {
+    Criterion::default().nresamples(10_000).without_plots()
+}
+
+/// A benchmark group configured with `policy`.
+pub fn group<'a>(c: &'a mut Criterion, name: &str, policy: Policy) -> BenchmarkGroup<'a, WallTime> {
+    let config = &policy_file()["policies"][policy.key()];
+    let seconds =
+        |key: &str| Duration::from_secs_f64(config[key].as_f64().expect("a duration in seconds"));
+    let mut group = c.benchmark_group(name);
+    group
+        .warm_up_time(seconds("warm_up_s"))
+        .measurement_time(seconds("measurement_s"))
+        .sample_size(config["samples"].as_u64().expect("a sample count") as usize)
+        .sampling_mode(match config["sampling"].as_str() {
+            Some("flat") => SamplingMode::Flat,
+            _ => SamplingMode::Linear,
+        });
+    group
+}
+
+/// Benchmarks `routine` as `variant/t{n}` once per thread count of the policy file.
+pub fn case<O>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    variant: &str,
+    mut routine: impl FnMut() -> O,
+) {
+    case_with(group, variant, |b| b.iter(&mut routine));
+}
+
+/// Like [`case`], for a routine that drives criterion's `Bencher` itself (`iter_batched`
+/// with a fresh input per iteration, `iter_custom`).
+pub fn case_with(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    variant: &str,
+    mut bench: impl FnMut(&mut Bencher<'_, WallTime>),
+) {
+    for threads in thread_counts() {
+        tch::set_num_threads(threads);
+        group.bench_function(BenchmarkId::new(variant, format!("t{threads}")), &mut bench);
+    }
+}

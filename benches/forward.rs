@@ -1,0 +1,160 @@
+//! Forward of patched modules against the same computation written by hand without the
+//! library (the zero-cost claim), under `no_grad` like `bench/pybench/forward.py`.
+//!
+//! Groups (`by_hand` is the baseline of each):
+//! - `linear_{64,4096}_delegating`: a field-less delegating patch of `nn::Linear`, the
+//!   parent's own forward (`parent`) and `xs.linear(w, b)`;
+//! - `linear_{64,4096}_custom`: a patch whose forward is `base(xs) * gain`, and that closure;
+//! - `embedding_onehot`: `MostlyFrozenEmbedding` (lookup + `one_hot(xs == ids) @ delta`);
+//! - `embedding_scatter_add`: the blog post's algorithm (`embedding(scatter_add(W, ids,
+//!   delta), xs)`) as a user-written patch.
+mod common;
+
+use common::{case, group, Policy, BATCH};
+use criterion::{criterion_group, criterion_main, Criterion};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+use tch_patch::patches::MostlyFrozenEmbedding;
+use tch_patch::{patch, patch_forward, Patch};
+
+const LINEAR_SIZES: [i64; 2] = [64, 4096];
+/// The embedding table: 32768 x 256 f32 (32 MiB), 16 trainable rows, 32 x 64 token ids.
+const VOCAB: i64 = 32768;
+const DIM: i64 = 256;
+const TRAINABLE: i64 = 16;
+const TOKENS: [i64; 2] = [32, 64];
+
+#[patch(from = nn::Linear)]
+struct Passthrough {}
+
+#[patch(from = nn::Linear, custom_forward)]
+struct Gained {
+    #[param]
+    gain: Tensor,
+}
+
+#[patch_forward]
+impl Gained {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        self.base.forward(xs) * &self.gain
+    }
+}
+
+/// The blog post's forward: the whole table with `delta` scattered in, then the lookup.
+#[patch(from = nn::Embedding, custom_forward)]
+struct ScatterAddEmbedding {
+    #[param]
+    delta: Tensor,
+    /// The trainable ids, repeated along the embedding dimension (the blog's buffer).
+    #[buffer]
+    index: Tensor,
+}
+
+#[patch_forward]
+impl ScatterAddEmbedding {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let table = self.base.ws.scatter_add(0, &self.index, &self.delta);
+        Tensor::embedding(&table, xs, -1, false, false)
+    }
+}
+
+fn randn(shape: &[i64]) -> Tensor {
+    Tensor::randn(shape, (Kind::Float, Device::Cpu))
+}
+
+fn linear_delegating(c: &mut Criterion) {
+    let _no_grad = tch::no_grad_guard();
+    for size in LINEAR_SIZES {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let patched = Passthrough {
+            base: nn::linear(vs.root(), size, size, Default::default()),
+        };
+        let (ws, bs) = (patched.ws.shallow_clone(), patched.bs.as_ref().unwrap());
+        let xs = randn(&[BATCH, size]);
+        let name = format!("linear_{size}_delegating");
+        let mut g = group(c, &name, Policy::for_linear(size));
+        case(&mut g, "by_hand", || xs.linear(&ws, Some(bs)));
+        case(&mut g, "parent", || patched.base().forward(&xs));
+        case(&mut g, "patched", || patched.forward(&xs));
+        g.finish();
+    }
+}
+
+fn linear_custom(c: &mut Criterion) {
+    let _no_grad = tch::no_grad_guard();
+    for size in LINEAR_SIZES {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let patched = Gained {
+            base: nn::linear(vs.root(), size, size, Default::default()),
+            gain: randn(&[size]),
+        };
+        let (ws, bs) = (patched.ws.shallow_clone(), patched.bs.as_ref().unwrap());
+        let gain = patched.gain.shallow_clone();
+        let by_hand = |xs: &Tensor| xs.linear(&ws, Some(bs)) * &gain;
+        let xs = randn(&[BATCH, size]);
+        let name = format!("linear_{size}_custom");
+        let mut g = group(c, &name, Policy::for_linear(size));
+        case(&mut g, "by_hand", || by_hand(&xs));
+        case(&mut g, "patched", || patched.forward(&xs));
+        g.finish();
+    }
+}
+
+/// Token ids `(i * 7919) % VOCAB` (no RNG, the same on the PyTorch side), and the trainable
+/// ids `0, 2048, 4096, ...`.
+fn token_ids() -> (Tensor, Vec<i64>) {
+    let count = TOKENS[0] * TOKENS[1];
+    let xs = (Tensor::arange(count, (Kind::Int64, Device::Cpu)) * 7919)
+        .remainder(VOCAB)
+        .reshape(TOKENS);
+    let ids = (0..TRAINABLE).map(|i| i * (VOCAB / TRAINABLE)).collect();
+    (xs, ids)
+}
+
+fn table(vs: &nn::VarStore) -> nn::Embedding {
+    nn::embedding(vs.root() / "emb", VOCAB, DIM, Default::default())
+}
+
+fn embedding_onehot(c: &mut Criterion) {
+    let _no_grad = tch::no_grad_guard();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let (xs, ids) = token_ids();
+    let patched = MostlyFrozenEmbedding::from_existing(table(&vs), &(vs.root() / "emb"), &ids)
+        .expect("a valid patch");
+    let (ws, delta) = (patched.ws.shallow_clone(), patched.delta().shallow_clone());
+    let ids = Tensor::from_slice(&ids);
+    let by_hand = |xs: &Tensor| {
+        let hits = xs.unsqueeze(-1).eq_tensor(&ids).to_kind(Kind::Float);
+        Tensor::embedding(&ws, xs, -1, false, false) + hits.matmul(&delta)
+    };
+    let mut g = group(c, "embedding_onehot", Policy::Fast);
+    case(&mut g, "by_hand", || by_hand(&xs));
+    case(&mut g, "patched", || patched.forward(&xs));
+    g.finish();
+}
+
+fn embedding_scatter_add(c: &mut Criterion) {
+    let _no_grad = tch::no_grad_guard();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let (xs, ids) = token_ids();
+    let index = Tensor::from_slice(&ids).unsqueeze(1).repeat([1, DIM]);
+    let patched = ScatterAddEmbedding {
+        base: table(&vs),
+        delta: randn(&[TRAINABLE, DIM]),
+        index,
+    };
+    let (ws, delta, index) = (&patched.ws, &patched.delta, &patched.index);
+    let by_hand =
+        |xs: &Tensor| Tensor::embedding(&ws.scatter_add(0, index, delta), xs, -1, false, false);
+    let mut g = group(c, "embedding_scatter_add", Policy::Slow);
+    case(&mut g, "by_hand", || by_hand(&xs));
+    case(&mut g, "patched", || patched.forward(&xs));
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = linear_delegating, linear_custom, embedding_onehot, embedding_scatter_add
+}
+criterion_main!(benches);
