@@ -2,10 +2,10 @@
 //! safetensors names them (`F32`, `BF16`...).
 use super::problem::AdapterProblem;
 use crate::error::{PatchError, Result};
-use safetensors::tensor::{Dtype, SafeTensors, View};
-use std::borrow::Cow;
+use crate::state::{tensor_bytes, Bytes};
+use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Every dtype both libtorch and safetensors have: (safetensors' name, dtype, kind).
 const DTYPES: [(&str, Dtype, Kind); 10] = [
@@ -63,46 +63,14 @@ pub(crate) fn unwritable(name: &str, tensor: &Tensor) -> Option<AdapterProblem> 
     })
 }
 
-/// A tensor's values as little-endian bytes (the host's order: libtorch's CPU layout).
-struct Encoded {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-impl View for &Encoded {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
-fn encode(name: &str, tensor: &Tensor) -> Result<Encoded> {
+fn encode(name: &str, tensor: &Tensor) -> Result<Bytes> {
     let kind = tensor.kind();
     let dtype = dtype_of_kind(kind).ok_or_else(|| PatchError::KindMismatch {
         name: name.to_owned(),
         actual: kind,
         expected: "a dtype safetensors can hold".into(),
     })?;
-    let cpu = tensor
-        .detach()
-        .f_to_device(Device::Cpu)
-        .and_then(|t| t.f_contiguous())
-        .map_err(PatchError::torch(format!("copying `{name}` to the CPU")))?;
-    let numel = cpu.numel();
-    let mut data = vec![0u8; numel * kind.elt_size_in_bytes()];
-    cpu.f_copy_data_u8(&mut data, numel)
-        .map_err(PatchError::torch(format!("reading the values of `{name}`")))?;
-    let shape = cpu.size().iter().map(|&d| d as usize).collect();
-    Ok(Encoded { dtype, shape, data })
+    tensor_bytes(name, tensor, dtype)
 }
 
 /// The bytes of a safetensors file holding `tensors` under their names, with

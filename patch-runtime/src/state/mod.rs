@@ -13,6 +13,7 @@ mod serialize;
 
 pub(crate) use atomic::write_bytes_atomic;
 pub use atomic::{save_module, save_safetensors_atomic};
+pub(crate) use serialize::{tensor_bytes, Bytes};
 
 use std::fmt;
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use tch::{Device, Tensor};
 
 /// One tensor's dtype, shape and bytes (little-endian, row-major), ready to be written.
-struct Bytes {
+pub(crate) struct Bytes {
     dtype: Dtype,
     shape: Vec<usize>,
     data: Vec<u8>,
@@ -83,8 +83,8 @@ pub(crate) fn to_bytes<S: AsRef<str>>(
     )
 }
 
-/// The bytes of one defined tensor of a safetensors dtype.
-fn tensor_bytes(name: &str, tensor: &Tensor, dtype: Dtype) -> Result<Bytes> {
+/// The bytes of one defined tensor of a safetensors dtype (adapter files use it too).
+pub(crate) fn tensor_bytes(name: &str, tensor: &Tensor, dtype: Dtype) -> Result<Bytes> {
     let context = || format!("copying `{name}` to memory");
     let cpu = tensor
         .f_detach()
