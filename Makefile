@@ -22,17 +22,23 @@ lint: libtorch
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks side by side with PyTorch on the same libtorch: every criterion bench of
-# benches/ (release), bench/compare.py (the same cases in PyTorch), then bench/report writes
-# bench/RESULTS.md and bench/patch_cost.png. About 15 minutes on 2 cores, plus the build.
+# benches/ (release), the zero-cost benches again counting instructions instead of time
+# (Linux perf events; skipped with a message where the machine has no counters),
+# bench/compare.py (the same cases in PyTorch), then bench/report writes bench/RESULTS.md
+# and bench/patch_cost.png. About 20 minutes on 2 cores, plus the build.
 # BENCH_NOTE="..." adds a note to RESULTS.md (e.g. that the machine was busy).
 BENCHES := $(basename $(notdir $(wildcard benches/*.rs)))
+# The benches whose cases compare a patched module with its hand-written twin.
+COUNTED_BENCHES := forward functional parametrize training
 BENCH_NOTE ?=
 # Passed to bench/report through the environment: no shell quoting to break.
 export BENCH_NOTE
 
 bench: libtorch
-	rm -rf target/criterion
+	rm -rf target/criterion target/criterion-instructions
 	$(CARGO) bench $(foreach b,$(BENCHES),--bench $(b))
+	BENCH_MEASURE=instructions CRITERION_HOME=$(CURDIR)/target/criterion-instructions \
+		$(CARGO) bench $(foreach b,$(COUNTED_BENCHES),--bench $(b))
 	PYTHONPATH=.libtorch python3 bench/compare.py --out bench/python.json
 	$(CARGO) run --release -p bench-report
 

@@ -7,15 +7,19 @@
 //! - `linear_{64,4096}_custom`: a patch whose forward is `base(xs) * gain`, and that closure;
 //! - `embedding_onehot`: `MostlyFrozenEmbedding` (lookup + `one_hot(xs == ids) @ delta`);
 //! - `embedding_scatter_add`: the blog post's algorithm (`embedding(scatter_add(W, ids,
-//!   delta), xs)`) as a user-written patch.
+//!   delta), xs)`) as a user-written patch;
+//! - `slot_dispatch_{64,4096}`: a Linear as a plain struct field (`by_hand`), in a
+//!   `Slot<nn::Linear>` (`slot`: one dynamic call), and in a slot under a delegating patch
+//!   applied at run time (`patched`: two).
 mod common;
 
 use common::{case, group, Policy, BATCH};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::Measurement;
+use criterion::Criterion;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::MostlyFrozenEmbedding;
-use tch_patch::{patch, patch_forward, Patch};
+use tch_patch::{patch, patch_forward, Layer, Patch, Slot};
 
 const LINEAR_SIZES: [i64; 2] = [64, 4096];
 /// The embedding table: 32768 x 256 f32 (32 MiB), 16 trainable rows, 32 x 64 token ids.
@@ -40,6 +44,10 @@ impl Gained {
     }
 }
 
+/// A delegating patch for any slot content, applied at run time.
+#[patch(from = L)]
+struct Tagged<L: Layer> {}
+
 /// The blog post's forward: the whole table with `delta` scattered in, then the lookup.
 #[patch(from = nn::Embedding, custom_forward)]
 struct ScatterAddEmbedding {
@@ -62,7 +70,7 @@ fn randn(shape: &[i64]) -> Tensor {
     Tensor::randn(shape, (Kind::Float, Device::Cpu))
 }
 
-fn linear_delegating(c: &mut Criterion) {
+fn linear_delegating<M: Measurement>(c: &mut Criterion<M>) {
     let _no_grad = tch::no_grad_guard();
     for size in LINEAR_SIZES {
         let vs = nn::VarStore::new(Device::Cpu);
@@ -80,7 +88,7 @@ fn linear_delegating(c: &mut Criterion) {
     }
 }
 
-fn linear_custom(c: &mut Criterion) {
+fn linear_custom<M: Measurement>(c: &mut Criterion<M>) {
     let _no_grad = tch::no_grad_guard();
     for size in LINEAR_SIZES {
         let vs = nn::VarStore::new(Device::Cpu);
@@ -115,7 +123,7 @@ fn table(vs: &nn::VarStore) -> nn::Embedding {
     nn::embedding(vs.root() / "emb", VOCAB, DIM, Default::default())
 }
 
-fn embedding_onehot(c: &mut Criterion) {
+fn embedding_onehot<M: Measurement>(c: &mut Criterion<M>) {
     let _no_grad = tch::no_grad_guard();
     let vs = nn::VarStore::new(Device::Cpu);
     let (xs, ids) = token_ids();
@@ -133,7 +141,7 @@ fn embedding_onehot(c: &mut Criterion) {
     g.finish();
 }
 
-fn embedding_scatter_add(c: &mut Criterion) {
+fn embedding_scatter_add<M: Measurement>(c: &mut Criterion<M>) {
     let _no_grad = tch::no_grad_guard();
     let vs = nn::VarStore::new(Device::Cpu);
     let (xs, ids) = token_ids();
@@ -152,9 +160,31 @@ fn embedding_scatter_add(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion();
-    targets = linear_delegating, linear_custom, embedding_onehot, embedding_scatter_add
+fn slot_dispatch<M: Measurement>(c: &mut Criterion<M>) {
+    let _no_grad = tch::no_grad_guard();
+    for size in LINEAR_SIZES {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let linear = || nn::linear(vs.root(), size, size, Default::default());
+        let field = linear();
+        let slot = Slot::new(linear());
+        let mut patched = Slot::new(linear());
+        patched
+            .replace_with(|content| Ok(Box::new(Tagged { base: content })))
+            .expect("a delegating patch");
+        let xs = randn(&[BATCH, size]);
+        let name = format!("slot_dispatch_{size}");
+        let mut g = group(c, &name, Policy::for_linear(size));
+        case(&mut g, "by_hand", || field.forward(&xs));
+        case(&mut g, "slot", || slot.forward(&xs));
+        case(&mut g, "patched", || patched.forward(&xs));
+        g.finish();
+    }
 }
-criterion_main!(benches);
+
+crate::bench_main!(
+    linear_delegating,
+    linear_custom,
+    embedding_onehot,
+    embedding_scatter_add,
+    slot_dispatch
+);

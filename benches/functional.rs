@@ -7,14 +7,15 @@
 mod common;
 
 use common::{case, group, Policy, BATCH};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::Measurement;
+use criterion::Criterion;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 use tch_patch::{functional_call, Strictness};
 
 const SIZES: [i64; 2] = [64, 4096];
 
-fn functional_vs_direct(c: &mut Criterion) {
+fn functional_vs_direct<M: Measurement>(c: &mut Criterion<M>) {
     let _no_grad = tch::no_grad_guard();
     for size in SIZES {
         let vs = nn::VarStore::new(Device::Cpu);
@@ -39,9 +40,4 @@ fn functional_vs_direct(c: &mut Criterion) {
     }
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion();
-    targets = functional_vs_direct
-}
-criterion_main!(benches);
+crate::bench_main!(functional_vs_direct);

@@ -9,7 +9,8 @@
 mod common;
 
 use common::{case, full_run, group, Policy, BATCH};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::Measurement;
+use criterion::Criterion;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 use tch_patch::{named_tensors, parametrize, MagnitudePrune, Parametrized, Removal};
@@ -23,7 +24,7 @@ fn pruned(path: nn::Path, size: i64) -> Parametrized<nn::Linear> {
     parametrize(linear, "weight", prune).expect("a parametrizable weight")
 }
 
-fn parametrized_forward(c: &mut Criterion) {
+fn parametrized_forward<M: Measurement>(c: &mut Criterion<M>) {
     let _no_grad = tch::no_grad_guard();
     // Pruning masks of 4096x4096 weights take seconds to compute: not in `cargo test` runs.
     for size in SIZES.into_iter().filter(|&size| full_run() || size <= 256) {
@@ -52,9 +53,4 @@ fn parametrized_forward(c: &mut Criterion) {
     }
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion();
-    targets = parametrized_forward
-}
-criterion_main!(benches);
+crate::bench_main!(parametrized_forward);

@@ -3,13 +3,16 @@
 //!
 //! Groups `lora_{64,4096}`, variant `by_hand`: a hand-written LoRA on a frozen Linear,
 //! `y = base(x) + (x A^T B^T) * alpha / r`, mean squared error, SGD on `A` and `B` only.
-//! The library's LoRA patch joins as variant `patched` of the same groups.
+//! Variant `patched`: the library's `Lora<nn::Linear>` patch on the same frozen Linear, same
+//! rank, alpha, loss and optimizer.
 mod common;
 
 use common::{case, group, Policy, BATCH};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::Measurement;
+use criterion::Criterion;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
+use tch_patch::patches::{Lora, LoraConfig};
 
 const SIZES: [i64; 2] = [64, 4096];
 const RANK: i64 = 8;
@@ -37,7 +40,7 @@ fn task(size: i64) -> Task {
     }
 }
 
-fn lora_by_hand(c: &mut Criterion) {
+fn lora_by_hand<M: Measurement>(c: &mut Criterion<M>) {
     for size in SIZES {
         let task = task(size);
         let lora_vs = nn::VarStore::new(Device::Cpu);
@@ -57,9 +60,31 @@ fn lora_by_hand(c: &mut Criterion) {
     }
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion();
-    targets = lora_by_hand
+fn lora_patched<M: Measurement>(c: &mut Criterion<M>) {
+    for size in SIZES {
+        let Task {
+            _base_vs,
+            base,
+            xs,
+            target,
+        } = task(size);
+        let lora_vs = nn::VarStore::new(Device::Cpu);
+        let config = LoraConfig {
+            rank: RANK,
+            alpha: ALPHA,
+            ..Default::default()
+        };
+        let patched = Lora::new(base, &lora_vs.root(), &config).expect("a valid LoRA patch");
+        let mut opt = nn::Sgd::default()
+            .build(&lora_vs, LEARNING_RATE)
+            .expect("an optimizer");
+        let mut g = group(c, &format!("lora_{size}"), Policy::for_linear(size));
+        case(&mut g, "patched", || {
+            let ys = patched.forward(&xs);
+            opt.backward_step(&ys.mse_loss(&target, Reduction::Mean));
+        });
+        g.finish();
+    }
 }
-criterion_main!(benches);
+
+crate::bench_main!(lora_by_hand, lora_patched);

@@ -84,3 +84,32 @@ def embedding_scatter_add(bench):
 
         bench.run("embedding_scatter_add", "by_hand", "slow", by_hand)
         bench.run("embedding_scatter_add", "patched", "slow", lambda: module(x))
+
+
+class Injected(nn.Module):
+    """PEFT's adapter injection without an adapter: a wrapper module that replaces the
+    parent's attribute and calls the wrapped layer (`base_layer`)."""
+
+    def __init__(self, base_layer):
+        super().__init__()
+        self.base_layer = base_layer
+
+    def forward(self, x):
+        return self.base_layer(x)
+
+
+@case
+def slot_dispatch(bench):
+    """Rust's slot cases: `by_hand` the functional op, `slot` the Linear as a submodule
+    attribute (`parent.fc(x)`), `patched` that attribute replaced by an injected wrapper."""
+    with torch.no_grad():
+        for size in LINEAR_SIZES:
+            parent = nn.Module()
+            parent.fc = nn.Linear(size, size)
+            w, b = parent.fc.weight, parent.fc.bias
+            x = torch.randn(BATCH, size)
+            group, policy = f"slot_dispatch_{size}", linear_policy(size)
+            bench.run(group, "by_hand", policy, lambda: F.linear(x, w, b))
+            bench.run(group, "slot", policy, lambda: parent.fc(x))
+            parent.fc = Injected(parent.fc)
+            bench.run(group, "patched", policy, lambda: parent.fc(x))

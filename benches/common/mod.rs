@@ -4,7 +4,11 @@
 //! group with the group's `by_hand` variant).
 #![allow(dead_code)] // each bench file uses a part of it
 
-use criterion::measurement::WallTime;
+mod instructions;
+
+pub use instructions::Instructions;
+
+use criterion::measurement::Measurement;
 use criterion::{Bencher, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
 use serde_json::Value;
 use std::time::Duration;
@@ -46,8 +50,12 @@ fn policy_file() -> Value {
     serde_json::from_str(POLICY_JSON).expect("bench/policy.json is valid JSON")
 }
 
-/// The intra-op thread counts every case runs with.
+/// The intra-op thread counts every case runs with: those of the policy file when timing,
+/// 1 when counting instructions (the counter sees the calling thread only).
 pub fn thread_counts() -> Vec<i32> {
+    if counting_instructions() {
+        return vec![1];
+    }
     policy_file()["threads"]
         .as_array()
         .expect("bench/policy.json: `threads` is a list")
@@ -62,14 +70,59 @@ pub fn full_run() -> bool {
     std::env::args().any(|arg| arg == "--bench")
 }
 
+/// `BENCH_MEASURE=instructions`: the bench files count instructions instead of timing (see
+/// [`Instructions`]; `make bench` runs them so with `CRITERION_HOME=target/criterion-instructions`).
+pub fn counting_instructions() -> bool {
+    std::env::var("BENCH_MEASURE").is_ok_and(|m| m == "instructions")
+}
+
 /// The criterion configuration of every bench file: fewer bootstrap resamples than the
 /// default (the report uses the point estimates only), so that analysis stays short.
 pub fn criterion() -> Criterion {
     Criterion::default().nresamples(10_000).without_plots()
 }
 
+/// [`criterion`] counting instructions, or `None` (with the reason on stderr) where perf
+/// events cannot count.
+pub fn instruction_criterion() -> Option<Criterion<Instructions>> {
+    match Instructions::new() {
+        Ok(counter) => Some(criterion().with_measurement(counter)),
+        Err(error) => {
+            eprintln!("instruction counts skipped: perf events cannot count here ({error})");
+            None
+        }
+    }
+}
+
+/// `crate::bench_main!(a, b)`: the `main` of a bench file whose functions are generic over
+/// criterion's measurement. It times them, or counts their instructions when
+/// [`counting_instructions`].
+#[macro_export]
+macro_rules! bench_main {
+    ($($target:path),+ $(,)?) => {
+        fn main() {
+            if common::counting_instructions() {
+                if let Some(criterion) = common::instruction_criterion() {
+                    let mut criterion = criterion.configure_from_args();
+                    $($target(&mut criterion);)+
+                }
+            } else {
+                let mut criterion = common::criterion().configure_from_args();
+                $($target(&mut criterion);)+
+            }
+            criterion::Criterion::default()
+                .configure_from_args()
+                .final_summary();
+        }
+    };
+}
+
 /// A benchmark group configured with `policy`.
-pub fn group<'a>(c: &'a mut Criterion, name: &str, policy: Policy) -> BenchmarkGroup<'a, WallTime> {
+pub fn group<'a, M: Measurement>(
+    c: &'a mut Criterion<M>,
+    name: &str,
+    policy: Policy,
+) -> BenchmarkGroup<'a, M> {
     let config = &policy_file()["policies"][policy.key()];
     let seconds =
         |key: &str| Duration::from_secs_f64(config[key].as_f64().expect("a duration in seconds"));
@@ -86,8 +139,8 @@ pub fn group<'a>(c: &'a mut Criterion, name: &str, policy: Policy) -> BenchmarkG
 }
 
 /// Benchmarks `routine` as `variant/t{n}` once per thread count of the policy file.
-pub fn case<O>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
+pub fn case<M: Measurement, O>(
+    group: &mut BenchmarkGroup<'_, M>,
     variant: &str,
     mut routine: impl FnMut() -> O,
 ) {
@@ -96,10 +149,10 @@ pub fn case<O>(
 
 /// Like [`case`], for a routine that drives criterion's `Bencher` itself (`iter_batched`
 /// with a fresh input per iteration, `iter_custom`).
-pub fn case_with(
-    group: &mut BenchmarkGroup<'_, WallTime>,
+pub fn case_with<M: Measurement>(
+    group: &mut BenchmarkGroup<'_, M>,
     variant: &str,
-    mut bench: impl FnMut(&mut Bencher<'_, WallTime>),
+    mut bench: impl FnMut(&mut Bencher<'_, M>),
 ) {
     for threads in thread_counts() {
         tch::set_num_threads(threads);

@@ -14,6 +14,22 @@ pub fn duration(ns: f64) -> String {
     format!("{} {unit}", significant(value))
 }
 
+/// An instruction count as a whole number with thousands separators: `40,336`.
+pub fn count(value: f64) -> String {
+    if !value.is_finite() {
+        return "—".to_owned();
+    }
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// A median with its spread: `3.41 µs ± 0.05`, the spread in the median's unit.
 pub fn with_spread(median_ns: f64, spread_ns: f64) -> String {
     let scale = match median_ns {
@@ -64,5 +80,14 @@ mod tests {
         assert_eq!(ratio(1.0041), "1.004");
         assert_eq!(ratio(2104.2), "2104");
         assert_eq!(ratio(f64::NAN), "—");
+    }
+
+    #[test]
+    fn counts_group_thousands() {
+        assert_eq!(count(40_336.4), "40,336");
+        assert_eq!(count(999.0), "999");
+        assert_eq!(count(1_000.0), "1,000");
+        assert_eq!(count(31_457_280.0), "31,457,280");
+        assert_eq!(count(f64::NAN), "—");
     }
 }

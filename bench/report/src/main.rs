@@ -1,11 +1,12 @@
 //! Writes `bench/RESULTS.md` and `bench/patch_cost.png` from criterion's results
-//! (`target/criterion/**/new/{benchmark,estimates}.json`) and `bench/python.json`.
+//! (`target/criterion/**/new/{benchmark,estimates}.json`), criterion's instruction counts
+//! (the same files under `target/criterion-instructions`) and `bench/python.json`.
 //!
-//!     cargo run --release -p bench-report -- [--criterion DIR] [--python FILE]
-//!         [--markdown FILE] [--plot FILE] [--note TEXT]
+//!     cargo run --release -p bench-report -- [--criterion DIR] [--instructions DIR]
+//!         [--python FILE] [--markdown FILE] [--plot FILE] [--note TEXT]
 //!
-//! Paths default to the workspace's `target/criterion`, `bench/python.json`,
-//! `bench/RESULTS.md` and `bench/patch_cost.png`. The note defaults to `$BENCH_NOTE` (how
+//! Paths default to the workspace's `target/criterion`, `target/criterion-instructions`,
+//! `bench/python.json`, `bench/RESULTS.md` and `bench/patch_cost.png`. The note defaults to `$BENCH_NOTE` (how
 //! `make bench BENCH_NOTE=...` passes it, with no shell quoting in between).
 mod criterion;
 mod format;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 struct Args {
     criterion: PathBuf,
+    instructions: PathBuf,
     python: PathBuf,
     markdown: PathBuf,
     plot: PathBuf,
@@ -34,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
     let root = workspace();
     let mut args = Args {
         criterion: root.join("target/criterion"),
+        instructions: root.join("target/criterion-instructions"),
         python: root.join("bench/python.json"),
         markdown: root.join("bench/RESULTS.md"),
         plot: root.join("bench/patch_cost.png"),
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
             .ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--criterion" => args.criterion = value.into(),
+            "--instructions" => args.instructions = value.into(),
             "--python" => args.python = value.into(),
             "--markdown" => args.markdown = value.into(),
             "--plot" => args.plot = value.into(),
@@ -60,10 +64,12 @@ fn parse_args() -> Result<Args, String> {
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let rust = criterion::load(&args.criterion)?;
+    let instructions = criterion::load(&args.instructions)?;
     let python = python::load(&args.python)?;
     eprintln!(
-        "{} Rust cases, {} PyTorch cases",
+        "{} Rust cases, {} counted in instructions, {} PyTorch cases",
         rust.len(),
+        instructions.len(),
         python.results.len()
     );
     let plot_name = match plot::draw(&args.plot, &rust, &python.results, 1) {
@@ -80,6 +86,7 @@ fn run() -> Result<(), String> {
     let report = markdown::Report {
         machine: &machine,
         rust: &rust,
+        instructions: &instructions,
         python: &python,
         note: args.note.as_deref(),
         plot: plot_name.as_deref(),

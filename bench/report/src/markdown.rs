@@ -1,6 +1,6 @@
 //! `bench/RESULTS.md`: the header, the zero-cost ratios, the patch-cost table and every case
 //! side by side.
-use crate::format::{duration, ratio, with_spread};
+use crate::format::{count, duration, ratio, with_spread};
 use crate::machine::Machine;
 use crate::patch_cost::{self, size_label};
 use crate::python::PythonSide;
@@ -12,6 +12,8 @@ use std::fmt::Write;
 pub struct Report<'a> {
     pub machine: &'a Machine,
     pub rust: &'a Results,
+    /// The Rust cases counted in retired instructions instead of timed (one thread).
+    pub instructions: &'a Results,
     pub python: &'a PythonSide,
     pub note: Option<&'a str>,
     pub plot: Option<&'a str>,
@@ -22,6 +24,7 @@ impl Report<'_> {
         let mut out = String::new();
         self.header(&mut out);
         self.zero_cost(&mut out);
+        self.zero_cost_in_instructions(&mut out);
         self.patch_cost(&mut out);
         self.all_cases(&mut out);
         out
@@ -121,6 +124,45 @@ impl Report<'_> {
                 out,
                 "| {} | {} | {} | {rust} | {python} |",
                 id.group, id.variant, id.threads
+            );
+        }
+        out.push('\n');
+    }
+
+    fn zero_cost_in_instructions(&self, out: &mut String) {
+        if self.instructions.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## Zero cost in instructions: Rust, 1 thread\n\n\
+             The same Rust cases with criterion counting the instructions the benchmark thread \
+             retires in user space (Linux perf events, `BENCH_MEASURE=instructions`) instead of \
+             timing them. A count does not move with the machine's load, so these ratios hold \
+             on a shared VM where the times above are noisy. At one thread libtorch runs every \
+             op on the calling thread, so nothing is missed. Counts also include libtorch's own \
+             work, which depends slightly on where the allocator puts each output.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| group | variant | `{BASELINE}` instructions | variant instructions | ratio |\n\
+             |---|---|---|---|---|"
+        );
+        for (id, measured) in self.instructions {
+            if id.variant == BASELINE {
+                continue;
+            }
+            let Some(base) = self.instructions.get(&id.with_variant(BASELINE)) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                id.group,
+                id.variant,
+                count(base.median_ns),
+                count(measured.median_ns),
+                ratio(measured.median_ns / base.median_ns)
             );
         }
         out.push('\n');

@@ -1,6 +1,6 @@
 //! Bias-only tuning: a frozen linear layer plus a trainable offset of its output.
 use super::build::{BuildError, BuildPatch};
-use super::linear_like::LinearLike;
+use super::linear_like::{self, LinearLike};
 use crate::error::{PatchError, Result};
 use crate::params::TensorRole;
 use crate::registry::PatchArgs;
@@ -102,6 +102,6 @@ impl<L: LinearLike> LinearLike for BiasOnly<L> {
     }
 
     fn forward_detached(&self, xs: &Tensor) -> Tensor {
-        self.base.forward_detached(xs) + self.bias_delta.detach()
+        self.base.forward_detached(xs) + &*linear_like::detached(&self.bias_delta)
     }
 }

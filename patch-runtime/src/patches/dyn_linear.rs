@@ -16,6 +16,9 @@ impl LinearLike for DynLayer<nn::Linear> {
     /// values are bit for bit the forward's while a backward pass reaches only `xs`.
     fn forward_detached(&self, xs: &Tensor) -> Tensor {
         let handles = tensor_handles(self);
+        if !handles.iter().any(|t| t.requires_grad()) {
+            return self.forward(xs); // frozen already: nothing to cut
+        }
         let detached = handles.iter().map(|t| t.detach()).collect();
         match SwappedIn::new(handles, detached) {
             Ok(_swapped) => self.forward(xs),

@@ -1,5 +1,6 @@
 //! `LinearLike`: what a patch of a linear layer needs from its parent, whatever the parent
 //! is (`nn::Linear`, a boxed slot content, another patch of a linear layer).
+use std::ops::Deref;
 use tch::{nn, nn::Module, Tensor};
 
 /// A module that maps `[.., in_features]` to `[.., out_features]` with a weight of shape
@@ -53,7 +54,8 @@ impl LinearLike for nn::Linear {
     fn forward_detached(&self, xs: &Tensor) -> Tensor {
         // `nn::Linear::forward` is `xs.linear(ws, bs)`: the same call on detached handles
         // gives the same values, bit for bit.
-        xs.linear(&self.ws.detach(), self.bs.as_ref().map(Tensor::detach))
+        let bs = self.bs.as_ref().map(detached);
+        xs.linear(&detached(&self.ws), bs.as_deref())
     }
 }
 
@@ -78,5 +80,66 @@ impl LinearLike for Box<dyn LinearLike> {
 
     fn out_features(&self) -> i64 {
         (**self).out_features()
+    }
+}
+
+/// `tensor` cut from the autograd graph: the tensor itself when it does not require a
+/// gradient (a frozen weight, the common case, costs no extra op), a detached alias of it
+/// otherwise.
+pub(crate) fn detached(tensor: &Tensor) -> Detached<'_> {
+    if tensor.requires_grad() {
+        Detached::Cut(tensor.detach())
+    } else {
+        Detached::Same(tensor)
+    }
+}
+
+/// What [`detached`] gives: a borrowed tensor or a detached alias (`Tensor` is not `Clone`,
+/// so `Cow` does not fit).
+pub(crate) enum Detached<'a> {
+    Same(&'a Tensor),
+    Cut(Tensor),
+}
+
+impl Deref for Detached<'_> {
+    type Target = Tensor;
+
+    fn deref(&self) -> &Tensor {
+        match self {
+            Detached::Same(tensor) => tensor,
+            Detached::Cut(tensor) => tensor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn a_frozen_tensor_is_used_as_is_and_a_trainable_one_is_cut() {
+        let frozen = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        assert!(matches!(detached(&frozen), Detached::Same(t) if std::ptr::eq(t, &frozen)));
+
+        let trainable = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let cut = detached(&trainable);
+        assert!(matches!(cut, Detached::Cut(_)));
+        assert!(!cut.requires_grad());
+        assert_eq!(cut.data_ptr(), trainable.data_ptr(), "an alias, not a copy");
+    }
+
+    #[test]
+    fn a_frozen_linear_gives_no_weight_gradient_and_the_same_values() {
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let linear = nn::linear(vs.root(), 3, 2, Default::default());
+        let xs = Tensor::randn([4, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let trainable = linear.forward_detached(&xs);
+        vs.freeze();
+        let frozen = linear.forward_detached(&xs);
+        assert!(trainable.equal(&frozen) && frozen.equal(&linear.forward(&xs)));
+        (trainable + frozen).sum(Kind::Float).backward();
+        assert!(xs.grad().defined());
+        assert!(!linear.ws.grad().defined() && !linear.bs.as_ref().unwrap().grad().defined());
     }
 }

@@ -1,7 +1,7 @@
 //! LoRA (Hu et al. 2021, as PEFT implements it): a trainable low-rank update next to a
 //! frozen linear-like module, mergeable into its weight in place.
 use super::build::{BuildError, BuildPatch, TrainMode};
-use super::linear_like::LinearLike;
+use super::linear_like::{self, Detached, LinearLike};
 use crate::error::{PatchError, Result};
 use crate::params::TensorRole;
 use crate::registry::PatchArgs;
@@ -216,17 +216,27 @@ impl<L: LinearLike> Lora<L> {
         if !self.enabled || self.merged.is_some() {
             return None;
         }
+        let dropped;
         let input = if self.training && self.config.dropout > 0.0 {
-            xs.dropout(self.config.dropout, true)
+            dropped = xs.dropout(self.config.dropout, true);
+            &dropped
         } else {
-            xs.shallow_clone()
+            xs
         };
         let (a, b) = if detached {
-            (self.lora_a.detach(), self.lora_b.detach())
+            (
+                linear_like::detached(&self.lora_a),
+                linear_like::detached(&self.lora_b),
+            )
         } else {
-            (self.lora_a.shallow_clone(), self.lora_b.shallow_clone())
+            (Detached::Same(&self.lora_a), Detached::Same(&self.lora_b))
         };
-        Some(input.linear::<Tensor>(&a, None).linear::<Tensor>(&b, None) * self.scaling)
+        Some(
+            input
+                .linear::<&Tensor>(&a, None)
+                .linear::<&Tensor>(&b, None)
+                * self.scaling,
+        )
     }
 }
 
