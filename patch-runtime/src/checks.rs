@@ -1,6 +1,6 @@
 //! Checks shared by functional calls, mutable modules, swaps and loads: does a tensor fit
-//! the place of a module's tensor, which of a module's names are one tied tensor, and
-//! exchanging tensor handles by name.
+//! the place of a module's tensor, are two handles one tensor, and exchanging tensor
+//! handles by name (tied tensors are in `tied.rs`).
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{NamedTensor, Parameters, VisitorMut};
 use std::collections::HashMap;
@@ -69,35 +69,6 @@ pub(crate) fn has_internal_overlap(tensor: &Tensor) -> bool {
             .iter()
             .zip(tensor.stride())
             .any(|(&len, stride)| stride == 0 && len > 1)
-}
-
-/// For each tensor, the index of the first tensor it is tied to: the same storage, offset,
-/// shape and strides (`Tensor::is_set_to`). A tensor tied to none is its own leader.
-pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {
-    let mut leaders: Vec<usize> = Vec::with_capacity(tensors.len());
-    for (index, named) in tensors.iter().enumerate() {
-        let mut leader = index;
-        if named.tensor.defined() {
-            for (earlier, other) in tensors[..index].iter().enumerate() {
-                if leaders[earlier] != earlier || !other.tensor.defined() {
-                    continue;
-                }
-                let tied = named
-                    .tensor
-                    .f_is_set_to(&other.tensor)
-                    .map_err(PatchError::torch(format!(
-                        "comparing `{}` with `{}`",
-                        named.name, other.name
-                    )))?;
-                if tied {
-                    leader = earlier;
-                    break;
-                }
-            }
-        }
-        leaders.push(leader);
-    }
-    Ok(leaders)
 }
 
 /// Whether two given values are one tensor (so two tied names may both be given them).
