@@ -3,7 +3,7 @@
 //! handles by name (tied tensors are in `tied.rs`).
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{NamedTensor, Parameters, VisitorMut};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tch::Tensor;
 
 /// Which properties of a given tensor must equal the module tensor's.
@@ -76,6 +76,30 @@ pub(crate) fn same_tensor(a: &Tensor, b: &Tensor) -> bool {
     a.defined() && b.defined() && a.f_is_set_to(b).unwrap_or(false)
 }
 
+/// The index, found by `lookup`, of the module tensor that a value given under `name` is
+/// for; `None`, with the problem recorded, for a name already in `seen` (given twice) or
+/// one `lookup` does not find (not the module's).
+pub(crate) fn given_index(
+    name: &str,
+    seen: &mut HashSet<String>,
+    lookup: impl FnOnce(&str) -> Option<usize>,
+    problems: &mut Vec<TensorProblem>,
+) -> Option<usize> {
+    if !seen.insert(name.to_owned()) {
+        problems.push(TensorProblem::Duplicate {
+            name: name.to_owned(),
+        });
+        return None;
+    }
+    let index = lookup(name);
+    if index.is_none() {
+        problems.push(TensorProblem::Unexpected {
+            name: name.to_owned(),
+        });
+    }
+    index
+}
+
 /// The index of `name` in `tensors`, or an error listing every name there is.
 pub(crate) fn position(tensors: &[NamedTensor], name: &str) -> Result<usize> {
     tensors
@@ -100,4 +124,31 @@ pub(crate) fn exchange_handles<M: Parameters + ?Sized>(
         }
     };
     module.visit_mut(&mut VisitorMut::new("", &mut exchange));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_given_twice_or_unknown_is_recorded() {
+        let (mut seen, mut problems) = (HashSet::new(), Vec::new());
+        let lookup = |name: &str| (name == "weight").then_some(0);
+        assert_eq!(
+            given_index("weight", &mut seen, lookup, &mut problems),
+            Some(0)
+        );
+        assert_eq!(
+            given_index("weight", &mut seen, lookup, &mut problems),
+            None
+        );
+        assert_eq!(
+            given_index("wieght", &mut seen, lookup, &mut problems),
+            None
+        );
+        assert!(matches!(&problems[..], [
+            TensorProblem::Duplicate { name: twice },
+            TensorProblem::Unexpected { name: unknown },
+        ] if twice == "weight" && unknown == "wieght"));
+    }
 }

@@ -1,6 +1,6 @@
 //! `torch.func.functional_call`: run a module with some of its tensors replaced by given
 //! ones, gradients flowing to the given tensors.
-use crate::checks::{exchange_handles, fit_problems, Fit};
+use crate::checks::{exchange_handles, fit_problems, given_index, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
 use crate::tied::{tie_leaders, Agreement, TiedValues};
@@ -111,18 +111,10 @@ where
     // Tie leaders of every existing name given, fitting or not (those are not "missing").
     let mut attempted = HashSet::new();
     let mut chosen = TiedValues::new(Agreement::SameTensor);
+    let lookup = |name: &str| index.get(name).copied();
     for (name, value) in overrides {
         let (name, value) = (name.as_ref(), value.borrow());
-        if !seen.insert(name.to_owned()) {
-            problems.push(TensorProblem::Duplicate {
-                name: name.to_owned(),
-            });
-            continue;
-        }
-        let Some(&i) = index.get(name) else {
-            problems.push(TensorProblem::Unexpected {
-                name: name.to_owned(),
-            });
+        let Some(i) = given_index(name, &mut seen, lookup, &mut problems) else {
             continue;
         };
         attempted.insert(leaders[i]);

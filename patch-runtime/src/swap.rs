@@ -1,7 +1,7 @@
 //! `torch.utils.swap_tensors`: give a module's tensor a new value, shape or dtype while it
 //! stays the same tensor object, so the VarStore and every optimizer built from it keep
 //! training it.
-use crate::checks::{fit_problems, Fit};
+use crate::checks::{fit_problems, given_index, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
 use crate::tied::{tie_leaders, Agreement, TiedValues};
@@ -67,18 +67,10 @@ where
         kind: false,
         device: false,
     };
+    let lookup = |name: &str| named.iter().position(|t| t.name == name);
     for (name, value) in values {
         let (name, value) = (name.as_ref(), value.borrow());
-        if !seen.insert(name.to_owned()) {
-            problems.push(TensorProblem::Duplicate {
-                name: name.to_owned(),
-            });
-            continue;
-        }
-        let Some(i) = named.iter().position(|t| t.name == name) else {
-            problems.push(TensorProblem::Unexpected {
-                name: name.to_owned(),
-            });
+        let Some(i) = given_index(name, &mut seen, lookup, &mut problems) else {
             continue;
         };
         if !value.defined() {
