@@ -8,7 +8,9 @@
 mod ast;
 mod attr;
 mod ctxt;
+mod derive_struct;
 mod expand;
+mod field_options;
 mod forward;
 mod params;
 mod registry;

@@ -1,9 +1,9 @@
 //! Checks shared by functional calls, mutable modules, swaps and loads: does a tensor fit
-//! the place of a module's tensor, which of a module's names are one tied tensor, and
-//! exchanging tensor handles by name.
+//! the place of a module's tensor, are two handles one tensor, and exchanging tensor
+//! handles by name (tied tensors are in `tied.rs`).
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{NamedTensor, Parameters, VisitorMut};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tch::Tensor;
 
 /// Which properties of a given tensor must equal the module tensor's.
@@ -71,38 +71,33 @@ pub(crate) fn has_internal_overlap(tensor: &Tensor) -> bool {
             .any(|(&len, stride)| stride == 0 && len > 1)
 }
 
-/// For each tensor, the index of the first tensor it is tied to: the same storage, offset,
-/// shape and strides (`Tensor::is_set_to`). A tensor tied to none is its own leader.
-pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {
-    let mut leaders: Vec<usize> = Vec::with_capacity(tensors.len());
-    for (index, named) in tensors.iter().enumerate() {
-        let mut leader = index;
-        if named.tensor.defined() {
-            for (earlier, other) in tensors[..index].iter().enumerate() {
-                if leaders[earlier] != earlier || !other.tensor.defined() {
-                    continue;
-                }
-                let tied = named
-                    .tensor
-                    .f_is_set_to(&other.tensor)
-                    .map_err(PatchError::torch(format!(
-                        "comparing `{}` with `{}`",
-                        named.name, other.name
-                    )))?;
-                if tied {
-                    leader = earlier;
-                    break;
-                }
-            }
-        }
-        leaders.push(leader);
-    }
-    Ok(leaders)
-}
-
 /// Whether two given values are one tensor (so two tied names may both be given them).
 pub(crate) fn same_tensor(a: &Tensor, b: &Tensor) -> bool {
     a.defined() && b.defined() && a.f_is_set_to(b).unwrap_or(false)
+}
+
+/// The index, found by `lookup`, of the module tensor that a value given under `name` is
+/// for; `None`, with the problem recorded, for a name already in `seen` (given twice) or
+/// one `lookup` does not find (not the module's).
+pub(crate) fn given_index(
+    name: &str,
+    seen: &mut HashSet<String>,
+    lookup: impl FnOnce(&str) -> Option<usize>,
+    problems: &mut Vec<TensorProblem>,
+) -> Option<usize> {
+    if !seen.insert(name.to_owned()) {
+        problems.push(TensorProblem::Duplicate {
+            name: name.to_owned(),
+        });
+        return None;
+    }
+    let index = lookup(name);
+    if index.is_none() {
+        problems.push(TensorProblem::Unexpected {
+            name: name.to_owned(),
+        });
+    }
+    index
 }
 
 /// The index of `name` in `tensors`, or an error listing every name there is.
@@ -129,4 +124,31 @@ pub(crate) fn exchange_handles<M: Parameters + ?Sized>(
         }
     };
     module.visit_mut(&mut VisitorMut::new("", &mut exchange));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_given_twice_or_unknown_is_recorded() {
+        let (mut seen, mut problems) = (HashSet::new(), Vec::new());
+        let lookup = |name: &str| (name == "weight").then_some(0);
+        assert_eq!(
+            given_index("weight", &mut seen, lookup, &mut problems),
+            Some(0)
+        );
+        assert_eq!(
+            given_index("weight", &mut seen, lookup, &mut problems),
+            None
+        );
+        assert_eq!(
+            given_index("wieght", &mut seen, lookup, &mut problems),
+            None
+        );
+        assert!(matches!(&problems[..], [
+            TensorProblem::Duplicate { name: twice },
+            TensorProblem::Unexpected { name: unknown },
+        ] if twice == "weight" && unknown == "wieght"));
+    }
 }

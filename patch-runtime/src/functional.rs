@@ -1,8 +1,9 @@
 //! `torch.func.functional_call`: run a module with some of its tensors replaced by given
 //! ones, gradients flowing to the given tensors.
-use crate::checks::{exchange_handles, fit_problems, same_tensor, tie_leaders, Fit};
+use crate::checks::{exchange_handles, fit_problems, given_index, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
+use crate::tied::{tie_leaders, Agreement, TiedValues};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use tch::Tensor;
@@ -109,20 +110,11 @@ where
     let mut seen = HashSet::new();
     // Tie leaders of every existing name given, fitting or not (those are not "missing").
     let mut attempted = HashSet::new();
-    // Tie leader -> (the name it was given under, the value).
-    let mut chosen: HashMap<usize, (String, Tensor)> = HashMap::new();
+    let mut chosen = TiedValues::new(Agreement::SameTensor);
+    let lookup = |name: &str| index.get(name).copied();
     for (name, value) in overrides {
         let (name, value) = (name.as_ref(), value.borrow());
-        if !seen.insert(name.to_owned()) {
-            problems.push(TensorProblem::Duplicate {
-                name: name.to_owned(),
-            });
-            continue;
-        }
-        let Some(&i) = index.get(name) else {
-            problems.push(TensorProblem::Unexpected {
-                name: name.to_owned(),
-            });
+        let Some(i) = given_index(name, &mut seen, lookup, &mut problems) else {
             continue;
         };
         attempted.insert(leaders[i]);
@@ -131,18 +123,7 @@ where
             problems.extend(misfits);
             continue;
         }
-        match chosen.get(&leaders[i]) {
-            Some((tied_to, earlier)) if !same_tensor(earlier, value) => {
-                problems.push(TensorProblem::TiedConflict {
-                    name: name.to_owned(),
-                    tied_to: tied_to.clone(),
-                });
-            }
-            Some(_) => {}
-            None => {
-                chosen.insert(leaders[i], (name.to_owned(), value.shallow_clone()));
-            }
-        }
+        problems.extend(chosen.offer(leaders[i], name, value)?);
     }
     if strictness == Strictness::Strict {
         for (i, tensor) in named.iter().enumerate() {
@@ -163,7 +144,7 @@ where
         .iter()
         .enumerate()
         .filter_map(|(i, tensor)| {
-            let (_, value) = chosen.get(&leaders[i])?;
+            let value = chosen.get(leaders[i])?;
             Some((tensor.name.clone(), value.shallow_clone()))
         })
         .collect())

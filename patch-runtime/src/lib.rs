@@ -17,6 +17,7 @@ pub mod patches;
 pub mod registry;
 mod state;
 mod swap;
+mod tied;
 mod tree;
 mod varstore;
 

@@ -1,10 +1,11 @@
 //! `Tensor.module_load`: load a safetensors checkpoint into a module by its tensor names,
 //! each tensor passing through a hook on the way in, every key, shape and dtype checked
 //! before anything is written.
-use crate::checks::{fit_problems, has_internal_overlap, tie_leaders, Fit};
+use crate::checks::{fit_problems, has_internal_overlap, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::tied::{tie_leaders, Agreement, TiedValues};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use tch::Tensor;
 
@@ -174,8 +175,8 @@ where
     };
     let mut problems = Vec::new();
     let mut report = LoadReport::default();
-    // Tie leader -> (the name whose value it takes, the value on the module's device).
-    let mut values: HashMap<usize, (String, Tensor)> = HashMap::new();
+    // The value of each tied tensor, on the module's device.
+    let mut values = TiedValues::new(Agreement::EqualValues);
     // Tie leaders of every tensor the file has a key for, usable or not.
     let mut in_file = HashSet::new();
     for (i, target) in named.iter().enumerate() {
@@ -220,26 +221,11 @@ where
         let value = value
             .f_to_device(target.tensor.device())
             .map_err(PatchError::torch(format!("moving `{}`", target.name)))?;
-        match values.get(&leaders[i]) {
-            Some((tied_to, earlier)) => {
-                let equal = earlier
-                    .f_equal(&value)
-                    .map_err(PatchError::torch(format!("comparing `{}`", target.name)))?;
-                if !equal {
-                    problems.push(TensorProblem::TiedConflict {
-                        name: target.name.clone(),
-                        tied_to: tied_to.clone(),
-                    });
-                }
-            }
-            None => {
-                values.insert(leaders[i], (target.name.clone(), value));
-            }
-        }
+        problems.extend(values.offer(leaders[i], &target.name, &value)?);
     }
     for (i, target) in named.iter().enumerate() {
         if in_file.contains(&leaders[i]) {
-            if values.contains_key(&leaders[i]) {
+            if values.get(leaders[i]).is_some() {
                 report.loaded.push(target.name.clone());
             }
         } else if options.allow_missing {
@@ -265,7 +251,7 @@ where
     }
 
     let _no_grad = tch::no_grad_guard();
-    for (leader, (name, value)) in values {
+    for (leader, name, value) in values.into_values() {
         // A shallow handle: the same tensor object as the module's.
         let mut target = named[leader].tensor.shallow_clone();
         target.f_copy_(&value).map_err(PatchError::torch(format!(

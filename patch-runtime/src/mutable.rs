@@ -1,9 +1,10 @@
 //! torch-mutable-modules: a module whose tensors take assignment and in-place arithmetic
 //! while autograd records it, so one network can write another's weights and be trained
 //! through them (hypernetworks).
-use crate::checks::{exchange_handles, fit_problems, position, tie_leaders, Fit};
+use crate::checks::{exchange_handles, fit_problems, position, Fit};
 use crate::error::{PatchError, Result};
 use crate::params::{named_tensors, Parameters, Visitor, VisitorMut};
+use crate::tied::tie_leaders;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};

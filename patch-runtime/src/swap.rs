@@ -1,11 +1,12 @@
 //! `torch.utils.swap_tensors`: give a module's tensor a new value, shape or dtype while it
 //! stays the same tensor object, so the VarStore and every optimizer built from it keep
 //! training it.
-use crate::checks::{fit_problems, same_tensor, tie_leaders, Fit};
+use crate::checks::{fit_problems, given_index, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
+use crate::tied::{tie_leaders, Agreement, TiedValues};
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use tch::Tensor;
 
 /// Gives the module's tensor `name` the data of `value`: its values, and also its shape,
@@ -61,24 +62,15 @@ where
     let leaders = tie_leaders(&named)?;
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
-    // Tie leader -> (the name it was given under, the value).
-    let mut chosen: HashMap<usize, (String, Tensor)> = HashMap::new();
+    let mut chosen = TiedValues::new(Agreement::SameTensor);
     let any_layout = Fit {
         kind: false,
         device: false,
     };
+    let lookup = |name: &str| named.iter().position(|t| t.name == name);
     for (name, value) in values {
         let (name, value) = (name.as_ref(), value.borrow());
-        if !seen.insert(name.to_owned()) {
-            problems.push(TensorProblem::Duplicate {
-                name: name.to_owned(),
-            });
-            continue;
-        }
-        let Some(i) = named.iter().position(|t| t.name == name) else {
-            problems.push(TensorProblem::Unexpected {
-                name: name.to_owned(),
-            });
+        let Some(i) = given_index(name, &mut seen, lookup, &mut problems) else {
             continue;
         };
         if !value.defined() {
@@ -99,18 +91,7 @@ where
                 continue;
             }
         }
-        match chosen.get(&leaders[i]) {
-            Some((tied_to, earlier)) if !same_tensor(earlier, value) => {
-                problems.push(TensorProblem::TiedConflict {
-                    name: name.to_owned(),
-                    tied_to: tied_to.clone(),
-                });
-            }
-            Some(_) => {}
-            None => {
-                chosen.insert(leaders[i], (name.to_owned(), value.shallow_clone()));
-            }
-        }
+        problems.extend(chosen.offer(leaders[i], name, value)?);
     }
     if !problems.is_empty() {
         return Err(PatchError::InvalidTensors {
@@ -121,7 +102,7 @@ where
     let _no_grad = tch::no_grad_guard();
     // (the tensor, a handle to its old data) for each tensor changed so far, to roll back.
     let mut done: Vec<(Tensor, Tensor)> = Vec::new();
-    for (leader, (name, value)) in chosen {
+    for (leader, name, value) in chosen.into_values() {
         // A shallow handle: the same tensor object as the module's (and the VarStore's).
         let target = named[leader].tensor.shallow_clone();
         match set_data(target, &value, &name) {

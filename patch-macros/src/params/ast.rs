@@ -1,7 +1,9 @@
 //! The parsed form of a `#[derive(Parameters)]` struct, checked as it is read.
 use crate::ctxt::Ctxt;
+use crate::derive_struct::{container_crate, struct_fields, FieldName};
+use crate::field_options::{FieldOptions, Repeat};
 use crate::valid::is_tensor;
-use syn::{Attribute, DeriveInput, Generics, Ident, LitStr, Member, Path, Type};
+use syn::{DeriveInput, Generics, Ident, Member, Path, Type};
 
 pub struct Model {
     pub ident: Ident,
@@ -31,37 +33,27 @@ pub enum FieldKind {
 
 impl Model {
     pub fn from_input(cx: &Ctxt, input: &DeriveInput) -> Option<Self> {
-        let krate = container_crate(cx, &input.attrs);
-        let fields = match &input.data {
-            syn::Data::Struct(data) => &data.fields,
-            syn::Data::Enum(data) => {
-                cx.error_spanned_by(
-                    data.enum_token,
-                    "`#[derive(Parameters)]` goes on a struct: an enum has no fixed set of named tensors",
-                );
-                return None;
-            }
-            syn::Data::Union(data) => {
-                cx.error_spanned_by(data.union_token, "`#[derive(Parameters)]` goes on a struct");
-                return None;
-            }
-        };
+        let krate = container_crate(
+            cx,
+            &input.attrs,
+            "parameters",
+            "unknown `#[parameters]` option; the only one is `crate = \"path\"`",
+        );
+        let fields = struct_fields(
+            cx,
+            input,
+            "`#[derive(Parameters)]` goes on a struct: an enum has no fixed set of named tensors",
+            "`#[derive(Parameters)]` goes on a struct",
+        )?;
         let fields = fields
             .iter()
             .enumerate()
             .map(|(index, field)| {
-                let member = match &field.ident {
-                    Some(ident) => Member::Named(ident.clone()),
-                    None => Member::Unnamed(index.into()),
-                };
-                let default_name = match &field.ident {
-                    Some(ident) => ident.to_string().trim_start_matches("r#").to_owned(),
-                    None => index.to_string(),
-                };
+                let FieldName { member, name, .. } = FieldName::of(index, field);
                 let (kind, rename) = field_kind(cx, field);
                 ModelField {
                     member,
-                    name: rename.unwrap_or(default_name),
+                    name: rename.unwrap_or(name),
                     ty: field.ty.clone(),
                     kind,
                 }
@@ -74,29 +66,6 @@ impl Model {
             krate,
         })
     }
-}
-
-/// `#[parameters(crate = path)]` on the struct, for use inside tch-patch itself.
-fn container_crate(cx: &Ctxt, attrs: &[Attribute]) -> Option<Path> {
-    let mut krate = None;
-    for attr in attrs
-        .iter()
-        .filter(|attr| attr.path().is_ident("parameters"))
-    {
-        let result = attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("crate") {
-                krate = Some(meta.value()?.parse::<LitStr>()?.parse()?);
-                Ok(())
-            } else {
-                Err(meta
-                    .error("unknown `#[parameters]` option; the only one is `crate = \"path\"`"))
-            }
-        });
-        if let Err(error) = result {
-            cx.syn_error(error);
-        }
-    }
-    krate
 }
 
 fn field_kind(cx: &Ctxt, field: &syn::Field) -> (FieldKind, Option<String>) {
@@ -121,20 +90,19 @@ fn field_kind(cx: &Ctxt, field: &syn::Field) -> (FieldKind, Option<String>) {
             }
             kind = FieldKind::Buffer;
         } else if attr.path().is_ident("param") {
-            let result = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("skip") {
-                    kind = FieldKind::Skip;
-                    Ok(())
-                } else if meta.path.is_ident("rename") {
-                    rename = Some(meta.value()?.parse::<LitStr>()?.value());
-                    Ok(())
-                } else {
-                    Err(meta.error(
-                        "unknown `#[param]` option; expected `skip` (not a tensor of the model) \
-                         or `rename = \"name\"`",
-                    ))
-                }
+            let mut options = FieldOptions::default();
+            let result = options.read(attr, Repeat::Replace, |meta| {
+                Err(meta.error(
+                    "unknown `#[param]` option; expected `skip` (not a tensor of the model) \
+                     or `rename = \"name\"`",
+                ))
             });
+            if options.skip.is_some() {
+                kind = FieldKind::Skip;
+            }
+            if let Some(lit) = options.rename {
+                rename = Some(lit.value());
+            }
             if let Err(error) = result {
                 cx.syn_error(error);
             }

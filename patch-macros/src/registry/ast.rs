@@ -2,6 +2,7 @@
 //! and, per field, the `#[arg(...)]` options with their literals read. Only syntax here;
 //! whether it all fits together is checked in `valid.rs`.
 use crate::ctxt::Ctxt;
+use crate::derive_struct::struct_fields;
 use proc_macro2::Span;
 use syn::meta::ParseNestedMeta;
 use syn::punctuated::Punctuated;
@@ -94,23 +95,9 @@ impl ArgsStruct {
                 cx.syn_error(error);
             }
         }
-        let fields = match &input.data {
-            syn::Data::Struct(data) => &data.fields,
-            syn::Data::Enum(data) => {
-                cx.error_spanned_by(
-                    data.enum_token,
-                    "`#[derive(PatchArgs)]` goes on a struct with one named field per argument",
-                );
-                return None;
-            }
-            syn::Data::Union(data) => {
-                cx.error_spanned_by(
-                    data.union_token,
-                    "`#[derive(PatchArgs)]` goes on a struct with one named field per argument",
-                );
-                return None;
-            }
-        };
+        let not_a_struct =
+            "`#[derive(PatchArgs)]` goes on a struct with one named field per argument";
+        let fields = struct_fields(cx, input, not_a_struct, not_a_struct)?;
         if let syn::Fields::Unnamed(unnamed) = fields {
             cx.error_spanned_by(
                 unnamed,

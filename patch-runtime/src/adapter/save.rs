@@ -12,6 +12,7 @@ use crate::error::{PatchError, Result};
 use crate::registry::Registry;
 use std::collections::HashMap;
 use std::path::Path;
+use tch::Tensor;
 
 /// Saves `entries` as an adapter folder `dir` (created if missing): `adapter.safetensors`
 /// with every entry's tensors under their full dotted names (`blocks.0.attn.q.lora_a`),
@@ -57,7 +58,7 @@ pub fn save_adapter_with(
             problems,
         });
     }
-    let tensors: Vec<(String, &tch::Tensor)> = entries
+    let tensors: Vec<(String, &Tensor)> = entries
         .iter()
         .flat_map(|entry| {
             entry
@@ -79,20 +80,27 @@ pub fn save_adapter_with(
         dir,
         (TENSORS_FILE, &tensor_bytes),
         (MANIFEST_FILE, &manifest),
-    )?;
-    Ok(AdapterSummary {
-        manifest_file: dir.join(MANIFEST_FILE),
-        tensors_file: dir.join(TENSORS_FILE),
-        manifest_bytes: manifest.len() as u64,
-        tensors_bytes: tensor_bytes.len() as u64,
-        tensors: tensors.len(),
-        values: tensors.iter().map(|(_, t)| t.numel() as i64).sum(),
-    })
+        &tensors,
+    )
 }
 
-/// Creates `dir`, then writes the tensors file, then the JSON file.
-pub(crate) fn write_pair(dir: &Path, tensors: (&str, &[u8]), json: (&str, &[u8])) -> Result<()> {
+/// Creates `dir`, then writes the tensors file, then the JSON file, and says what was
+/// written; `saved` are the tensors in the tensors file.
+pub(crate) fn write_pair(
+    dir: &Path,
+    tensors: (&str, &[u8]),
+    json: (&str, &[u8]),
+    saved: &[(String, &Tensor)],
+) -> Result<AdapterSummary> {
     io::create_dir(dir)?;
     io::write_file(&dir.join(tensors.0), tensors.1)?;
-    io::write_file(&dir.join(json.0), json.1)
+    io::write_file(&dir.join(json.0), json.1)?;
+    Ok(AdapterSummary {
+        manifest_file: dir.join(json.0),
+        tensors_file: dir.join(tensors.0),
+        manifest_bytes: json.1.len() as u64,
+        tensors_bytes: tensors.1.len() as u64,
+        tensors: saved.len(),
+        values: saved.iter().map(|(_, t)| t.numel() as i64).sum(),
+    })
 }

@@ -1,9 +1,8 @@
 //! A transform's own tensors in the VarStore: registered under the module's path when a
 //! transform is added, taken out again when the parametrization is removed.
-use crate::checks::same_tensor;
 use crate::error::Result;
 use crate::params::TensorRole;
-use crate::varstore::{check_registrable, register_tensors};
+use crate::varstore::{check_registrable, forget_tensors, register_tensors};
 use tch::{nn, Tensor};
 
 /// The VarStore path and the last name part of a dotted name (`a.b.weight_g` at `path`
@@ -36,20 +35,7 @@ pub(super) fn register(path: &nn::Path, tensors: Vec<(&str, Tensor, TensorRole)>
 /// Takes `tensors` (the same tensors, not equal values) out of `vs`: its named variables
 /// and its trainable list. Other variables are untouched.
 pub(super) fn forget(vs: &nn::VarStore, tensors: &[Tensor]) {
-    if tensors.is_empty() {
-        return;
-    }
-    let mut variables = vs
-        .variables_
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner());
-    let is_ours = |tensor: &Tensor| tensors.iter().any(|t| same_tensor(t, tensor));
-    variables
-        .named_variables
-        .retain(|_, tensor| !is_ours(tensor));
-    variables
-        .trainable_variables
-        .retain(|var| !is_ours(&var.tensor));
+    forget_tensors(&vs.variables_, tensors);
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! [`diff`]: what differs between two models' trees.
+use super::print::module_title;
 use super::query::{NodeRef, Nodes};
-use super::slot::short_type_name;
 use super::visit::{ModuleTree, TreeNode};
 use crate::params::{named_tensors_with_prefix, TensorRole};
 use std::collections::HashMap;
@@ -177,25 +177,13 @@ fn under_any(path: &str, roots: &[String]) -> bool {
 }
 
 fn title(node: &NodeRef<'_>) -> String {
-    match node.node {
-        TreeNode::Branch { type_name } => short_type_name(type_name),
-        TreeNode::Leaf { type_name, .. } => format!("{} (fixed)", short_type_name(type_name)),
-        TreeNode::Slot(slot) => {
-            let mut title = short_type_name(slot.root_type_name());
-            for patch in slot.patch_names().iter().rev() {
-                title = format!("{patch}({title})");
-            }
-            title
-        }
-        TreeNode::Tensor {
-            role: TensorRole::Param,
-            ..
-        } => "Tensor".to_owned(),
+    module_title(node.node).unwrap_or_else(|| match node.node {
         TreeNode::Tensor {
             role: TensorRole::Buffer,
             ..
         } => "Tensor (buffer)".to_owned(),
-    }
+        _ => "Tensor".to_owned(),
+    })
 }
 
 fn compare(left: NodeRef<'_>, right: NodeRef<'_>, changes: &mut Vec<Change>) {

@@ -58,20 +58,9 @@ pub fn print_tree<M: ModuleTree + ?Sized>(model: &M) -> String {
             .iter()
             .map(|&at| describe(&entries[at], node.path, ties.tied_before(&entries, at)))
             .collect();
-        let title = match node.node {
-            TreeNode::Branch { type_name } => short_type_name(type_name),
-            TreeNode::Leaf { type_name, .. } => format!("{} (fixed)", short_type_name(type_name)),
-            TreeNode::Slot(slot) => {
-                let mut title = short_type_name(slot.root_type_name());
-                for patch in slot.patch_names().iter().rev() {
-                    title = format!("{patch}({title})");
-                }
-                title
-            }
-            TreeNode::Tensor { .. } => {
-                let _ = writeln!(out, "{indent}{name}{}", tensors.join(", "));
-                continue;
-            }
+        let Some(title) = module_title(node.node) else {
+            let _ = writeln!(out, "{indent}{name}{}", tensors.join(", "));
+            continue;
         };
         let _ = write!(out, "{indent}{name}{title}");
         if !tensors.is_empty() {
@@ -98,6 +87,23 @@ pub fn print_tree<M: ModuleTree + ?Sized>(model: &M) -> String {
         slots.len()
     );
     out
+}
+
+/// How a module node is shown: its short type name, wrapped in its patches' names for a
+/// slot (`Lora(Linear)`), marked `(fixed)` for a leaf. `None` for a tensor.
+pub(super) fn module_title(node: TreeNode<'_>) -> Option<String> {
+    Some(match node {
+        TreeNode::Branch { type_name } => short_type_name(type_name),
+        TreeNode::Leaf { type_name, .. } => format!("{} (fixed)", short_type_name(type_name)),
+        TreeNode::Slot(slot) => {
+            let mut title = short_type_name(slot.root_type_name());
+            for patch in slot.patch_names().iter().rev() {
+                title = format!("{patch}({title})");
+            }
+            title
+        }
+        TreeNode::Tensor { .. } => return None,
+    })
 }
 
 fn describe(entry: &TensorEntry, node_path: &str, tied: Option<&TensorEntry>) -> String {

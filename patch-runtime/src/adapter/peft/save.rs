@@ -95,15 +95,8 @@ pub fn save_peft_lora(
         dir,
         (PEFT_TENSORS_FILE, &tensor_bytes),
         (PEFT_CONFIG_FILE, &json),
-    )?;
-    Ok(AdapterSummary {
-        manifest_file: dir.join(PEFT_CONFIG_FILE),
-        tensors_file: dir.join(PEFT_TENSORS_FILE),
-        manifest_bytes: json.len() as u64,
-        tensors_bytes: tensor_bytes.len() as u64,
-        tensors: tensors.len(),
-        values: tensors.iter().map(|(_, t)| t.numel() as i64).sum(),
-    })
+        &tensors,
+    )
 }
 
 /// One checked LoRA entry.
