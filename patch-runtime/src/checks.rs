@@ -23,9 +23,10 @@ pub(crate) fn fit_problems(
     expected: &Tensor,
     fit: Fit,
 ) -> Vec<TensorProblem> {
-    let name = name.to_owned();
     if !given.defined() {
-        return vec![TensorProblem::Undefined { name }];
+        return vec![TensorProblem::Undefined {
+            name: name.to_owned(),
+        }];
     }
     if !expected.defined() {
         return Vec::new();
@@ -34,7 +35,7 @@ pub(crate) fn fit_problems(
     let (actual, wanted) = (given.size(), expected.size());
     if actual != wanted {
         problems.push(TensorProblem::Shape {
-            name: name.clone(),
+            name: name.to_owned(),
             actual,
             expected: wanted,
         });
@@ -42,7 +43,7 @@ pub(crate) fn fit_problems(
     if fit.kind {
         match (given.f_kind(), expected.f_kind()) {
             (Ok(actual), Ok(wanted)) if actual != wanted => problems.push(TensorProblem::Kind {
-                name: name.clone(),
+                name: name.to_owned(),
                 actual,
                 expected: wanted,
             }),
@@ -51,7 +52,7 @@ pub(crate) fn fit_problems(
     }
     if fit.device && given.device() != expected.device() {
         problems.push(TensorProblem::Device {
-            name,
+            name: name.to_owned(),
             actual: given.device(),
             expected: expected.device(),
         });

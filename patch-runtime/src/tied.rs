@@ -8,31 +8,47 @@ use tch::Tensor;
 
 /// For each tensor, the index of the first tensor it is tied to: the same storage, offset,
 /// shape and strides (`Tensor::is_set_to`). A tensor tied to none is its own leader.
+///
+/// `is_set_to` is a dispatched libtorch op, so comparing every pair would cost a model of
+/// `n` tensors `n²/2` calls on every functional call, swap or load. Tied tensors start at
+/// one address, so a tensor is compared only with the earlier leaders at its address.
 pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {
     let mut leaders: Vec<usize> = Vec::with_capacity(tensors.len());
+    let mut leaders_at: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
     for (index, named) in tensors.iter().enumerate() {
         let mut leader = index;
         if named.tensor.defined() {
-            for (earlier, other) in tensors[..index].iter().enumerate() {
-                if leaders[earlier] != earlier || !other.tensor.defined() {
-                    continue;
-                }
-                let tied = named
-                    .tensor
-                    .f_is_set_to(&other.tensor)
-                    .map_err(PatchError::torch(format!(
-                        "comparing `{}` with `{}`",
-                        named.name, other.name
-                    )))?;
+            let candidates = leaders_at
+                .entry(first_element_address(&named.tensor))
+                .or_default();
+            for &earlier in candidates.iter() {
+                let other = &tensors[earlier];
+                let tied = named.tensor.f_is_set_to(&other.tensor).map_err(|source| {
+                    let context = format!("comparing `{}` with `{}`", named.name, other.name);
+                    PatchError::torch(context)(source)
+                })?;
                 if tied {
                     leader = earlier;
                     break;
                 }
             }
+            if leader == index {
+                candidates.push(index);
+            }
         }
         leaders.push(leader);
     }
     Ok(leaders)
+}
+
+/// The address of a strided tensor's first element; `None` for layouts without one (sparse,
+/// MKL-DNN: tch's `data_ptr` would panic), which are all compared with each other.
+fn first_element_address(tensor: &Tensor) -> Option<usize> {
+    if tensor.is_sparse() || tensor.is_mkldnn() {
+        None
+    } else {
+        Some(tensor.data_ptr() as usize)
+    }
 }
 
 /// When two values given under names of one tied tensor agree.
@@ -119,6 +135,27 @@ mod tests {
         };
         let tensors = [named("a", &a), named("b", &b), named("a2", &a)];
         assert_eq!(tie_leaders(&tensors).unwrap(), [0, 1, 0]);
+    }
+
+    #[test]
+    fn views_at_one_address_are_tied_only_when_they_are_the_same_view() {
+        let base = Tensor::arange(6, (Kind::Float, Device::Cpu));
+        let named = |name: &str, tensor: Tensor| NamedTensor {
+            name: name.to_owned(),
+            tensor,
+            role: crate::params::TensorRole::Param,
+        };
+        let empty = || Tensor::zeros([0], (Kind::Float, Device::Cpu));
+        let tensors = [
+            named("flat", base.shallow_clone()),
+            named("matrix", base.view([2, 3])), // same address, other shape: not tied
+            named("flat2", base.shallow_clone()),
+            named("matrix2", base.view([2, 3])),
+            named("sparse", base.to_sparse_sparse_dim(1)),
+            named("empty", empty()), // zero elements, no address of their own
+            named("empty2", empty()),
+        ];
+        assert_eq!(tie_leaders(&tensors).unwrap(), [0, 1, 0, 1, 4, 5, 6]);
     }
 
     #[test]
