@@ -1,8 +1,8 @@
 //! `torch.func.functional_call`: run a module with some of its tensors replaced by given
 //! ones, gradients flowing to the given tensors.
-use crate::checks::{exchange_handles, fit_problems, given_index, Fit};
+use crate::checks::{fit_problems, given_index, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
-use crate::params::{named_tensors, Parameters};
+use crate::params::{named_tensors, Parameters, VisitorMut};
 use crate::tied::{tie_leaders, Agreement, TiedValues};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
@@ -78,17 +78,25 @@ where
         module,
         saved: handles,
     };
-    exchange_handles(guard.module, &mut guard.saved);
+    exchange_by_position(guard.module, &mut guard.saved);
     Ok(f(guard.module))
 }
 
+/// A handle to put in place of the module's own: where the module's walk reaches the tensor
+/// (its position and full name), and the handle.
+struct Placed {
+    position: usize,
+    name: String,
+    handle: Tensor,
+}
+
 /// Validates the overrides and returns, for every module name that gets one, the handle
-/// to put in its place (tied names included).
+/// to put in its place (tied names included), in walk order.
 fn checked_handles<M, I, K, T>(
     module: &M,
     overrides: I,
     strictness: Strictness,
-) -> Result<HashMap<String, Tensor>>
+) -> Result<Vec<Placed>>
 where
     M: Parameters + ?Sized,
     I: IntoIterator<Item = (K, T)>,
@@ -141,24 +149,47 @@ where
         });
     }
     Ok(named
-        .iter()
+        .into_iter()
         .enumerate()
-        .filter_map(|(i, tensor)| {
-            let value = chosen.get(leaders[i])?;
-            Some((tensor.name.clone(), value.shallow_clone()))
+        .filter_map(|(position, tensor)| {
+            let value = chosen.get(leaders[position])?;
+            Some(Placed {
+                position,
+                name: tensor.name,
+                handle: value.shallow_clone(),
+            })
         })
         .collect())
+}
+
+/// Swaps each handle with the module's tensor at its position in the walk (the walk's
+/// order is the one `named_tensors` saw: the module is borrowed all along). Positions
+/// spare the walk a lookup by name per tensor of the model, twice per call; the name is
+/// still compared, so a `Parameters` impl whose `visit` and `visit_mut` disagree leaves
+/// the tensor alone instead of swapping the wrong one.
+fn exchange_by_position<M: Parameters + ?Sized>(module: &mut M, placed: &mut [Placed]) {
+    let mut pending = placed.iter_mut().peekable();
+    let mut position = 0;
+    let mut exchange = |name: &str, tensor: &mut Tensor, _| {
+        if let Some(next) = pending.next_if(|p| p.position == position) {
+            if next.name == name {
+                std::mem::swap(tensor, &mut next.handle);
+            }
+        }
+        position += 1;
+    };
+    module.visit_mut(&mut VisitorMut::new("", &mut exchange));
 }
 
 /// Puts the module's own handles back when dropped, so a panicking `f` restores them too.
 struct Restore<'m, M: Parameters + ?Sized> {
     module: &'m mut M,
-    saved: HashMap<String, Tensor>,
+    saved: Vec<Placed>,
 }
 
 impl<M: Parameters + ?Sized> Drop for Restore<'_, M> {
     fn drop(&mut self) {
-        exchange_handles(self.module, &mut self.saved);
+        exchange_by_position(self.module, &mut self.saved);
     }
 }
 
@@ -171,6 +202,56 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let linear = nn::linear(vs.root(), 3, 2, Default::default());
         (vs, linear)
+    }
+
+    /// Names its tensor `a` when read and `b` when written: a broken `Parameters` impl.
+    #[derive(Debug)]
+    struct Inconsistent(Tensor);
+
+    impl Parameters for Inconsistent {
+        fn visit<'a>(&'a self, visitor: &mut crate::params::Visitor<'a, '_>) {
+            visitor.tensor("a", &self.0, crate::params::TensorRole::Param);
+        }
+        fn visit_mut(&mut self, visitor: &mut VisitorMut<'_>) {
+            visitor.tensor("b", &mut self.0, crate::params::TensorRole::Param);
+        }
+    }
+
+    #[test]
+    fn handles_are_swapped_at_their_position_in_the_walk_and_back() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut layers: Vec<nn::Linear> = (0..5)
+            .map(|i| nn::linear(vs.root() / i, 2, 2, Default::default()))
+            .collect();
+        let own = layers[3].ws.shallow_clone();
+        let given = Tensor::zeros([2, 2], (Kind::Float, Device::Cpu));
+        let seen = functional_call(
+            &mut layers,
+            [("3.weight", &given)],
+            Strictness::Partial,
+            |m| {
+                (
+                    m[3].ws.is_set_to(&given),
+                    m.iter().filter(|l| l.ws.is_set_to(&given)).count(),
+                )
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, (true, 1));
+        assert!(layers[3].ws.is_set_to(&own));
+    }
+
+    #[test]
+    fn a_walk_that_names_tensors_otherwise_when_writing_swaps_nothing() {
+        let own = Tensor::ones([1], (Kind::Float, Device::Cpu));
+        let mut module = Inconsistent(own.shallow_clone());
+        let given = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+        let swapped = functional_call(&mut module, [("a", &given)], Strictness::Strict, |m| {
+            m.0.is_set_to(&given)
+        })
+        .unwrap();
+        assert!(!swapped, "never the wrong tensor");
+        assert!(module.0.is_set_to(&own));
     }
 
     #[test]

@@ -14,14 +14,17 @@ use tch::Tensor;
 /// one address, so a tensor is compared only with the earlier leaders at its address.
 pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {
     let mut leaders: Vec<usize> = Vec::with_capacity(tensors.len());
-    let mut leaders_at: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
+    // The first leader at each address; further leaders at an address already taken (views
+    // of one storage with other shapes) are rare and kept aside.
+    let mut first_at: HashMap<Option<usize>, usize> = HashMap::with_capacity(tensors.len());
+    let mut more_at: Vec<(Option<usize>, usize)> = Vec::new();
     for (index, named) in tensors.iter().enumerate() {
         let mut leader = index;
         if named.tensor.defined() {
-            let candidates = leaders_at
-                .entry(first_element_address(&named.tensor))
-                .or_default();
-            for &earlier in candidates.iter() {
+            let address = first_element_address(&named.tensor);
+            let first = first_at.get(&address).copied();
+            let more = more_at.iter().filter(|(at, _)| *at == address);
+            for earlier in first.into_iter().chain(more.map(|&(_, i)| i)) {
                 let other = &tensors[earlier];
                 let tied = named.tensor.f_is_set_to(&other.tensor).map_err(|source| {
                     let context = format!("comparing `{}` with `{}`", named.name, other.name);
@@ -33,7 +36,12 @@ pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {
                 }
             }
             if leader == index {
-                candidates.push(index);
+                match first {
+                    None => {
+                        first_at.insert(address, index);
+                    }
+                    Some(_) => more_at.push((address, index)),
+                }
             }
         }
         leaders.push(leader);
