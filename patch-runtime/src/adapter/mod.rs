@@ -48,6 +48,9 @@ mod check;
 mod entry;
 mod io;
 mod json;
+mod load_model;
+#[cfg(test)]
+mod load_model_tests;
 mod manifest;
 mod model;
 pub mod peft;
@@ -59,10 +62,11 @@ mod torchscript;
 
 pub use apply::apply_lora_adapter;
 pub use entry::{Adapter, AdapterEntry, AdapterSummary};
+pub use load_model::load_model_adapter;
 pub use manifest::{
     ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, LIBRARY_VERSION, MANIFEST_FILE, TENSORS_FILE,
 };
-pub use model::{load_model_adapter, model_adapter_entries, save_model_adapter};
+pub use model::{model_adapter_entries, save_model_adapter};
 pub use peft::{
     read_peft_lora, save_peft_lora, PeftAdapter, PeftLoraConfig, PeftOptions, PeftTargetModules,
     PeftTargets,
