@@ -10,6 +10,8 @@
 //!   `adapter.json`, the manifest. Reading checks everything (JSON, format version,
 //!   patches through the registry, every tensor's presence, shape and dtype) and
 //!   reports every problem in one [`PatchError::InvalidAdapter`](crate::PatchError).
+//! * [`AdapterManifest::from_json`] / [`AdapterManifest::to_json`]: the manifest alone,
+//!   parsed and checked from bytes (what `read_adapter` checks of it), and written back.
 //! * [`apply_lora_adapter`]: re-creates LoRA patches from entries onto linear modules
 //!   given by path, with the saved values.
 //! * [`save_peft_lora`] / [`read_peft_lora`]: PEFT's layout (`adapter_config.json`,
@@ -42,6 +44,7 @@
 //! ```
 //!
 //! Every file is written through one private function, after every check passed.
+mod adapter_manifest;
 mod apply;
 mod args;
 mod check;
@@ -60,6 +63,7 @@ mod save;
 mod tensors;
 mod torchscript;
 
+pub use adapter_manifest::{AdapterManifest, ManifestPatch, ManifestTensor};
 pub use apply::apply_lora_adapter;
 pub use entry::{Adapter, AdapterEntry, AdapterSummary};
 pub use load_model::load_model_adapter;

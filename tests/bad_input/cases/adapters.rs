@@ -306,6 +306,12 @@ fn tensor_cases() -> Vec<Case> {
             e if field(e, "patches[0].tensors[0].shape", "must be a non-negative integer, found the number -2")
         ),
         case!(
+            "adapter: a dimension past i64::MAX in the manifest",
+            setup: |fx| edited(fx, |m| first(m)["tensors"][0]["shape"] = json!([2, 1u64 << 63])),
+            |fx| load(fx),
+            e if field(e, "patches[0].tensors[0].shape", "holds the dimension 9223372036854775808")
+        ),
+        case!(
             "adapter: a tensor of another dtype than the manifest's",
             setup: |fx| retensored(fx, |e| {
                 set_entry(e, "blocks.1.v.bias_delta", Tensor::zeros([4], (Kind::Double, Device::Cpu)))
