@@ -14,7 +14,9 @@ use tch_patch::PatchError;
 fn check_against_json(patch: &ManifestPatch, raw: &Value) {
     assert_eq!(raw["path"], patch.path.as_str());
     assert_eq!(raw["patch"], patch.spec.name.as_str());
-    let tensors = raw["tensors"].as_array().expect("a parsed patch has tensors");
+    let tensors = raw["tensors"]
+        .as_array()
+        .expect("a parsed patch has tensors");
     assert_eq!(tensors.len(), patch.tensors.len(), "{raw}");
     for (tensor, raw) in patch.tensors.iter().zip(tensors) {
         assert_eq!(raw["name"], tensor.name.as_str());
