@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs each cargo-fuzz target (fuzz/, libFuzzer) for a bounded time: `scripts/fuzz.sh [seconds]`,
-# 60 seconds per target by default. Not part of `make test` or CI (it needs the nightly
+# Runs each cargo-fuzz target (fuzz/, libFuzzer) for a bounded time:
+# `scripts/fuzz.sh [seconds] [target...]`, 60 seconds per target by default, every target
+# unless some are named. Not part of `make test` or CI (it needs the nightly
 # toolchain and `cargo install cargo-fuzz`, and takes minutes).
 #
 # Each target starts from its committed seeds (fuzz/seeds/<target>) plus the corpus of earlier
@@ -12,9 +13,10 @@ set -euo pipefail
 
 seconds="${1:-60}"
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
-    echo "usage: $0 [seconds per target, default 60]" >&2
+    echo "usage: $0 [seconds per target, default 60] [target...]" >&2
     exit 2
 fi
+shift $(($# > 0 ? 1 : 0))
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 cd "$(dirname "$0")/.."
 
@@ -26,15 +28,25 @@ fi
 # The fuzz crate links libtorch through tch-patch, as the tests do.
 bash scripts/install-libtorch.sh
 
-targets=(
-    patch_string # arbitrary UTF-8 -> parse_calls and Registry::global()?.parse
-    glob         # arbitrary "glob\npath" -> Glob::new, matches, distance
-    # TO ADD when adapter files land: `manifest`, arbitrary bytes -> the adapter-manifest
-    # parser (target in fuzz/fuzz_targets/manifest.rs, a [[bin]] in fuzz/Cargo.toml, seeds
-    # of valid manifests in fuzz/seeds/manifest, a dictionary of its keys).
+all_targets=(
+    patch_string     # arbitrary UTF-8 -> parse_calls and Registry::global()?.parse
+    glob             # arbitrary "glob\npath" -> Glob::new, matches, distance
+    adapter_manifest # arbitrary bytes -> AdapterManifest::from_json, to_json
 )
+targets=("${all_targets[@]}")
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+    for target in "${targets[@]}"; do
+        if ! [[ " ${all_targets[*]} " == *" $target "* ]]; then
+            echo "unknown target \`$target\`; the targets are: ${all_targets[*]}" >&2
+            exit 2
+        fi
+    done
+fi
 
-cargo "+$toolchain" fuzz build
+for target in "${targets[@]}"; do
+    cargo "+$toolchain" fuzz build "$target"
+done
 mkdir -p fuzz/logs
 failed=()
 for target in "${targets[@]}"; do

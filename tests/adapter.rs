@@ -426,7 +426,7 @@ fn missing_or_corrupt_files_are_read_problems() {
 #[test]
 fn saving_bad_entries_lists_every_problem_and_writes_nothing() {
     let dir = TempDir::new("adapter-save-bad");
-    let lora = LoraConfig::default().to_spec("x").unwrap();
+    let lora = LoraConfig::default().to_spec("*").unwrap();
     let not_registered = PatchSpec {
         name: "nope".into(),
         args: ValidatedArgs::default(),
@@ -453,6 +453,7 @@ fn saving_bad_entries_lists_every_problem_and_writes_nothing() {
                 ("has.dot".into(), a),
             ],
         ),
+        AdapterEntry::new("f", LoraConfig::default().to_spec("g").unwrap(), vec![]),
     ];
     let error = save_adapter(dir.path(), &entries).unwrap_err();
     let PatchError::InvalidAdapter { problems, .. } = &error else {
@@ -468,6 +469,7 @@ fn saving_bad_entries_lists_every_problem_and_writes_nothing() {
             "tensor `d.x` is an undefined tensor",
             "tensor `e.complex` has dtype ComplexFloat, which safetensors cannot hold",
             "tensor `e.has.dot` has local name \"has.dot\", which is not one segment of letters, digits, `_` and `-`",
+            "patch at `f`: its targets \"g\" do not select its patched path",
         ],
         "{texts:#?}"
     );

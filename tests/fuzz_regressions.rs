@@ -1,9 +1,11 @@
-//! Bugs found while writing the fuzz targets of the patch-string parser and the glob
-//! matcher (`fuzz/`, run by `scripts/fuzz.sh`), kept as regression tests: each input must
-//! give a typed error or a result, never a stack overflow (an abort) or a run time that
-//! grows with the square of the input. libFuzzer's inputs (4 KiB at most by default) are
-//! too short to show either, so these use long inputs.
+//! Bugs found while writing the fuzz targets of the patch-string parser, the glob matcher
+//! and the adapter manifest (`fuzz/`, run by `scripts/fuzz.sh`), kept as regression tests:
+//! each input must give a typed error or a result, never a stack overflow (an abort), a
+//! run time that grows with the square of the input, or a field quietly dropped.
+//! libFuzzer's inputs (4 KiB at most by default) are too short to show the first two, so
+//! those use long inputs.
 use std::time::{Duration, Instant};
+use tch_patch::adapter::{AdapterManifest, AdapterProblem};
 use tch_patch::registry::{parse_calls, Registry};
 use tch_patch::{Glob, PatchError, Selector};
 
@@ -90,4 +92,25 @@ fn long_patch_strings_parse_in_linear_time() {
         other => panic!("{other:?}"),
     }
     assert!(start.elapsed() < limit, "{:?}", start.elapsed());
+}
+
+/// The `adapter_manifest` target's seed `broken3`: a dimension past `i64::MAX` made the
+/// tensor's shape unknown without a problem, so the manifest read as valid and its shape
+/// was never compared with the tensors file's.
+#[test]
+fn a_manifest_dimension_past_i64_max_is_refused_by_field() {
+    let manifest = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/seeds/adapter_manifest/broken3"
+    ))
+    .unwrap();
+    let error = AdapterManifest::from_json(&manifest).unwrap_err();
+    let PatchError::InvalidAdapter { problems, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        matches!(&problems[..], [AdapterProblem::Field { field, message, .. }]
+            if field == "patches[0].tensors[0].shape" && message.contains("9223372036854775808")),
+        "{problems:?}"
+    );
 }

@@ -60,7 +60,8 @@ pub struct TreeNet {
 pub const TREE: &str = "tree";
 
 impl TreeNet {
-    fn new(vs: &nn::VarStore) -> Self {
+    /// A fresh tree with its variables in `vs` under [`TREE`].
+    pub fn new(vs: &nn::VarStore) -> Self {
         let root = vs.root() / TREE;
         let emb = nn::embedding(&root / "emb", VOCAB, DIM, Default::default());
         let head = nn::Linear {

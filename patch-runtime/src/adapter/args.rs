@@ -1,8 +1,10 @@
 //! Patch arguments as JSON, and their re-check through the registry.
+use super::entry::path_problem;
 use super::problem::AdapterProblem;
 use crate::error::PatchError;
 use crate::registry::nearest::nearest;
 use crate::registry::{PatchSpec, Registry, ValidatedArgs, Value};
+use crate::tree::Glob;
 use serde_json::{Map, Number, Value as Json};
 
 /// Checked arguments as a JSON object: integers as integers, floats always with a `.`
@@ -47,7 +49,9 @@ pub(crate) fn json_to_value(json: &Json) -> Option<Value> {
 }
 
 /// Checks patch `name` with argument `values` at `path` through `registry`, as a patch
-/// string would be: an unknown name or bad arguments is [`AdapterProblem::InvalidPatch`].
+/// string would be: an unknown name, bad arguments or `targets` that are not a glob is
+/// [`AdapterProblem::InvalidPatch`]; `targets` not selecting a valid `path` is
+/// [`AdapterProblem::TargetsMismatch`].
 pub(crate) fn check_spec(
     registry: &Registry,
     path: &str,
@@ -68,6 +72,13 @@ pub(crate) fn check_spec(
         }));
     };
     let args = schema.check_values(values).map_err(problem)?;
+    let glob = Glob::new(&targets).map_err(problem)?;
+    if path_problem(path).is_none() && !glob.matches(path) {
+        return Err(AdapterProblem::TargetsMismatch {
+            path: path.to_owned(),
+            targets,
+        });
+    }
     Ok(PatchSpec {
         name: name.to_owned(),
         args,
@@ -96,4 +107,38 @@ pub(crate) fn recheck_spec(
         .map(|(name, value)| (name.to_owned(), value.clone()))
         .collect();
     check_spec(registry, path, &spec.name, values, spec.targets.clone()).err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_spec;
+    use crate::adapter::AdapterProblem;
+    use crate::error::PatchError;
+    use crate::registry::Registry;
+
+    fn check(path: &str, targets: &str) -> Result<(), AdapterProblem> {
+        let registry = Registry::global().unwrap();
+        check_spec(registry, path, "lora", Vec::new(), targets.to_owned()).map(drop)
+    }
+
+    #[test]
+    fn targets_must_be_a_glob_that_selects_the_patched_path() {
+        assert!(check("blocks.0.q", "*.q").is_ok());
+        assert!(check("blocks.0.q", "blocks.0.q").is_ok());
+        let Err(AdapterProblem::InvalidPatch { path, error }) = check("blocks.0.q", "blocks.{0.q")
+        else {
+            panic!("a bad glob is an invalid patch")
+        };
+        assert_eq!(path, "blocks.0.q");
+        assert!(
+            matches!(*error, PatchError::BadGlob { ref pattern, .. } if pattern == "blocks.{0.q")
+        );
+        let mismatch = check("blocks.0.q", "blocks.*.v").unwrap_err();
+        assert_eq!(
+            mismatch.to_string(),
+            "patch at `blocks.0.q`: its targets \"blocks.*.v\" do not select its patched path"
+        );
+        // An invalid path is reported on its own (`path_problem`), not as a mismatch too.
+        assert!(check("blocks..q", "blocks.0.q").is_ok());
+    }
 }

@@ -1,13 +1,11 @@
-//! `adapter.json`: the manifest of an adapter folder, written with serde and read field
-//! by field (every problem found, each naming its field).
-use super::args::{args_to_json, json_to_value};
-use super::entry::AdapterEntry;
+//! `adapter.json`: the manifest of an adapter folder, read field by field (every problem
+//! found, each naming its field). It is written by
+//! [`AdapterManifest::to_json`](super::AdapterManifest::to_json).
+use super::args::json_to_value;
 use super::json::{self, Reader};
 use super::problem::AdapterProblem;
-use super::tensors::{kind_name, kind_of_name};
-use crate::error::{PatchError, Result};
+use super::tensors::kind_of_name;
 use crate::registry::Value;
-use serde::Serialize;
 
 /// The manifest's file name in an adapter folder.
 pub const MANIFEST_FILE: &str = "adapter.json";
@@ -29,72 +27,6 @@ const TOP_FIELDS: [&str; 5] = [
 ];
 const PATCH_FIELDS: [&str; 5] = ["path", "patch", "targets", "args", "tensors"];
 const TENSOR_FIELDS: [&str; 3] = ["name", "shape", "dtype"];
-
-#[derive(Serialize)]
-struct ManifestOut<'a> {
-    format: &'static str,
-    format_version: u64,
-    library: &'static str,
-    library_version: &'static str,
-    patches: Vec<PatchOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct PatchOut<'a> {
-    path: &'a str,
-    patch: &'a str,
-    targets: &'a str,
-    args: serde_json::Map<String, serde_json::Value>,
-    tensors: Vec<TensorOut>,
-}
-
-#[derive(Serialize)]
-struct TensorOut {
-    name: String,
-    shape: Vec<i64>,
-    dtype: &'static str,
-}
-
-/// The manifest of checked entries (tensors defined and of safetensors dtypes), as
-/// pretty-printed JSON.
-pub(crate) fn manifest_bytes(entries: &[AdapterEntry]) -> Result<Vec<u8>> {
-    let patches = entries
-        .iter()
-        .map(|entry| PatchOut {
-            path: &entry.path,
-            patch: &entry.spec.name,
-            targets: &entry.spec.targets,
-            args: args_to_json(&entry.spec.args),
-            tensors: entry
-                .tensors
-                .iter()
-                .map(|(local, tensor)| TensorOut {
-                    name: entry.full_name(local),
-                    shape: tensor.size(),
-                    dtype: kind_name(tensor.kind()).unwrap_or("?"),
-                })
-                .collect(),
-        })
-        .collect();
-    let manifest = ManifestOut {
-        format: ADAPTER_FORMAT,
-        format_version: ADAPTER_FORMAT_VERSION,
-        library: "tch-patch",
-        library_version: LIBRARY_VERSION,
-        patches,
-    };
-    let mut bytes =
-        serde_json::to_vec_pretty(&manifest).map_err(|error| PatchError::InvalidAdapter {
-            operation: "write the adapter manifest".into(),
-            problems: vec![AdapterProblem::Field {
-                file: MANIFEST_FILE.into(),
-                field: "(all)".into(),
-                message: error.to_string(),
-            }],
-        })?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
 
 /// A manifest as read. A field with a problem is `None` (the problem is recorded).
 pub(crate) struct ManifestIn {
@@ -235,7 +167,17 @@ fn read_tensor(reader: &mut Reader<'_>, at: &str, value: &serde_json::Value) -> 
             .iter()
             .map(|dim| {
                 let dim = reader.as_unsigned(&field, dim)?;
-                i64::try_from(dim).ok()
+                let fits = i64::try_from(dim).ok();
+                if fits.is_none() {
+                    reader.problem(
+                        &field,
+                        format!(
+                            "holds the dimension {dim}, more than the largest, {}",
+                            i64::MAX
+                        ),
+                    );
+                }
+                fits
             })
             .collect();
         dims.into_iter().collect::<Option<Vec<i64>>>()
@@ -255,4 +197,44 @@ fn read_tensor(reader: &mut Reader<'_>, at: &str, value: &serde_json::Value) -> 
         }
     });
     Some(TensorIn { name, shape, dtype })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_manifest;
+
+    /// A manifest of one `bias_only` patch at `fc` whose tensor has shape `shape`.
+    fn with_shape(shape: &str) -> String {
+        format!(
+            r#"{{"format":"tch-patch-adapter","format_version":1,"library_version":"0","patches":[
+            {{"path":"fc","patch":"bias_only","args":{{}},"tensors":[
+            {{"name":"fc.bias_delta","shape":{shape},"dtype":"F32"}}]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_dimension_past_i64_max_is_a_problem_not_a_missing_shape() {
+        let mut problems = Vec::new();
+        let manifest = read_manifest(
+            with_shape("[4, 9223372036854775807]").as_bytes(),
+            &mut problems,
+        );
+        assert!(problems.is_empty());
+        let shape = manifest.unwrap().patches[0].tensors[0].shape.clone();
+        assert_eq!(shape, Some(vec![4, i64::MAX]));
+
+        let manifest = read_manifest(
+            with_shape("[9223372036854775808]").as_bytes(),
+            &mut problems,
+        );
+        assert_eq!(manifest.unwrap().patches[0].tensors[0].shape, None);
+        let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "`adapter.json`: field `patches[0].tensors[0].shape` holds the dimension \
+              9223372036854775808, more than the largest, 9223372036854775807"
+            ]
+        );
+    }
 }

@@ -10,6 +10,8 @@
 //!   `adapter.json`, the manifest. Reading checks everything (JSON, format version,
 //!   patches through the registry, every tensor's presence, shape and dtype) and
 //!   reports every problem in one [`PatchError::InvalidAdapter`](crate::PatchError).
+//! * [`AdapterManifest::from_json`] / [`AdapterManifest::to_json`]: the manifest alone,
+//!   parsed and checked from bytes (what `read_adapter` checks of it), and written back.
 //! * [`apply_lora_adapter`]: re-creates LoRA patches from entries onto linear modules
 //!   given by path, with the saved values.
 //! * [`save_peft_lora`] / [`read_peft_lora`]: PEFT's layout (`adapter_config.json`,
@@ -42,12 +44,16 @@
 //! ```
 //!
 //! Every file is written through one private function, after every check passed.
+mod adapter_manifest;
 mod apply;
 mod args;
 mod check;
 mod entry;
 mod io;
 mod json;
+mod load_model;
+#[cfg(test)]
+mod load_model_tests;
 mod manifest;
 mod model;
 pub mod peft;
@@ -57,12 +63,14 @@ mod save;
 mod tensors;
 mod torchscript;
 
+pub use adapter_manifest::{AdapterManifest, ManifestPatch, ManifestTensor};
 pub use apply::apply_lora_adapter;
 pub use entry::{Adapter, AdapterEntry, AdapterSummary};
+pub use load_model::load_model_adapter;
 pub use manifest::{
     ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, LIBRARY_VERSION, MANIFEST_FILE, TENSORS_FILE,
 };
-pub use model::{load_model_adapter, model_adapter_entries, save_model_adapter};
+pub use model::{model_adapter_entries, save_model_adapter};
 pub use peft::{
     read_peft_lora, save_peft_lora, PeftAdapter, PeftLoraConfig, PeftOptions, PeftTargetModules,
     PeftTargets,

@@ -74,6 +74,15 @@ pub enum AdapterProblem {
         /// [`PatchError::ArgumentOutOfRange`]...
         error: Box<PatchError>,
     },
+    /// A patch's `targets` glob does not select its own patched path (the manifest was
+    /// edited, or an entry was built with another spec's targets).
+    #[error("patch at `{path}`: its targets {targets:?} do not select its patched path")]
+    TargetsMismatch {
+        /// The patched path.
+        path: String,
+        /// The glob given as the patch's targets.
+        targets: String,
+    },
     /// An operation for LoRA adapters met another patch.
     #[error("patch at `{path}` is \"{patch}\", but only \"lora\" patches can be {operation}")]
     NotLora {

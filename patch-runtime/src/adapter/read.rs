@@ -1,4 +1,5 @@
 //! Reading an adapter folder and checking every part of it before returning anything.
+use super::adapter_manifest::{ManifestPatch, ManifestTensor};
 use super::args::check_spec;
 use super::entry::{local_name_problem, path_problem, Adapter, AdapterEntry};
 use super::io;
@@ -8,7 +9,7 @@ use super::manifest::{
 use super::problem::AdapterProblem;
 use super::tensors::{self, FileTensor};
 use crate::error::{PatchError, Result};
-use crate::registry::{PatchSpec, Registry};
+use crate::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -89,12 +90,16 @@ pub fn read_adapter_with(dir: impl AsRef<Path>, registry: &Registry) -> Result<A
         });
     };
     let mut entries = Vec::with_capacity(checked.len());
-    for (path, spec, names) in checked {
-        let tensors = names
-            .into_iter()
-            .map(|(local, full)| Ok((local, tensors::load(&file, &full)?)))
+    for patch in checked {
+        let tensors = patch
+            .tensors
+            .iter()
+            .map(|tensor| {
+                let local = tensor.name[patch.path.len() + 1..].to_owned();
+                Ok((local, tensors::load(&file, &tensor.name)?))
+            })
             .collect::<Result<Vec<_>>>()?;
-        entries.push(AdapterEntry::new(path, spec, tensors));
+        entries.push(AdapterEntry::new(patch.path, patch.spec, tensors));
     }
     Ok(Adapter {
         format_version: ADAPTER_FORMAT_VERSION,
@@ -114,17 +119,15 @@ fn read(dir: &Path, name: &str, problems: &mut Vec<AdapterProblem>) -> Option<Ve
         .ok()
 }
 
-/// A checked patch: path, spec, and its tensors as (local name, full name).
-type Checked = (String, PatchSpec, Vec<(String, String)>);
-
 /// Checks the manifest's patches against the registry and the tensors file (`None` if
-/// unreadable); the checked patches if there was no problem.
-fn check_patches(
+/// unreadable or not given); the checked patches (each tensor named `<path>.<local>`),
+/// complete if no problem was recorded.
+pub(super) fn check_patches(
     registry: &Registry,
     patches: &[PatchIn],
     file: Option<&HashMap<String, FileTensor>>,
     problems: &mut Vec<AdapterProblem>,
-) -> Vec<Checked> {
+) -> Vec<ManifestPatch> {
     let mut checked = Vec::new();
     let mut paths = HashSet::new();
     let mut listed = HashSet::new();
@@ -174,7 +177,11 @@ fn check_patches(
                 {
                     Some(local) => match local_name_problem(path, local) {
                         Some(problem) => problems.push(problem),
-                        None => names.push((local.to_owned(), full.clone())),
+                        None => names.push(ManifestTensor {
+                            name: full.clone(),
+                            shape: tensor.shape.clone().unwrap_or_default(),
+                            dtype: tensor.dtype.clone().unwrap_or_default(),
+                        }),
                     },
                     None => problems.push(AdapterProblem::Tensor {
                         name: full.clone(),
@@ -208,7 +215,11 @@ fn check_patches(
             }
         }
         if let (Some(path), Some(spec)) = (path, spec) {
-            checked.push((path.to_owned(), spec, names));
+            checked.push(ManifestPatch {
+                path: path.to_owned(),
+                spec,
+                tensors: names,
+            });
         }
     }
     if let (Some(file), true) = (file, all_names_read) {

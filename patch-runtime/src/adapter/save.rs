@@ -1,12 +1,11 @@
 //! Saving an adapter folder: `adapter.safetensors` (only the patches' tensors) and
 //! `adapter.json` (which patch, where, with which arguments, and each tensor's shape and
 //! dtype).
+use super::adapter_manifest::AdapterManifest;
 use super::check::check_entries;
 use super::entry::{AdapterEntry, AdapterSummary};
 use super::io;
-use super::manifest::{
-    manifest_bytes, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, TENSORS_FILE,
-};
+use super::manifest::{ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, TENSORS_FILE};
 use super::tensors::to_safetensors_bytes;
 use crate::error::{PatchError, Result};
 use crate::registry::Registry;
@@ -75,7 +74,7 @@ pub fn save_adapter_with(
         ),
     ]);
     let tensor_bytes = to_safetensors_bytes(&tensors, metadata)?;
-    let manifest = manifest_bytes(entries)?;
+    let manifest = AdapterManifest::of_entries(entries).to_json()?;
     write_pair(
         dir,
         (TENSORS_FILE, &tensor_bytes),

@@ -1,4 +1,5 @@
 //! The table, by part of the API.
+mod adapters;
 mod calls;
 mod devices;
 mod files;
@@ -24,16 +25,6 @@ pub fn all() -> Vec<Case> {
     cases.extend(patch_strings::cases());
     cases.extend(rules::cases());
     cases.extend(slots::cases());
-    // ---------------------------------------------------------------------------------
-    // TO ADD when adapter files and their manifest parser land on this branch (they are
-    // written in another worktree): each case as above, asserting the exact variant and an
-    // unchanged fingerprint of the net, the tree and the VarStore:
-    //   - a manifest naming an unknown patch (with its nearest name);
-    //   - a tensor in the file that the manifest does not list, and one it lists that the
-    //     file lacks;
-    //   - a shape or dtype that disagrees with the manifest;
-    //   - a manifest that is not valid (syntax, missing fields, a bad patch string in it);
-    //   - loading an adapter onto a tree whose slots its targets do not match.
-    // ---------------------------------------------------------------------------------
+    cases.extend(adapters::cases());
     cases
 }
