@@ -33,6 +33,12 @@ COUNTED_BENCHES := forward functional parametrize training
 BENCH_NOTE ?=
 # Passed to bench/report through the environment: no shell quoting to break.
 export BENCH_NOTE
+# glibc moves its mmap threshold with each process's history: a 2 MiB temporary then either
+# reuses heap pages or maps (and page-faults in) fresh ones on every call, which moved one
+# PyTorch case between 0.6 and 5 ms across runs. Fixed thresholds (32 MiB, glibc's largest
+# mmap threshold; trimming only past 512 MiB), the same for both sides.
+bench: export MALLOC_MMAP_THRESHOLD_ = 33554432
+bench: export MALLOC_TRIM_THRESHOLD_ = 536870912
 
 bench: libtorch
 	rm -rf target/criterion target/criterion-instructions

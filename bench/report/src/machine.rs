@@ -10,6 +10,8 @@ pub struct Machine {
     pub libtorch: String,
     pub tch: String,
     pub torch_sys: String,
+    /// The glibc `malloc` tunables both sides ran with (`MALLOC_*_` variables), or empty.
+    pub malloc: String,
 }
 
 /// Reads `lscpu`, `date`, the workspace's `Cargo.lock` and libtorch's `version.py` (in
@@ -33,7 +35,19 @@ pub fn describe(workspace: &Path) -> Machine {
         libtorch: libtorch_version(workspace),
         tch: locked_version(&lock, "tch"),
         torch_sys: locked_version(&lock, "torch-sys"),
+        malloc: malloc_settings(),
     }
+}
+
+/// `MALLOC_MMAP_THRESHOLD_=268435456, ...`: the glibc tunables in the environment (`make
+/// bench` exports them for both sides).
+fn malloc_settings() -> String {
+    let mut settings: Vec<String> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("MALLOC_") && name.ends_with('_'))
+        .map(|(name, value)| format!("`{name}={value}`"))
+        .collect();
+    settings.sort();
+    settings.join(", ")
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {

@@ -72,6 +72,14 @@ impl Report<'_> {
             text("torch"),
             text("python")
         );
+        if !m.malloc.is_empty() {
+            let _ = writeln!(
+                out,
+                "| glibc malloc, both sides | {} (large temporaries reuse heap pages instead of \
+                 page-faulting in fresh ones on every call, whatever the process allocated before) |",
+                m.malloc
+            );
+        }
         let _ = writeln!(out, "| intra-op threads | {} (`tch::set_num_threads` / `torch.set_num_threads`; the case id ends in `/t<threads>`) |", threads.join(" and "));
         if let Some(load) = meta["loadavg"].as_array() {
             let load: Vec<String> = load
