@@ -23,9 +23,10 @@ lint: libtorch
 
 # Benchmarks side by side with PyTorch on the same libtorch: every criterion bench of
 # benches/ (release), the zero-cost benches again counting instructions instead of time
-# (Linux perf events; skipped with a message where the machine has no counters),
+# (Linux perf events; skipped with a message where the machine has no counters) and once
+# more timing each variant in alternation with its baseline,
 # bench/compare.py (the same cases in PyTorch), then bench/report writes bench/RESULTS.md
-# and bench/patch_cost.png. About 20 minutes on 2 cores, plus the build.
+# and bench/patch_cost.png. About 22 minutes on 2 cores, plus the build.
 # BENCH_NOTE="..." adds a note to RESULTS.md (e.g. that the machine was busy).
 BENCHES := $(basename $(notdir $(wildcard benches/*.rs)))
 # The benches whose cases compare a patched module with its hand-written twin.
@@ -41,9 +42,11 @@ bench: export MALLOC_MMAP_THRESHOLD_ = 33554432
 bench: export MALLOC_TRIM_THRESHOLD_ = 536870912
 
 bench: libtorch
-	rm -rf target/criterion target/criterion-instructions
+	rm -rf target/criterion target/criterion-instructions target/paired
 	$(CARGO) bench $(foreach b,$(BENCHES),--bench $(b))
 	BENCH_MEASURE=instructions CRITERION_HOME=$(CURDIR)/target/criterion-instructions \
+		$(CARGO) bench $(foreach b,$(COUNTED_BENCHES),--bench $(b))
+	BENCH_MEASURE=paired BENCH_PAIRED_DIR=$(CURDIR)/target/paired \
 		$(CARGO) bench $(foreach b,$(COUNTED_BENCHES),--bench $(b))
 	PYTHONPATH=.libtorch python3 bench/compare.py --out bench/python.json
 	$(CARGO) run --release -p bench-report

@@ -13,7 +13,7 @@
 //!   applied at run time (`patched`: two).
 mod common;
 
-use common::{case, group, Policy, BATCH};
+use common::{baseline, case, group, Policy, BATCH};
 use criterion::measurement::Measurement;
 use criterion::Criterion;
 use tch::nn::{self, Module};
@@ -81,7 +81,7 @@ fn linear_delegating<M: Measurement>(c: &mut Criterion<M>) {
         let xs = randn(&[BATCH, size]);
         let name = format!("linear_{size}_delegating");
         let mut g = group(c, &name, Policy::for_linear(size));
-        case(&mut g, "by_hand", || xs.linear(&ws, Some(bs)));
+        baseline(&mut g, || xs.linear(&ws, Some(bs)));
         case(&mut g, "parent", || patched.base().forward(&xs));
         case(&mut g, "patched", || patched.forward(&xs));
         g.finish();
@@ -102,7 +102,7 @@ fn linear_custom<M: Measurement>(c: &mut Criterion<M>) {
         let xs = randn(&[BATCH, size]);
         let name = format!("linear_{size}_custom");
         let mut g = group(c, &name, Policy::for_linear(size));
-        case(&mut g, "by_hand", || by_hand(&xs));
+        baseline(&mut g, || by_hand(&xs));
         case(&mut g, "patched", || patched.forward(&xs));
         g.finish();
     }
@@ -136,7 +136,7 @@ fn embedding_onehot<M: Measurement>(c: &mut Criterion<M>) {
         Tensor::embedding(&ws, xs, -1, false, false) + hits.matmul(&delta)
     };
     let mut g = group(c, "embedding_onehot", Policy::Fast);
-    case(&mut g, "by_hand", || by_hand(&xs));
+    baseline(&mut g, || by_hand(&xs));
     case(&mut g, "patched", || patched.forward(&xs));
     g.finish();
 }
@@ -155,7 +155,7 @@ fn embedding_scatter_add<M: Measurement>(c: &mut Criterion<M>) {
     let by_hand =
         |xs: &Tensor| Tensor::embedding(&ws.scatter_add(0, index, delta), xs, -1, false, false);
     let mut g = group(c, "embedding_scatter_add", Policy::Slow);
-    case(&mut g, "by_hand", || by_hand(&xs));
+    baseline(&mut g, || by_hand(&xs));
     case(&mut g, "patched", || patched.forward(&xs));
     g.finish();
 }
@@ -174,7 +174,7 @@ fn slot_dispatch<M: Measurement>(c: &mut Criterion<M>) {
         let xs = randn(&[BATCH, size]);
         let name = format!("slot_dispatch_{size}");
         let mut g = group(c, &name, Policy::for_linear(size));
-        case(&mut g, "by_hand", || field.forward(&xs));
+        baseline(&mut g, || field.forward(&xs));
         case(&mut g, "slot", || slot.forward(&xs));
         case(&mut g, "patched", || patched.forward(&xs));
         g.finish();

@@ -10,7 +10,7 @@
 //! given (`functional_call`, partial), against that layer's op on the given weight.
 mod common;
 
-use common::{case, group, Policy, BATCH};
+use common::{baseline, case, group, Policy, BATCH};
 use criterion::measurement::Measurement;
 use criterion::Criterion;
 use tch::nn::{self, Module};
@@ -46,7 +46,7 @@ fn functional_vs_direct<M: Measurement>(c: &mut Criterion<M>) {
         );
         let xs = Tensor::randn([BATCH, size], options);
         let mut g = group(c, &format!("functional_{size}"), Policy::for_linear(size));
-        case(&mut g, "by_hand", || xs.linear(&w2, Some(&b2)));
+        baseline(&mut g, || xs.linear(&w2, Some(&b2)));
         case(&mut g, "direct", || linear.forward(&xs));
         case(&mut g, "functional_call", || {
             let overrides = [("weight", &w2), ("bias", &b2)];
@@ -71,7 +71,7 @@ fn functional_deep<M: Measurement>(c: &mut Criterion<M>) {
     let b = deep.layers[0].bs.as_ref().unwrap().shallow_clone();
     let xs = Tensor::randn([BATCH, DEEP_WIDTH], options);
     let mut g = group(c, &format!("functional_deep_{LAYERS}"), Policy::Fast);
-    case(&mut g, "by_hand", || xs.linear(&w2, Some(&b)));
+    baseline(&mut g, || xs.linear(&w2, Some(&b)));
     case(&mut g, "functional_call", || {
         let overrides = [("layers.0.weight", &w2)];
         functional_call(&mut deep, overrides, Strictness::Partial, |m| {

@@ -8,7 +8,7 @@
 //! `with parametrize.cached():` around a loop), `baked`.
 mod common;
 
-use common::{case, full_run, group, Policy, BATCH};
+use common::{baseline, case, full_run, group, Policy, BATCH};
 use criterion::measurement::Measurement;
 use criterion::Criterion;
 use tch::nn::{self, Module};
@@ -42,7 +42,7 @@ fn parametrized_forward<M: Measurement>(c: &mut Criterion<M>) {
             .expect("baking");
         let xs = Tensor::randn([BATCH, size], (Kind::Float, Device::Cpu));
         let mut g = group(c, &format!("parametrize_{size}"), Policy::for_linear(size));
-        case(&mut g, "by_hand", || xs.linear(&(&ws * &mask), Some(bs)));
+        baseline(&mut g, || xs.linear(&(&ws * &mask), Some(bs)));
         case(&mut g, "plain", || plain.forward(&xs));
         case(&mut g, "uncached", || uncached.forward(&xs));
         // One scope around every sample and thread count: the transform runs once, in the

@@ -3,11 +3,11 @@
 //!
 //! Groups `lora_{64,4096}`, variant `by_hand`: a hand-written LoRA on a frozen Linear,
 //! `y = base(x) + (x A^T B^T) * alpha / r`, mean squared error, SGD on `A` and `B` only.
-//! Variant `patched`: the library's `Lora<nn::Linear>` patch on the same frozen Linear, same
+//! Variant `patched`: the library's `Lora<nn::Linear>` patch on a frozen Linear of the same size, same
 //! rank, alpha, loss and optimizer.
 mod common;
 
-use common::{case, group, Policy, BATCH};
+use common::{baseline, case, group, Policy, BATCH};
 use criterion::measurement::Measurement;
 use criterion::Criterion;
 use tch::nn::{self, Module, OptimizerConfig};
@@ -40,51 +40,48 @@ fn task(size: i64) -> Task {
     }
 }
 
-fn lora_by_hand<M: Measurement>(c: &mut Criterion<M>) {
+fn lora_training<M: Measurement>(c: &mut Criterion<M>) {
     for size in SIZES {
-        let task = task(size);
+        // By hand: `A`, `B` and their optimizer on a frozen Linear.
+        let hand = task(size);
         let lora_vs = nn::VarStore::new(Device::Cpu);
         let a = lora_vs.root().randn("a", &[RANK, size], 0.0, 0.01);
         let b = lora_vs.root().zeros("b", &[size, RANK]);
-        let mut opt = nn::Sgd::default()
+        let mut hand_opt = nn::Sgd::default()
             .build(&lora_vs, LEARNING_RATE)
             .expect("an optimizer");
         let scale = ALPHA / RANK as f64;
-        let mut g = group(c, &format!("lora_{size}"), Policy::for_linear(size));
-        case(&mut g, "by_hand", || {
-            let low_rank = task.xs.matmul(&a.tr()).matmul(&b.tr()) * scale;
-            let ys = task.base.forward(&task.xs) + low_rank;
-            opt.backward_step(&ys.mse_loss(&task.target, Reduction::Mean));
-        });
-        g.finish();
-    }
-}
 
-fn lora_patched<M: Measurement>(c: &mut Criterion<M>) {
-    for size in SIZES {
+        // Patched: the library's LoRA on another frozen Linear of the same size.
         let Task {
             _base_vs,
             base,
             xs,
             target,
         } = task(size);
-        let lora_vs = nn::VarStore::new(Device::Cpu);
+        let patch_vs = nn::VarStore::new(Device::Cpu);
         let config = LoraConfig {
             rank: RANK,
             alpha: ALPHA,
             ..Default::default()
         };
-        let patched = Lora::new(base, &lora_vs.root(), &config).expect("a valid LoRA patch");
-        let mut opt = nn::Sgd::default()
-            .build(&lora_vs, LEARNING_RATE)
+        let patched = Lora::new(base, &patch_vs.root(), &config).expect("a valid LoRA patch");
+        let mut patch_opt = nn::Sgd::default()
+            .build(&patch_vs, LEARNING_RATE)
             .expect("an optimizer");
+
         let mut g = group(c, &format!("lora_{size}"), Policy::for_linear(size));
+        baseline(&mut g, || {
+            let low_rank = hand.xs.matmul(&a.tr()).matmul(&b.tr()) * scale;
+            let ys = hand.base.forward(&hand.xs) + low_rank;
+            hand_opt.backward_step(&ys.mse_loss(&hand.target, Reduction::Mean));
+        });
         case(&mut g, "patched", || {
             let ys = patched.forward(&xs);
-            opt.backward_step(&ys.mse_loss(&target, Reduction::Mean));
+            patch_opt.backward_step(&ys.mse_loss(&target, Reduction::Mean));
         });
         g.finish();
     }
 }
 
-crate::bench_main!(lora_by_hand, lora_patched);
+crate::bench_main!(lora_training);

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each bench file uses a part of it
 
 mod instructions;
+mod paired;
 
 pub use instructions::Instructions;
 
@@ -51,9 +52,9 @@ fn policy_file() -> Value {
 }
 
 /// The intra-op thread counts every case runs with: those of the policy file when timing,
-/// 1 when counting instructions (the counter sees the calling thread only).
+/// 1 when counting instructions (the counter sees the calling thread only) or alternating.
 pub fn thread_counts() -> Vec<i32> {
-    if counting_instructions() {
+    if counting_instructions() || alternating() {
         return vec![1];
     }
     policy_file()["threads"]
@@ -74,6 +75,12 @@ pub fn full_run() -> bool {
 /// [`Instructions`]; `make bench` runs them so with `CRITERION_HOME=target/criterion-instructions`).
 pub fn counting_instructions() -> bool {
     std::env::var("BENCH_MEASURE").is_ok_and(|m| m == "instructions")
+}
+
+/// `BENCH_MEASURE=paired`: each variant is timed in alternation with its group's baseline
+/// instead of by criterion (see `paired.rs`).
+pub fn alternating() -> bool {
+    std::env::var("BENCH_MEASURE").is_ok_and(|m| m == "paired")
 }
 
 /// The criterion configuration of every bench file: fewer bootstrap resamples than the
@@ -117,12 +124,26 @@ macro_rules! bench_main {
     };
 }
 
+/// A benchmark group configured with `policy`, and (when [`alternating`]) its baseline.
+pub struct Group<'c, 'f, M: Measurement> {
+    criterion: BenchmarkGroup<'c, M>,
+    name: String,
+    policy: Policy,
+    baseline: Option<Box<dyn FnMut() + 'f>>,
+}
+
+impl<M: Measurement> Group<'_, '_, M> {
+    pub fn finish(self) {
+        self.criterion.finish();
+    }
+}
+
 /// A benchmark group configured with `policy`.
-pub fn group<'a, M: Measurement>(
-    c: &'a mut Criterion<M>,
+pub fn group<'c, 'f, M: Measurement>(
+    c: &'c mut Criterion<M>,
     name: &str,
     policy: Policy,
-) -> BenchmarkGroup<'a, M> {
+) -> Group<'c, 'f, M> {
     let config = &policy_file()["policies"][policy.key()];
     let seconds =
         |key: &str| Duration::from_secs_f64(config[key].as_f64().expect("a duration in seconds"));
@@ -135,27 +156,68 @@ pub fn group<'a, M: Measurement>(
             Some("flat") => SamplingMode::Flat,
             _ => SamplingMode::Linear,
         });
-    group
+    Group {
+        criterion: group,
+        name: name.to_owned(),
+        policy,
+        baseline: None,
+    }
 }
 
-/// Benchmarks `routine` as `variant/t{n}` once per thread count of the policy file.
+/// Benchmarks the group's baseline, `by_hand` (the same computation without the library),
+/// which every other variant of the group is compared with. Call it before the variants.
+pub fn baseline<'f, M: Measurement, O>(
+    group: &mut Group<'_, 'f, M>,
+    mut routine: impl FnMut() -> O + 'f,
+) {
+    if alternating() {
+        group.baseline = Some(Box::new(move || drop(std::hint::black_box(routine()))));
+    } else {
+        case(group, BASELINE, routine);
+    }
+}
+
+/// The name of every group's baseline variant (`bench/report` compares the others with it).
+pub const BASELINE: &str = "by_hand";
+
+/// Benchmarks `routine` as `variant/t{n}` once per thread count of the policy file; when
+/// [`alternating`], times it in alternation with the group's [`baseline`] instead.
 pub fn case<M: Measurement, O>(
-    group: &mut BenchmarkGroup<'_, M>,
+    group: &mut Group<'_, '_, M>,
     variant: &str,
     mut routine: impl FnMut() -> O,
 ) {
+    if alternating() {
+        let seconds = policy_file()["policies"][group.policy.key()]["measurement_s"]
+            .as_f64()
+            .expect("a duration in seconds");
+        if let Some(baseline) = group.baseline.as_mut() {
+            for threads in thread_counts() {
+                tch::set_num_threads(threads);
+                let mut variant_routine = || drop(std::hint::black_box(routine()));
+                let outcome = paired::alternate(baseline, &mut variant_routine, 2.0 * seconds);
+                paired::record(&group.name, variant, threads, &outcome);
+            }
+        }
+        return;
+    }
     case_with(group, variant, |b| b.iter(&mut routine));
 }
 
 /// Like [`case`], for a routine that drives criterion's `Bencher` itself (`iter_batched`
-/// with a fresh input per iteration, `iter_custom`).
+/// with a fresh input per iteration, `iter_custom`). Not alternated.
 pub fn case_with<M: Measurement>(
-    group: &mut BenchmarkGroup<'_, M>,
+    group: &mut Group<'_, '_, M>,
     variant: &str,
     mut bench: impl FnMut(&mut Bencher<'_, M>),
 ) {
+    if alternating() {
+        return;
+    }
     for threads in thread_counts() {
         tch::set_num_threads(threads);
-        group.bench_function(BenchmarkId::new(variant, format!("t{threads}")), &mut bench);
+        group
+            .criterion
+            .bench_function(BenchmarkId::new(variant, format!("t{threads}")), &mut bench);
     }
 }

@@ -1,17 +1,19 @@
 //! Writes `bench/RESULTS.md` and `bench/patch_cost.png` from criterion's results
 //! (`target/criterion/**/new/{benchmark,estimates}.json`), criterion's instruction counts
-//! (the same files under `target/criterion-instructions`) and `bench/python.json`.
+//! (the same files under `target/criterion-instructions`), the alternation timings
+//! (`target/paired`) and `bench/python.json`.
 //!
 //!     cargo run --release -p bench-report -- [--criterion DIR] [--instructions DIR]
-//!         [--python FILE] [--markdown FILE] [--plot FILE] [--note TEXT]
+//!         [--paired DIR] [--python FILE] [--markdown FILE] [--plot FILE] [--note TEXT]
 //!
 //! Paths default to the workspace's `target/criterion`, `target/criterion-instructions`,
-//! `bench/python.json`, `bench/RESULTS.md` and `bench/patch_cost.png`. The note defaults to `$BENCH_NOTE` (how
+//! `target/paired`, `bench/python.json`, `bench/RESULTS.md` and `bench/patch_cost.png`. The note defaults to `$BENCH_NOTE` (how
 //! `make bench BENCH_NOTE=...` passes it, with no shell quoting in between).
 mod criterion;
 mod format;
 mod machine;
 mod markdown;
+mod paired;
 mod patch_cost;
 mod plot;
 mod python;
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 struct Args {
     criterion: PathBuf,
     instructions: PathBuf,
+    paired: PathBuf,
     python: PathBuf,
     markdown: PathBuf,
     plot: PathBuf,
@@ -37,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         criterion: root.join("target/criterion"),
         instructions: root.join("target/criterion-instructions"),
+        paired: root.join("target/paired"),
         python: root.join("bench/python.json"),
         markdown: root.join("bench/RESULTS.md"),
         plot: root.join("bench/patch_cost.png"),
@@ -50,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--criterion" => args.criterion = value.into(),
             "--instructions" => args.instructions = value.into(),
+            "--paired" => args.paired = value.into(),
             "--python" => args.python = value.into(),
             "--markdown" => args.markdown = value.into(),
             "--plot" => args.plot = value.into(),
@@ -65,11 +70,13 @@ fn run() -> Result<(), String> {
     let args = parse_args()?;
     let rust = criterion::load(&args.criterion)?;
     let instructions = criterion::load(&args.instructions)?;
+    let alternated = paired::load(&args.paired)?;
     let python = python::load(&args.python)?;
     eprintln!(
-        "{} Rust cases, {} counted in instructions, {} PyTorch cases",
+        "{} Rust cases, {} counted in instructions, {} timed in alternation, {} PyTorch cases",
         rust.len(),
         instructions.len(),
+        alternated.len(),
         python.results.len()
     );
     let plot_name = match plot::draw(&args.plot, &rust, &python.results, 1) {
@@ -87,6 +94,7 @@ fn run() -> Result<(), String> {
         machine: &machine,
         rust: &rust,
         instructions: &instructions,
+        alternated: &alternated,
         python: &python,
         note: args.note.as_deref(),
         plot: plot_name.as_deref(),

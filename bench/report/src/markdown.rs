@@ -2,10 +2,11 @@
 //! side by side.
 use crate::format::{count, duration, ratio, with_spread};
 use crate::machine::Machine;
+use crate::paired::Alternated;
 use crate::patch_cost::{self, size_label};
 use crate::python::PythonSide;
 use crate::results::{CaseId, Results, BASELINE};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// Everything the report is made of.
@@ -14,6 +15,8 @@ pub struct Report<'a> {
     pub rust: &'a Results,
     /// The Rust cases counted in retired instructions instead of timed (one thread).
     pub instructions: &'a Results,
+    /// The Rust variants timed in alternation with their baseline (one thread).
+    pub alternated: &'a BTreeMap<CaseId, Alternated>,
     pub python: &'a PythonSide,
     pub note: Option<&'a str>,
     pub plot: Option<&'a str>,
@@ -25,6 +28,7 @@ impl Report<'_> {
         self.header(&mut out);
         self.zero_cost(&mut out);
         self.zero_cost_in_instructions(&mut out);
+        self.zero_cost_in_alternation(&mut out);
         self.patch_cost(&mut out);
         self.all_cases(&mut out);
         out
@@ -171,6 +175,37 @@ impl Report<'_> {
                 count(base.median_ns),
                 count(measured.median_ns),
                 ratio(measured.median_ns / base.median_ns)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn zero_cost_in_alternation(&self, out: &mut String) {
+        if self.alternated.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## Zero cost, timed in alternation: Rust, 1 thread\n\n\
+             Each variant and its group's `{BASELINE}` timed in short blocks one after the \
+             other, the order flipped every round, 31 rounds (`BENCH_MEASURE=paired`, \
+             `benches/common/paired.rs`); the ratio is the median of the rounds' ratios. Load \
+             that drifts over seconds slows both blocks of a round alike, which the criterion \
+             medians above, taken minutes apart, cannot cancel.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| group | variant | `{BASELINE}` | variant | ratio |\n|---|---|---|---|---|"
+        );
+        for (id, a) in self.alternated {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                id.group,
+                id.variant,
+                duration(a.baseline_ns),
+                duration(a.variant_ns),
+                ratio(a.ratio)
             );
         }
         out.push('\n');
