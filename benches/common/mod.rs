@@ -128,7 +128,8 @@ macro_rules! bench_main {
 pub struct Group<'c, 'f, M: Measurement> {
     criterion: BenchmarkGroup<'c, M>,
     name: String,
-    policy: Policy,
+    /// How long a variant and the baseline alternate: twice the policy's measurement time.
+    alternation: Duration,
     baseline: Option<Box<dyn FnMut() + 'f>>,
 }
 
@@ -147,10 +148,11 @@ pub fn group<'c, 'f, M: Measurement>(
     let config = &policy_file()["policies"][policy.key()];
     let seconds =
         |key: &str| Duration::from_secs_f64(config[key].as_f64().expect("a duration in seconds"));
+    let measurement = seconds("measurement_s");
     let mut group = c.benchmark_group(name);
     group
         .warm_up_time(seconds("warm_up_s"))
-        .measurement_time(seconds("measurement_s"))
+        .measurement_time(measurement)
         .sample_size(config["samples"].as_u64().expect("a sample count") as usize)
         .sampling_mode(match config["sampling"].as_str() {
             Some("flat") => SamplingMode::Flat,
@@ -159,7 +161,7 @@ pub fn group<'c, 'f, M: Measurement>(
     Group {
         criterion: group,
         name: name.to_owned(),
-        policy,
+        alternation: 2 * measurement,
         baseline: None,
     }
 }
@@ -188,14 +190,11 @@ pub fn case<M: Measurement, O>(
     mut routine: impl FnMut() -> O,
 ) {
     if alternating() {
-        let seconds = policy_file()["policies"][group.policy.key()]["measurement_s"]
-            .as_f64()
-            .expect("a duration in seconds");
         if let Some(baseline) = group.baseline.as_mut() {
             for threads in thread_counts() {
                 tch::set_num_threads(threads);
                 let mut variant_routine = || drop(std::hint::black_box(routine()));
-                let outcome = paired::alternate(baseline, &mut variant_routine, 2.0 * seconds);
+                let outcome = paired::alternate(baseline, &mut variant_routine, group.alternation);
                 paired::record(&group.name, variant, threads, &outcome);
             }
         }

@@ -21,8 +21,8 @@ pub struct Paired {
     pub iterations_per_block: u64,
 }
 
-/// Alternates `baseline` and `variant` for about `seconds` in all.
-pub fn alternate(baseline: &mut dyn FnMut(), variant: &mut dyn FnMut(), seconds: f64) -> Paired {
+/// Alternates `baseline` and `variant` for about `total` in all.
+pub fn alternate(baseline: &mut dyn FnMut(), variant: &mut dyn FnMut(), total: Duration) -> Paired {
     let start = Instant::now();
     let mut warm_up_iterations = 0u64;
     while start.elapsed() < WARM_UP || warm_up_iterations == 0 {
@@ -31,7 +31,7 @@ pub fn alternate(baseline: &mut dyn FnMut(), variant: &mut dyn FnMut(), seconds:
         warm_up_iterations += 1;
     }
     let per_pair = start.elapsed().as_secs_f64() / warm_up_iterations as f64;
-    let iterations = ((seconds / ROUNDS as f64 / per_pair) as u64).max(1);
+    let iterations = ((total.as_secs_f64() / ROUNDS as f64 / per_pair) as u64).max(1);
     let block = |routine: &mut dyn FnMut()| {
         let start = Instant::now();
         for _ in 0..iterations {
