@@ -227,13 +227,23 @@ impl<T: ModuleTree + ?Sized> ModuleTree for Box<T> {
     }
 }
 
+/// A sequence's node (titled with its own type, `Vec<..>` or `[..; N]`) and its items as
+/// children `0`, `1`, ...
+fn visit_items<'a, T: ModuleTree>(
+    type_name: &'static str,
+    items: &'a [T],
+    visitor: &mut TreeVisitor<'a, '_>,
+) {
+    visitor.branch(type_name);
+    for (index, item) in items.iter().enumerate() {
+        visitor.child(&index.to_string(), item);
+    }
+}
+
 /// Children named `0`, `1`, ... as in [`Parameters`](crate::Parameters).
 impl<T: ModuleTree> ModuleTree for [T] {
     fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
-        visitor.branch(std::any::type_name::<Self>());
-        for (index, item) in self.iter().enumerate() {
-            visitor.child(&index.to_string(), item);
-        }
+        visit_items(std::any::type_name::<Self>(), self, visitor);
     }
     fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
         for (index, item) in self.iter_mut().enumerate() {
@@ -244,10 +254,7 @@ impl<T: ModuleTree> ModuleTree for [T] {
 
 impl<T: ModuleTree> ModuleTree for Vec<T> {
     fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
-        visitor.branch(std::any::type_name::<Self>());
-        for (index, item) in self.iter().enumerate() {
-            visitor.child(&index.to_string(), item);
-        }
+        visit_items(std::any::type_name::<Self>(), self, visitor);
     }
     fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
         self.as_mut_slice().visit_slots_mut(visitor);
@@ -256,10 +263,7 @@ impl<T: ModuleTree> ModuleTree for Vec<T> {
 
 impl<T: ModuleTree, const N: usize> ModuleTree for [T; N] {
     fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
-        visitor.branch(std::any::type_name::<Self>());
-        for (index, item) in self.iter().enumerate() {
-            visitor.child(&index.to_string(), item);
-        }
+        visit_items(std::any::type_name::<Self>(), self, visitor);
     }
     fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
         self.as_mut_slice().visit_slots_mut(visitor);
