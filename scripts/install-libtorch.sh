@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Installs libtorch 2.13.0 (the version tch 0.26 requires) from PyPI's torch wheel into a
-# per-user cache (with the Python `safetensors` package the Python cross-checks use) and
+# per-user cache (with the pinned Python packages the cross-checks use) and
 # links it as `.libtorch` in the repository. Idempotent: does nothing
 # when the cache already holds it. See README "Set-up" for why the wheel and why a cache.
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
-SAFETENSORS_VERSION=0.8.0
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${TCH_PATCH_LIBTORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tch-patch/libtorch-$TORCH_VERSION}"
 marker="$cache/torch/lib/libtorch_cpu.so"
@@ -23,24 +22,28 @@ if [[ ! -f "$marker" ]]; then
     mv "$staging" "$cache"
 fi
 
-# The Python `safetensors` package, for the Python cross-checks of the adapter files
-# (tests/python/). Added to a cache that lacks it, also one made before it was listed
-# here; staged aside and moved in, so an interrupted install leaves no half package.
-if [[ ! -d "$cache/safetensors" ]]; then
-    echo "install-libtorch: installing safetensors into $cache"
-    staging="$cache.safetensors.partial.$$"
+# The Python packages of the cross-checks (tests/python/: safetensors, peft, transformers
+# and what they import), pinned in scripts/python-requirements.txt and installed with
+# --no-deps next to torch, so the same torch is the only torch. The marker holds the
+# requirements the cache was filled from: a cache made from another list is brought up to
+# date. Staged aside and moved in, the marker written last, so an interrupted install is
+# redone next time.
+requirements="$repo/scripts/python-requirements.txt"
+extras_marker="$cache/.tch-patch-python-requirements"
+if ! cmp -s "$requirements" "$extras_marker"; then
+    echo "install-libtorch: installing the packages of $requirements into $cache"
+    staging="$cache.extras.partial.$$"
     rm -rf "$staging"
     python3 -m pip install --quiet --disable-pip-version-check --no-input \
-        --target "$staging" --no-deps "safetensors==$SAFETENSORS_VERSION"
-    # The package folder goes in last: it is what marks the install as done.
+        --target "$staging" --no-deps -r "$requirements"
     for item in "$staging"/*; do
         name="$(basename "$item")"
-        [[ "$name" == bin || "$name" == safetensors ]] && continue
+        [[ "$name" == bin ]] && continue
         rm -rf "${cache:?}/$name"
         mv "$item" "$cache/"
     done
-    mv "$staging/safetensors" "$cache/safetensors"
     rm -rf "$staging"
+    cp "$requirements" "$extras_marker"
 fi
 
 link="$repo/.libtorch"

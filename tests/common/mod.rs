@@ -153,6 +153,9 @@ pub fn python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> std::proce
         .arg(repo.join("tests").join("python").join(script))
         .args(args)
         .env("PYTHONPATH", repo.join(".libtorch"))
+        // transformers and peft never reach for a model hub: every model is built here.
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
         .output()
         .unwrap_or_else(|error| panic!("cannot run python3 for {script}: {error}"))
 }

@@ -1,6 +1,7 @@
 //! Re-creating LoRA patches from adapter entries onto linear modules given by path.
 use super::entry::{path_problem, AdapterEntry};
 use super::problem::AdapterProblem;
+use super::AdapterDtype;
 use crate::error::{PatchError, Result};
 use crate::patch::Patch;
 use crate::patches::{BuildPatch, LinearLike, Lora, LoraConfig};
@@ -25,8 +26,11 @@ pub(crate) fn var_path<'a>(root: &nn::Path<'a>, path: &str) -> nn::Path<'a> {
 /// [`PatchError::InvalidAdapter`] listing them all, with `modules` and the VarStore as they
 /// were: an entry that is not `lora` or whose arguments are not a valid [`LoraConfig`], a
 /// path with no module in `modules`, tensors other than exactly `lora_a` `[rank, in]` and
-/// `lora_b` `[out, rank]` (floating point; values are copied into tensors of the module
-/// weight's dtype), names already taken in the VarStore.
+/// `lora_b` `[out, rank]` (floating point), names already taken in the VarStore.
+///
+/// The patch's `A` and `B` are made in the dtype of the module's weight; values saved in
+/// another floating-point dtype are converted, as PEFT does
+/// ([`AdapterDtype::ConvertToModel`]; [`apply_lora_adapter_with`] takes the rule).
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -56,10 +60,21 @@ pub fn apply_lora_adapter<L: LinearLike>(
     root: &nn::Path,
     modules: &mut BTreeMap<String, L>,
 ) -> Result<BTreeMap<String, Lora<L>>> {
+    apply_lora_adapter_with(entries, root, modules, AdapterDtype::default())
+}
+
+/// [`apply_lora_adapter`] with the rule for saved values of another dtype than the module
+/// weight's: [`AdapterDtype::Exact`] refuses them (nothing changed).
+pub fn apply_lora_adapter_with<L: LinearLike>(
+    entries: &[AdapterEntry],
+    root: &nn::Path,
+    modules: &mut BTreeMap<String, L>,
+    dtype: AdapterDtype,
+) -> Result<BTreeMap<String, Lora<L>>> {
     let mut problems = Vec::new();
     let mut configs = Vec::with_capacity(entries.len());
     for entry in entries {
-        if let Some(config) = check_entry(entry, root, modules, &mut problems) {
+        if let Some(config) = check_entry(entry, root, modules, dtype, &mut problems) {
             configs.push(config);
         }
     }
@@ -105,6 +120,7 @@ fn check_entry<L: LinearLike>(
     entry: &AdapterEntry,
     root: &nn::Path,
     modules: &BTreeMap<String, L>,
+    dtype: AdapterDtype,
     problems: &mut Vec<AdapterProblem>,
 ) -> Option<LoraConfig> {
     let before = problems.len();
@@ -163,6 +179,14 @@ fn check_entry<L: LinearLike>(
             continue;
         };
         problems.extend(tensor_problem(&full, tensor, text, dims));
+        let weight = module.weight();
+        if tensor.defined() && tensor.is_floating_point() && !dtype.allows(tensor, weight) {
+            problems.push(AdapterProblem::Dtype {
+                name: full,
+                found: format!("{:?}", tensor.kind()),
+                expected: format!("{:?}, the dtype of the module's weight", weight.kind()),
+            });
+        }
     }
     for (local, _) in &entry.tensors {
         if local != "lora_a" && local != "lora_b" {

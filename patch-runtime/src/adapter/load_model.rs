@@ -1,7 +1,7 @@
 //! Loading an adapter folder onto a whole model: its patches re-created at their saved
 //! paths, then their tensors filled from the folder, all or nothing.
 use super::model::local_tensors;
-use super::{read_adapter, AdapterEntry};
+use super::{read_adapter, AdapterDtype, AdapterEntry};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::registry::{apply_specs, PatchSpec};
 use crate::tree::{ApplyReport, ModuleTree, ModuleTreeExt};
@@ -17,15 +17,30 @@ use tch::{nn, Tensor};
 /// shape and dtype, and every tensor a patch made must be in the adapter: all is checked
 /// before any value is written, and on a problem the patches are taken off again
 /// ([`PatchError::InvalidTensors`], naming each tensor).
+///
+/// A floating-point tensor saved in another dtype than the model's (a `bfloat16` adapter
+/// on a `float32` model) is converted, as PEFT does: [`AdapterDtype::ConvertToModel`].
+/// [`load_model_adapter_with`] takes the rule.
 pub fn load_model_adapter(
     model: &mut dyn ModuleTree,
     vs: &nn::VarStore,
     dir: impl AsRef<Path>,
 ) -> Result<Vec<ApplyReport>> {
+    load_model_adapter_with(model, vs, dir, AdapterDtype::default())
+}
+
+/// [`load_model_adapter`] with the rule for saved tensors of another dtype than the
+/// model's: [`AdapterDtype::Exact`] refuses them ([`TensorProblem::Kind`], nothing changed).
+pub fn load_model_adapter_with(
+    model: &mut dyn ModuleTree,
+    vs: &nn::VarStore,
+    dir: impl AsRef<Path>,
+    dtype: AdapterDtype,
+) -> Result<Vec<ApplyReport>> {
     let adapter = read_adapter(dir.as_ref())?;
     let specs: Vec<PatchSpec> = adapter.entries.iter().map(at_own_path).collect();
     let reports = apply_specs(model, vs, &specs)?;
-    let (problems, writes) = plan_writes(model, &adapter.entries);
+    let (problems, writes) = plan_writes(model, &adapter.entries, dtype);
     if !problems.is_empty() {
         undo(model, vs, &reports);
         return Err(PatchError::InvalidTensors {
@@ -54,11 +69,12 @@ fn at_own_path(entry: &AdapterEntry) -> PatchSpec {
 
 /// Pairs each adapter tensor with the tensor its patch made (the outermost patch of the
 /// entry's name in the slot at the entry's path): every problem (a tensor the patch did
-/// not make, one it made that the adapter lacks, another shape or dtype), and the
-/// `(model tensor, value)` pairs to copy.
+/// not make, one it made that the adapter lacks, another shape, a dtype `dtype` does not
+/// allow), and the `(model tensor, value)` pairs to copy (`copy_` converts the dtype).
 fn plan_writes(
     model: &dyn ModuleTree,
     entries: &[AdapterEntry],
+    dtype: AdapterDtype,
 ) -> (Vec<TensorProblem>, Vec<(Tensor, Tensor)>) {
     let slots = model.slots();
     let mut problems = Vec::new();
@@ -86,7 +102,7 @@ fn plan_writes(
                         actual: value.size(),
                     })
                 }
-                Some((_, target)) if target.kind() != value.kind() => {
+                Some((_, target)) if !dtype.allows(value, target) => {
                     problems.push(TensorProblem::Kind {
                         name,
                         expected: target.kind(),

@@ -48,6 +48,7 @@ mod adapter_manifest;
 mod apply;
 mod args;
 mod check;
+mod dtype;
 mod entry;
 mod io;
 mod json;
@@ -64,16 +65,17 @@ mod tensors;
 mod torchscript;
 
 pub use adapter_manifest::{AdapterManifest, ManifestPatch, ManifestTensor};
-pub use apply::apply_lora_adapter;
+pub use apply::{apply_lora_adapter, apply_lora_adapter_with};
+pub use dtype::AdapterDtype;
 pub use entry::{Adapter, AdapterEntry, AdapterSummary};
-pub use load_model::load_model_adapter;
+pub use load_model::{load_model_adapter, load_model_adapter_with};
 pub use manifest::{
     ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, LIBRARY_VERSION, MANIFEST_FILE, TENSORS_FILE,
 };
 pub use model::{model_adapter_entries, save_model_adapter};
 pub use peft::{
-    read_peft_lora, save_peft_lora, PeftAdapter, PeftLoraConfig, PeftOptions, PeftTargetModules,
-    PeftTargets,
+    read_peft_lora, save_peft_lora, PeftAdapter, PeftLoraConfig, PeftOptions, PeftPattern,
+    PeftTargetModules, PeftTargets,
 };
 pub use problem::AdapterProblem;
 pub use read::{read_adapter, read_adapter_with};

@@ -9,7 +9,9 @@ use crate::Case;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use tch::{nn, Device, Kind, Tensor};
-use tch_patch::adapter::{AdapterProblem, MANIFEST_FILE, TENSORS_FILE};
+use tch_patch::adapter::{
+    load_model_adapter_with, AdapterDtype, AdapterProblem, MANIFEST_FILE, TENSORS_FILE,
+};
 use tch_patch::registry::{apply_specs, Registry};
 use tch_patch::{load_model_adapter, save_model_adapter, PatchError, TensorProblem};
 
@@ -86,6 +88,19 @@ fn load(fx: &mut Fixture) -> Result<(), PatchError> {
     let dir = fx.file("adapter");
     let Fixture { vs, tree, .. } = fx;
     load_model_adapter(tree.as_mut().expect("made in setup"), vs, dir).map(drop)
+}
+
+/// [`load`] refusing any dtype difference instead of converting floats.
+fn load_exact(fx: &mut Fixture) -> Result<(), PatchError> {
+    let dir = fx.file("adapter");
+    let Fixture { vs, tree, .. } = fx;
+    load_model_adapter_with(
+        tree.as_mut().expect("made in setup"),
+        vs,
+        dir,
+        AdapterDtype::Exact,
+    )
+    .map(drop)
 }
 
 /// The problems of an `InvalidAdapter` error (none for another error).
@@ -400,15 +415,27 @@ fn fit_cases() -> Vec<Case> {
                 TensorProblem::Shape { name, .. } if name.starts_with("blocks.2.q.lora_")))
         ),
         case!(
-            "adapter: F64 tensors for a patch the model makes in F32",
+            "adapter: F64 tensors for a patch the model makes in F32, loaded with AdapterDtype::Exact",
             setup: |fx| {
                 edited(fx, |m| m["patches"][2]["tensors"][0]["dtype"] = json!("F64"));
                 retensor(&fx.file("adapter"), |e| {
                     set_entry(e, "blocks.1.v.bias_delta", Tensor::zeros([4], (Kind::Double, Device::Cpu)))
                 });
             },
-            |fx| load(fx),
+            |fx| load_exact(fx),
             e if matches!(tensor_problems(e), [TensorProblem::Kind { name, actual: Kind::Double, expected: Kind::Float }]
+                if name == "blocks.1.v.bias_delta")
+        ),
+        case!(
+            "adapter: I64 tensors for a patch the model makes in F32 (only floats convert)",
+            setup: |fx| {
+                edited(fx, |m| m["patches"][2]["tensors"][0]["dtype"] = json!("I64"));
+                retensor(&fx.file("adapter"), |e| {
+                    set_entry(e, "blocks.1.v.bias_delta", Tensor::zeros([4], (Kind::Int64, Device::Cpu)))
+                });
+            },
+            |fx| load(fx),
+            e if matches!(tensor_problems(e), [TensorProblem::Kind { name, actual: Kind::Int64, expected: Kind::Float }]
                 if name == "blocks.1.v.bias_delta")
         ),
         case!(

@@ -1,11 +1,12 @@
-//! `adapter_config.json`: PEFT's `LoraConfig`, written with the fields PEFT writes and
-//! read back checking the ones that change what the tensors mean.
+//! `adapter_config.json`: PEFT's `LoraConfig`, written with every field PEFT 0.21 writes
+//! and read back checking each of them (see the table of [`fields`](super::fields)).
+use super::fields;
+use super::pattern::{ordered_patterns, PeftPattern};
 use super::PEFT_CONFIG_FILE;
 use crate::adapter::json::{self, Reader};
 use crate::adapter::problem::AdapterProblem;
-use serde::Serialize;
+use regex::Regex;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// How [`save_peft_lora`](super::save_peft_lora) writes `target_modules`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,19 +47,43 @@ impl Default for PeftOptions {
     }
 }
 
-/// PEFT's `target_modules`: a list of module names, or one regular expression.
+/// PEFT's `target_modules` (or `exclude_modules`): a list of module names, or one regular
+/// expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeftTargetModules {
     /// Names, each selecting the modules whose path equals it or ends with `.name`.
     List(Vec<String>),
-    /// A regular expression PEFT full-matches against module paths (not checked here).
+    /// A regular expression PEFT full-matches against module paths.
     Regex(String),
-    /// `null`: PEFT's defaults for the model's architecture (not checked here).
+    /// `null`: for `target_modules`, PEFT's defaults for the model's architecture (which
+    /// this library does not know, so any module is taken as selected); for
+    /// `exclude_modules`, nothing excluded.
     Unset,
 }
 
-/// The fields of a PEFT LoRA config that this library reads (PEFT's other fields are
-/// accepted and ignored).
+impl PeftTargetModules {
+    /// Whether it names `path` as PEFT does: a list entry equal to the path or to a suffix
+    /// of it after a dot, or the regular expression matching the whole path.
+    pub fn names(&self, path: &str) -> bool {
+        match self {
+            PeftTargetModules::List(names) => names
+                .iter()
+                .any(|name| path == name || path.ends_with(&format!(".{name}"))),
+            PeftTargetModules::Regex(regex) => full_match(regex).is_ok_and(|r| r.is_match(path)),
+            PeftTargetModules::Unset => false,
+        }
+    }
+}
+
+/// The regular expression `re.fullmatch(pattern, ...)` uses.
+fn full_match(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{pattern})$"))
+}
+
+/// The fields of a PEFT LoRA config that change which modules have a LoRA and what each
+/// computes, as read from `adapter_config.json` (every other field PEFT 0.21 has is
+/// accepted as information or refused by name when set: see
+/// [`read_peft_lora`](super::read_peft_lora)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeftLoraConfig {
     /// `r`: the rank of modules no `rank_pattern` entry names.
@@ -71,10 +96,18 @@ pub struct PeftLoraConfig {
     pub use_rslora: bool,
     /// `target_modules`.
     pub target_modules: PeftTargetModules,
-    /// `rank_pattern`: ranks of particular modules, by path (or path suffix).
-    pub rank_pattern: BTreeMap<String, i64>,
-    /// `alpha_pattern`: alphas of particular modules, by path (or path suffix).
-    pub alpha_pattern: BTreeMap<String, f64>,
+    /// `exclude_modules`: modules never adapted, even when `target_modules` names them.
+    pub exclude_modules: PeftTargetModules,
+    /// `layers_to_transform`: the layer indices adapted (with a list `target_modules`);
+    /// `None` for all.
+    pub layers_to_transform: Option<Vec<u64>>,
+    /// `layers_pattern`: the names of the module lists whose index is the layer index
+    /// (`["layers", "h"]`); empty for PEFT's default (the first numbered segment).
+    pub layers_pattern: Vec<String>,
+    /// `rank_pattern`: ranks of particular modules, PEFT's first matching key winning.
+    pub rank_pattern: PeftPattern<i64>,
+    /// `alpha_pattern`: alphas of particular modules, PEFT's first matching key winning.
+    pub alpha_pattern: PeftPattern<f64>,
     /// `base_model_name_or_path`.
     pub base_model_name_or_path: Option<String>,
     /// `task_type`.
@@ -86,23 +119,55 @@ pub struct PeftLoraConfig {
 impl PeftLoraConfig {
     /// The rank of module `path`: its `rank_pattern` entry, else `r`.
     pub fn rank_of(&self, path: &str) -> i64 {
-        pattern_value(&self.rank_pattern, path).unwrap_or(self.r)
+        self.rank_pattern.get(path).unwrap_or(self.r)
     }
 
     /// The alpha of module `path`: its `alpha_pattern` entry, else `lora_alpha`.
     pub fn alpha_of(&self, path: &str) -> f64 {
-        pattern_value(&self.alpha_pattern, path).unwrap_or(self.lora_alpha)
+        self.alpha_pattern.get(path).unwrap_or(self.lora_alpha)
+    }
+
+    /// Whether PEFT 0.21 puts a LoRA on module `path` with this config
+    /// (`check_target_module_exists`): not excluded by `exclude_modules`, named by
+    /// `target_modules` (any module when it is unset), and, for a list `target_modules`
+    /// with `layers_to_transform`, in one of those layers.
+    pub fn targets(&self, path: &str) -> bool {
+        if self.exclude_modules.names(path) {
+            return false;
+        }
+        match &self.target_modules {
+            PeftTargetModules::Unset => true,
+            PeftTargetModules::Regex(_) => self.target_modules.names(path),
+            PeftTargetModules::List(_) => {
+                self.target_modules.names(path)
+                    && self.layers_to_transform.as_ref().is_none_or(|layers| {
+                        layer_index(&self.layers_pattern, path).is_some_and(|i| layers.contains(&i))
+                    })
+            }
+        }
     }
 }
 
-/// The value of the key that is `path`, else of the longest key that is a suffix of it
-/// after a dot (PEFT's `(.*\.)?(key)$` with a literal key).
-fn pattern_value<T: Copy>(pattern: &BTreeMap<String, T>, path: &str) -> Option<T> {
-    pattern
-        .iter()
-        .filter(|(key, _)| path == *key || path.ends_with(&format!(".{key}")))
-        .max_by_key(|(key, _)| key.len())
-        .map(|(_, value)| *value)
+/// The layer index PEFT 0.21 reads from `path`: the first numbered segment after one of
+/// `patterns` (or after any segment when there is none).
+fn layer_index(patterns: &[String], path: &str) -> Option<u64> {
+    let regexes: Vec<String> = if patterns.is_empty() {
+        vec![r"^.*?\.[^.]*\.(\d+)\.".to_owned()]
+    } else {
+        patterns
+            .iter()
+            .map(|pattern| format!(r"^(?:^|.*?\.)(?:{pattern})\.(\d+)\."))
+            .collect()
+    };
+    regexes.iter().find_map(|regex| {
+        Regex::new(regex)
+            .ok()?
+            .captures(path)?
+            .get(1)?
+            .as_str()
+            .parse()
+            .ok()
+    })
 }
 
 /// A number as JSON: an integer when it is one (PEFT writes `lora_alpha: 16`).
@@ -114,66 +179,61 @@ fn number(value: f64) -> Value {
     }
 }
 
-/// PEFT's fields, in the sorted order `save_pretrained` writes them.
-#[derive(Serialize)]
-struct ConfigOut<'a> {
-    alpha_pattern: BTreeMap<&'a str, Value>,
-    auto_mapping: Option<()>,
-    base_model_name_or_path: Option<&'a str>,
-    bias: &'static str,
-    fan_in_fan_out: bool,
-    inference_mode: bool,
-    init_lora_weights: bool,
-    layers_pattern: Option<()>,
-    layers_to_transform: Option<()>,
-    lora_alpha: Value,
-    lora_dropout: Value,
-    modules_to_save: Option<()>,
-    peft_type: &'static str,
-    r: i64,
-    rank_pattern: &'a BTreeMap<String, i64>,
-    revision: Option<()>,
-    target_modules: Value,
-    task_type: Option<&'a str>,
-    use_dora: bool,
-    use_rslora: bool,
-}
-
-/// `config` as the bytes of `adapter_config.json`.
-pub(crate) fn config_bytes(config: &PeftLoraConfig) -> Result<Vec<u8>, serde_json::Error> {
-    let target_modules = match &config.target_modules {
+fn targets_value(targets: &PeftTargetModules) -> Value {
+    match targets {
         PeftTargetModules::List(names) => Value::from(names.clone()),
         PeftTargetModules::Regex(regex) => Value::from(regex.clone()),
         PeftTargetModules::Unset => Value::Null,
-    };
-    let out = ConfigOut {
-        alpha_pattern: config
-            .alpha_pattern
-            .iter()
-            .map(|(key, alpha)| (key.as_str(), number(*alpha)))
-            .collect(),
-        auto_mapping: None,
-        base_model_name_or_path: config.base_model_name_or_path.as_deref(),
-        bias: "none",
-        fan_in_fan_out: false,
-        inference_mode: config.inference_mode,
-        init_lora_weights: true,
-        layers_pattern: None,
-        layers_to_transform: None,
-        lora_alpha: number(config.lora_alpha),
-        lora_dropout: serde_json::Number::from_f64(config.lora_dropout)
-            .map_or(Value::Null, Value::Number),
-        modules_to_save: None,
-        peft_type: "LORA",
-        r: config.r,
-        rank_pattern: &config.rank_pattern,
-        revision: None,
-        target_modules,
-        task_type: config.task_type.as_deref(),
-        use_dora: false,
-        use_rslora: config.use_rslora,
-    };
-    let mut bytes = serde_json::to_vec_pretty(&out)?;
+    }
+}
+
+/// `config` as the bytes of `adapter_config.json`: every field of PEFT 0.21's
+/// `LoraConfig`, sorted as `save_pretrained` writes them (`sort_keys=True`, also inside
+/// the patterns: `config`'s patterns must mean the same with their keys sorted, which
+/// [`save_peft_lora`](super::save_peft_lora) makes sure of), the fields this library does
+/// not implement at their defaults.
+pub(crate) fn config_bytes(config: &PeftLoraConfig) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Map::new();
+    for field in fields::FIELDS {
+        let value = match field.name {
+            "alpha_pattern" => Value::Object(
+                config
+                    .alpha_pattern
+                    .entries()
+                    .iter()
+                    .map(|(key, alpha)| (key.clone(), number(*alpha)))
+                    .collect(),
+            ),
+            "rank_pattern" => Value::Object(
+                config
+                    .rank_pattern
+                    .entries()
+                    .iter()
+                    .map(|(key, rank)| (key.clone(), Value::from(*rank)))
+                    .collect(),
+            ),
+            "base_model_name_or_path" => config.base_model_name_or_path.clone().into(),
+            "exclude_modules" => targets_value(&config.exclude_modules),
+            "inference_mode" => config.inference_mode.into(),
+            "layers_pattern" => match config.layers_pattern.as_slice() {
+                [] => Value::Null,
+                [one] => Value::from(one.clone()),
+                many => Value::from(many.to_vec()),
+            },
+            "layers_to_transform" => config.layers_to_transform.clone().into(),
+            "lora_alpha" => number(config.lora_alpha),
+            "lora_dropout" => {
+                serde_json::Number::from_f64(config.lora_dropout).map_or(Value::Null, Value::Number)
+            }
+            "r" => config.r.into(),
+            "target_modules" => targets_value(&config.target_modules),
+            "task_type" => config.task_type.clone().into(),
+            "use_rslora" => config.use_rslora.into(),
+            _ => serde_json::from_str(field.defaults[0])?,
+        };
+        out.insert(field.name.to_owned(), value);
+    }
+    let mut bytes = serde_json::to_vec_pretty(&Value::Object(out))?;
     bytes.push(b'\n');
     Ok(bytes)
 }
@@ -202,6 +262,7 @@ pub(crate) fn read_config(
             return None;
         }
     }
+    fields::check(&mut reader, top);
     let r = reader.unsigned(top, "", "r").and_then(|r| {
         let r = i64::try_from(r).ok().filter(|r| *r > 0);
         if r.is_none() {
@@ -218,14 +279,23 @@ pub(crate) fn read_config(
         Some(_) => reader.number(top, "", "lora_dropout"),
     };
     let use_rslora = reader.bool_or(top, "", "use_rslora", false);
-    expect_unsupported(&mut reader, top);
-    let target_modules = read_targets(&mut reader, top);
-    let rank_pattern = read_pattern(&mut reader, top, "rank_pattern", |v| {
+    let target_modules = read_targets(&mut reader, top, "target_modules");
+    let exclude_modules = read_targets(&mut reader, top, "exclude_modules");
+    let layers_to_transform = read_layers(&mut reader, top);
+    let layers_pattern = read_layers_pattern(&mut reader, top);
+    let [rank_members, alpha_members] = ordered_patterns(bytes);
+    let rank_pattern = read_pattern(&mut reader, top, "rank_pattern", rank_members, |v| {
         v.as_u64()
             .and_then(|r| i64::try_from(r).ok())
             .filter(|r| *r > 0)
     });
-    let alpha_pattern = read_pattern(&mut reader, top, "alpha_pattern", Value::as_f64);
+    let alpha_pattern = read_pattern(
+        &mut reader,
+        top,
+        "alpha_pattern",
+        alpha_members,
+        Value::as_f64,
+    );
     let base_model_name_or_path = reader
         .optional_string(top, "", "base_model_name_or_path")
         .map(str::to_owned);
@@ -241,6 +311,9 @@ pub(crate) fn read_config(
         lora_dropout: lora_dropout?,
         use_rslora: use_rslora?,
         target_modules: target_modules?,
+        exclude_modules: exclude_modules?,
+        layers_to_transform: layers_to_transform?,
+        layers_pattern: layers_pattern?,
         rank_pattern: rank_pattern?,
         alpha_pattern: alpha_pattern?,
         base_model_name_or_path,
@@ -249,59 +322,39 @@ pub(crate) fn read_config(
     })
 }
 
-/// Problems for PEFT options that change what the tensors are or mean, which this
-/// library does not support.
-fn expect_unsupported(reader: &mut Reader<'_>, top: &Map<String, Value>) {
-    if let Some(bias) = reader.optional_string(top, "", "bias") {
-        if bias != "none" {
-            reader.problem(
-                "bias",
-                format!("is {bias:?}; only \"none\" is supported (no bias tensors)"),
-            );
-        }
-    }
-    let flags = [
-        (
-            "fan_in_fan_out",
-            "weights stored as [in, out] (Conv1D) are not supported",
-        ),
-        ("use_dora", "DoRA is not supported"),
-    ];
-    for (flag, why) in flags {
-        if reader.bool_or(top, "", flag, false) == Some(true) {
-            reader.problem(flag, format!("is true: {why}"));
-        }
-    }
-    match top.get("modules_to_save") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) if items.is_empty() => {}
-        Some(other) => reader.problem(
-            "modules_to_save",
-            format!(
-                "is {}: whole modules saved next to the adapter are not supported",
-                json::describe(other)
-            ),
-        ),
-    }
-}
-
-fn read_targets(reader: &mut Reader<'_>, top: &Map<String, Value>) -> Option<PeftTargetModules> {
-    match top.get("target_modules") {
+fn read_targets(
+    reader: &mut Reader<'_>,
+    top: &Map<String, Value>,
+    field: &str,
+) -> Option<PeftTargetModules> {
+    match top.get(field) {
         None | Some(Value::Null) => Some(PeftTargetModules::Unset),
-        Some(Value::String(regex)) => Some(PeftTargetModules::Regex(regex.clone())),
+        Some(Value::String(regex)) => match full_match(regex) {
+            Ok(_) => Some(PeftTargetModules::Regex(regex.clone())),
+            Err(error) => {
+                reader.problem(
+                    field,
+                    format!(
+                        "is the regular expression {regex:?}, which this library cannot evaluate like Python's `re` ({})",
+                        error.to_string().lines().last().unwrap_or_default().trim()
+                    ),
+                );
+                None
+            }
+        },
         Some(Value::Array(items)) => {
             let names: Option<Vec<String>> = items
                 .iter()
                 .map(|item| item.as_str().map(str::to_owned))
                 .collect();
             if names.is_none() {
-                reader.problem("target_modules", "must be a list of strings or a string");
+                reader.problem(field, "must be a list of strings or a string");
             }
             names.map(PeftTargetModules::List)
         }
         Some(other) => {
             reader.problem(
-                "target_modules",
+                field,
                 format!(
                     "must be a list of strings or a string, found {}",
                     json::describe(other)
@@ -312,45 +365,103 @@ fn read_targets(reader: &mut Reader<'_>, top: &Map<String, Value>) -> Option<Pef
     }
 }
 
-/// A `{key: value}` pattern of module paths; absent or `null` is empty. A key with
-/// regular-expression syntax other than `.` is a problem (only paths are matched here).
-fn read_pattern<T>(
+/// `layers_to_transform`: absent, `null` or `[]` is every layer; an integer or a list of
+/// them.
+fn read_layers(reader: &mut Reader<'_>, top: &Map<String, Value>) -> Option<Option<Vec<u64>>> {
+    const FIELD: &str = "layers_to_transform";
+    match top.get(FIELD) {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Array(items)) if items.is_empty() => Some(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| reader.as_unsigned(FIELD, item))
+            .collect::<Option<Vec<u64>>>()
+            .map(Some),
+        Some(value) => reader
+            .as_unsigned(FIELD, value)
+            .map(|layer| Some(vec![layer])),
+    }
+}
+
+/// `layers_pattern`: absent, `null`, `""` or `[]` is PEFT's default; a string or a list.
+fn read_layers_pattern(reader: &mut Reader<'_>, top: &Map<String, Value>) -> Option<Vec<String>> {
+    const FIELD: &str = "layers_pattern";
+    let patterns = match top.get(FIELD) {
+        None | Some(Value::Null) => return Some(Vec::new()),
+        Some(Value::String(one)) if one.is_empty() => return Some(Vec::new()),
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Array(items)) => {
+            let names: Option<Vec<String>> = items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect();
+            let Some(names) = names else {
+                reader.problem(FIELD, "must be a string or a list of strings");
+                return None;
+            };
+            names
+        }
+        Some(other) => {
+            reader.problem(
+                FIELD,
+                format!(
+                    "must be a string or a list of strings, found {}",
+                    json::describe(other)
+                ),
+            );
+            return None;
+        }
+    };
+    for pattern in &patterns {
+        if let Err(error) = Regex::new(pattern) {
+            reader.problem(
+                FIELD,
+                format!(
+                    "holds {pattern:?}, which this library cannot evaluate like Python's `re` ({})",
+                    error.to_string().lines().last().unwrap_or_default().trim()
+                ),
+            );
+            return None;
+        }
+    }
+    Some(patterns)
+}
+
+/// A `{key: value}` pattern in the file's order (`members`, read apart because
+/// serde_json's `Map` sorts its keys); absent or `null` is empty.
+fn read_pattern<T: Copy>(
     reader: &mut Reader<'_>,
     top: &Map<String, Value>,
     field: &str,
+    members: Option<Vec<(String, Value)>>,
     value_of: impl Fn(&Value) -> Option<T>,
-) -> Option<BTreeMap<String, T>> {
-    let object = match top.get(field) {
-        None | Some(Value::Null) => return Some(BTreeMap::new()),
-        Some(value) => reader.object(field, value)?,
-    };
-    let mut pattern = BTreeMap::new();
-    let mut valid = true;
-    for (key, value) in object {
-        let at = format!("{field}[{key:?}]");
-        if key.is_empty()
-            || key
-                .chars()
-                .any(|c| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
-        {
-            reader.problem(
-                &at,
-                "is a regular expression; only module paths are supported as keys",
-            );
-            valid = false;
+) -> Option<PeftPattern<T>> {
+    match top.get(field) {
+        None | Some(Value::Null) => return Some(PeftPattern::empty()),
+        Some(value) => {
+            reader.object(field, value)?;
         }
-        match value_of(value) {
-            Some(value) => {
-                pattern.insert(key.clone(), value);
-            }
+    }
+    let members = members.unwrap_or_default();
+    let mut entries = Vec::with_capacity(members.len());
+    let mut valid = true;
+    for (key, value) in members {
+        match value_of(&value) {
+            Some(value) => entries.push((key, value)),
             None => {
                 reader.problem(
-                    &at,
-                    format!("is not a valid value: {}", json::describe(value)),
+                    &format!("{field}[{key:?}]"),
+                    format!("is not a valid value: {}", json::describe(&value)),
                 );
                 valid = false;
             }
         }
     }
-    valid.then_some(pattern)
+    match PeftPattern::new(entries) {
+        Ok(pattern) => valid.then_some(pattern),
+        Err(message) => {
+            reader.problem(field, message);
+            None
+        }
+    }
 }

@@ -6,12 +6,30 @@
 //!
 //! PEFT's config has one `r`, `lora_alpha`, `lora_dropout` and `use_rslora` for every
 //! module; ranks and alphas that differ per module go to `rank_pattern` and
-//! `alpha_pattern`, keyed by module path. Dropout and rsLoRA must be the same for all.
+//! `alpha_pattern`, whose first matching key wins ([`PeftPattern`]). Dropout and rsLoRA
+//! must be the same for all.
+//!
+//! Every field of PEFT 0.21's `LoraConfig` is either implemented or refused by name when
+//! it holds another value than its default; a field PEFT does not have is an error that
+//! lists the known ones:
+//!
+//! | field | here |
+//! |---|---|
+//! | `r`, `lora_alpha`, `lora_dropout`, `use_rslora`, `rank_pattern`, `alpha_pattern` | implemented |
+//! | `target_modules`, `exclude_modules`, `layers_to_transform`, `layers_pattern` | implemented: every module with weights in the file must be one PEFT adapts with them |
+//! | `peft_type` | `"LORA"` only |
+//! | `init_lora_weights` | `true`, `false`, `"gaussian"`, `"eva"`, `"orthogonal"` (the saved values replace them); `"pissa"`, `"pissa_niter_K"`, `"olora"`, `"corda"`, `"lora_ga"` (they change the base weight when PEFT loads them), `"loftq"` and `"mica"` refused |
+//! | `eva_config`, `corda_config`, `loftq_config`, `lora_ga_config` | accepted: used only by their `init_lora_weights` |
+//! | `base_model_name_or_path`, `revision`, `task_type`, `inference_mode`, `auto_mapping`, `peft_version`, `megatron_core`, `qalora_group_size` | information, accepted |
+//! | `bias` (other than `"none"`), `lora_bias`, `use_dora`, `fan_in_fan_out`, `modules_to_save`, `target_parameters`, `trainable_token_indices`, `alora_invocation_tokens`, `layer_replication`, `megatron_config`, `use_qalora`, `use_bdlora`, `velora_config`, `monteclora_config`, `arrow_config`, `kasa_config`, `ensure_weight_tying` | refused when set, naming the field |
 mod config;
+mod fields;
+mod pattern;
 mod read;
 mod save;
 
 pub use config::{PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
+pub use pattern::PeftPattern;
 pub use read::{read_peft_lora, PeftAdapter};
 pub use save::save_peft_lora;
 
@@ -25,12 +43,4 @@ pub const PEFT_KEY_PREFIX: &str = "base_model.model.";
 /// PEFT's key of LoRA matrix `which` (`"lora_A"` or `"lora_B"`) of module `path`.
 pub(crate) fn peft_key(path: &str, which: &str) -> String {
     format!("{PEFT_KEY_PREFIX}{path}.{which}.weight")
-}
-
-/// Whether PEFT's list form of `target_modules` selects module `path`: a name equal to
-/// the path or to a suffix of it that starts after a dot.
-pub(crate) fn targets_match(targets: &[String], path: &str) -> bool {
-    targets
-        .iter()
-        .any(|target| path == target || path.ends_with(&format!(".{target}")))
 }

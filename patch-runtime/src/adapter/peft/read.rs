@@ -1,6 +1,6 @@
 //! Reading a PEFT LoRA adapter folder into adapter entries, checking it all first.
 use super::config::{read_config, PeftLoraConfig, PeftTargetModules};
-use super::{peft_key, targets_match, PEFT_CONFIG_FILE, PEFT_KEY_PREFIX, PEFT_TENSORS_FILE};
+use super::{peft_key, PEFT_CONFIG_FILE, PEFT_KEY_PREFIX, PEFT_TENSORS_FILE};
 use crate::adapter::entry::{path_problem, AdapterEntry};
 use crate::adapter::io;
 use crate::adapter::problem::AdapterProblem;
@@ -27,17 +27,16 @@ pub struct PeftAdapter {
 /// Reads a PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`)
 /// as PEFT's `save_pretrained` writes it, and checks it all before returning:
 ///
-/// * the config: `peft_type` `"LORA"`, `r` a positive integer, `lora_alpha`,
-///   `lora_dropout`, `use_rslora`, `rank_pattern` and `alpha_pattern` (keyed by module
-///   paths) of their types; unsupported options are problems: `bias` other than
-///   `"none"`, `fan_in_fan_out`, `use_dora`, `modules_to_save`. PEFT's other fields are
-///   ignored.
+/// * the config: every field of PEFT 0.21's `LoraConfig`, each implemented or refused by
+///   name when set (the table in [the module's docs](super)); an unknown field is a
+///   problem listing the known ones. `rank_pattern` and `alpha_pattern` keep the file's
+///   key order, as PEFT's first-matching-key rule needs.
 /// * the tensors: every key `base_model.model.<path>.lora_A.weight` or `...lora_B.weight`
 ///   (anything else is a problem that says what it looks like: an adapter name left in,
 ///   an embedding LoRA...), both present for each path, `A` `[rank, in]`, `B`
-///   `[out, rank]` with the rank of the config for that path, floating point; each path
-///   selected by a list `target_modules`; each module's config valid for
-///   [`LoraConfig`].
+///   `[out, rank]` with the rank of the config for that path, floating point; each module's config valid for
+///   [`LoraConfig`]; each path one that PEFT adapts with this config
+///   ([`PeftLoraConfig::targets`]).
 ///
 /// Any problem is [`PatchError::InvalidAdapter`] listing them all.
 pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter> {
@@ -143,6 +142,8 @@ fn unexpected_reason(key: &str) -> String {
     let layout = "keys are `base_model.model.<path>.lora_A.weight` and `...lora_B.weight`";
     if !key.starts_with(PEFT_KEY_PREFIX) {
         format!("it does not start with `{PEFT_KEY_PREFIX}`; {layout}")
+    } else if key.ends_with(".lora_B.bias") {
+        "a bias on LoRA's B (`lora_bias`) is not supported".into()
     } else if key.contains("lora_embedding_") {
         "LoRA on embeddings (lora_embedding_A/B) is not supported".into()
     } else if key.contains("lora_magnitude_vector") {
@@ -151,6 +152,15 @@ fn unexpected_reason(key: &str) -> String {
         format!("it holds an adapter name (PEFT's saved files do not); {layout}")
     } else {
         format!("it is not a LoRA weight; {layout}")
+    }
+}
+
+/// `target_modules` as the config writes it.
+fn describe_targets(targets: &PeftTargetModules) -> String {
+    match targets {
+        PeftTargetModules::List(names) => format!("[{}]", names.join(", ")),
+        PeftTargetModules::Regex(regex) => format!("the regular expression {regex:?}"),
+        PeftTargetModules::Unset => "null".into(),
     }
 }
 
@@ -166,17 +176,15 @@ fn check_modules(
         if let Some(problem) = path_problem(path) {
             problems.push(problem);
         }
-        if let PeftTargetModules::List(targets) = &config.target_modules {
-            if !targets_match(targets, path) {
-                problems.push(AdapterProblem::Field {
-                    file: PEFT_CONFIG_FILE.into(),
-                    field: "target_modules".into(),
-                    message: format!(
-                        "does not select module `{path}`, which has LoRA weights (targets: {})",
-                        targets.join(", ")
-                    ),
-                });
-            }
+        if !config.targets(path) {
+            problems.push(AdapterProblem::Field {
+                file: PEFT_CONFIG_FILE.into(),
+                field: "target_modules".into(),
+                message: format!(
+                    "does not select module `{path}` (with exclude_modules and layers_to_transform as set), which has LoRA weights: PEFT would not load them (target_modules: {})",
+                    describe_targets(&config.target_modules)
+                ),
+            });
         }
         let rank = config.rank_of(path);
         let a = matrix(path, "lora_A", module.a, problems);

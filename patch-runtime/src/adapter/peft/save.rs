@@ -1,5 +1,6 @@
 //! Writing LoRA entries in PEFT's layout.
 use super::config::{config_bytes, PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
+use super::pattern::{exact_key, PeftPattern};
 use super::{peft_key, PEFT_CONFIG_FILE, PEFT_TENSORS_FILE};
 use crate::adapter::check::check_entries;
 use crate::adapter::entry::{AdapterEntry, AdapterSummary};
@@ -261,18 +262,46 @@ fn peft_config(
         lora_dropout: dropout,
         use_rslora: rslora,
         target_modules: PeftTargetModules::List(target_modules.into_iter().collect()),
-        rank_pattern: loras
-            .iter()
-            .filter(|l| l.config.rank != r)
-            .map(|l| (l.path.clone(), l.config.rank))
-            .collect::<BTreeMap<_, _>>(),
-        alpha_pattern: loras
-            .iter()
-            .filter(|l| l.config.alpha != lora_alpha)
-            .map(|l| (l.path.clone(), l.config.alpha))
-            .collect(),
+        rank_pattern: pattern_of(loras, |l| l.config.rank, r),
+        alpha_pattern: pattern_of(loras, |l| l.config.alpha, lora_alpha),
+        exclude_modules: PeftTargetModules::Unset,
+        layers_to_transform: None,
+        layers_pattern: Vec::new(),
         base_model_name_or_path: options.base_model_name_or_path.clone(),
         task_type: options.task_type.clone(),
         inference_mode: options.inference_mode,
     })
+}
+
+/// The `rank_pattern` or `alpha_pattern` that gives every module its own `value` under
+/// PEFT's rule (the first matching key, keys sorted as `save_pretrained` writes them):
+/// the modules whose value is not `default`, keyed by path; where a path key would also
+/// match another module (`attn.q` matches `blocks.1.attn.q`), keys that match one path
+/// only (`^attn\.q`).
+fn pattern_of<T: Copy + PartialEq>(
+    loras: &[LoraEntry<'_>],
+    value: impl Fn(&LoraEntry<'_>) -> T,
+    default: T,
+) -> PeftPattern<T> {
+    let differing: BTreeMap<&str, T> = loras
+        .iter()
+        .filter(|l| value(l) != default)
+        .map(|l| (l.path.as_str(), value(l)))
+        .collect();
+    let means_it = |pattern: &PeftPattern<T>| {
+        loras
+            .iter()
+            .all(|l| pattern.get(&l.path).unwrap_or(default) == value(l))
+    };
+    let by_path = differing.iter().map(|(path, v)| ((*path).to_owned(), *v));
+    if let Some(pattern) = PeftPattern::new(by_path).ok().filter(means_it) {
+        return pattern;
+    }
+    let exact: BTreeMap<String, T> = differing
+        .iter()
+        .map(|(path, v)| (exact_key(path), *v))
+        .collect();
+    let pattern = PeftPattern::new(exact).expect("escaped paths are valid regular expressions");
+    debug_assert!(means_it(&pattern));
+    pattern
 }
