@@ -11,6 +11,10 @@ use tch::Tensor;
 /// each saved tensor into the adapter's parameter, converting the dtype): a `bfloat16`
 /// adapter loads onto a `float32` model as `float32` values. Integer tensors (token ids)
 /// must always match exactly, as must shapes.
+///
+/// One difference remains on `float16`/`bfloat16` bases: PEFT's `from_pretrained` keeps the
+/// adapter of such a base in `float32` (`autocast_adapter_dtype=True`), while a patch here
+/// is made in the base weight's own dtype, so the saved values are converted to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AdapterDtype {
     /// Convert a floating-point tensor to the model's floating-point dtype (PEFT's rule).
