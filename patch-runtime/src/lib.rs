@@ -15,6 +15,7 @@ mod params;
 mod patch;
 pub mod patches;
 pub mod registry;
+mod safe_read;
 mod state;
 mod swap;
 mod tied;

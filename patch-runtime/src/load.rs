@@ -1,6 +1,7 @@
 //! `Tensor.module_load`: load a safetensors checkpoint into a module by its tensor names,
 //! each tensor passing through a hook on the way in, every key, shape and dtype checked
 //! before anything is written.
+use crate::adapter::tensors;
 use crate::checks::{fit_problems, has_internal_overlap, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
@@ -155,10 +156,7 @@ where
     H: FnMut(&str, Tensor) -> Result<Tensor>,
 {
     let path = path.as_ref();
-    let entries = Tensor::read_safetensors(path).map_err(|source| PatchError::ReadCheckpoint {
-        path: path.to_owned(),
-        source,
-    })?;
+    let entries = read_checkpoint(path)?;
     // Module name -> (file key, tensor), for the keys under the prefix.
     let mut file: BTreeMap<String, (String, Tensor)> = BTreeMap::new();
     for (key, tensor) in entries {
@@ -272,4 +270,42 @@ fn non_finite_count(value: &Tensor) -> std::result::Result<i64, tch::TchError> {
         .f_sum(tch::Kind::Int64)?
         .f_int64_value(&[])?;
     Ok(value.numel() as i64 - finite)
+}
+
+/// Every tensor of the safetensors file `path`, read as [`crate::safe_read`] reads a file
+/// it is handed: a regular file, its header checked (length, names once, countable
+/// shapes) before its data is read.
+fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let unreadable = |message: String| PatchError::ReadCheckpoint {
+        path: path.to_owned(),
+        source: tch::TchError::Io(std::io::Error::other(message)),
+    };
+    let bytes = crate::safe_read::read_safetensors_file(path).map_err(unreadable)?;
+    let file = tensors::parse(&bytes).map_err(unreadable)?;
+    let mut keys: Vec<String> = file.names().into_iter().cloned().collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|key| {
+            let view = file
+                .tensor(&key)
+                .map_err(|error| unreadable(error.to_string()))?;
+            let tensor = Tensor::try_from(view).map_err(|error| {
+                unreadable(format!(
+                    "tensor `{key}` cannot be made by libtorch: {}",
+                    short(&error)
+                ))
+            })?;
+            Ok((key, tensor))
+        })
+        .collect()
+}
+
+/// The first line of a libtorch error (its C++ stack trace left out).
+fn short(error: &tch::TchError) -> String {
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -61,7 +61,7 @@ pub mod peft;
 pub(crate) mod problem;
 mod read;
 mod save;
-mod tensors;
+pub(crate) mod tensors;
 mod torchscript;
 
 pub use adapter_manifest::{AdapterManifest, ManifestPatch, ManifestTensor};

@@ -109,7 +109,7 @@ pub fn read_adapter_with(dir: impl AsRef<Path>, registry: &Registry) -> Result<A
 }
 
 fn read(dir: &Path, name: &str, problems: &mut Vec<AdapterProblem>) -> Option<Vec<u8>> {
-    io::read_file(&dir.join(name))
+    io::read_file(&dir.join(name), io::kind_of(name))
         .map_err(|message| {
             problems.push(AdapterProblem::Read {
                 file: name.into(),

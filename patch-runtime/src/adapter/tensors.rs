@@ -103,9 +103,10 @@ pub(crate) struct FileTensor {
     pub shape: Vec<i64>,
 }
 
-/// Parses a safetensors file's header: each key's dtype and shape. The message of a
-/// malformed file on error.
+/// Parses a safetensors file's header: each key's dtype and shape, each key once. The
+/// message of a malformed file on error.
 pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<SafeTensors<'_>, String> {
+    crate::safe_read::check_header(bytes)?;
     SafeTensors::deserialize(bytes).map_err(|error| error_message(&error))
 }
 

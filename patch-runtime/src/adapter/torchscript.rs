@@ -77,7 +77,7 @@ fn to_bytes(module: &CModule, what: &str) -> Result<Vec<u8>> {
         .save(&scratch)
         .map_err(PatchError::torch(format!("serializing {what}")));
     let bytes = saved.and_then(|()| {
-        io::read_file(&scratch).map_err(|message| PatchError::WriteFile {
+        io::read_file(&scratch, io::FileKind::Own).map_err(|message| PatchError::WriteFile {
             path: scratch.clone(),
             source: std::io::Error::other(message),
         })

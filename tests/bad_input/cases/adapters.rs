@@ -150,6 +150,53 @@ pub fn cases() -> Vec<Case> {
 fn manifest_cases() -> Vec<Case> {
     vec![
         case!(
+            "adapter: adapter.safetensors names one tensor twice",
+            setup: |fx| {
+                let dir = saved(fx);
+                let header = r#"{"blocks.0.q.lora_a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"blocks.0.q.lora_a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+                let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+                bytes.extend_from_slice(header.as_bytes());
+                bytes.extend_from_slice(&[0; 8]);
+                std::fs::write(dir.join(TENSORS_FILE), bytes).unwrap();
+            },
+            |fx| load(fx),
+            e if problems(e).iter().any(|p| matches!(p, AdapterProblem::Read { message, .. }
+                if message == "its header names tensor \"blocks.0.q.lora_a\" twice"))
+        ),
+        case!(
+            "adapter: adapter.json is a symbolic link to /dev/zero",
+            setup: |fx| {
+                let dir = saved(fx);
+                std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", dir.join(MANIFEST_FILE)).unwrap();
+            },
+            |fx| load(fx),
+            e if problems(e).iter().any(|p| matches!(p, AdapterProblem::Read { file, message }
+                if file == MANIFEST_FILE && message.contains("it is a device")))
+        ),
+        case!(
+            "adapter: adapter.json is a named pipe",
+            setup: |fx| {
+                let dir = saved(fx);
+                std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
+                let made = std::process::Command::new("mkfifo").arg(dir.join(MANIFEST_FILE)).status();
+                assert!(made.is_ok_and(|s| s.success()));
+            },
+            |fx| load(fx),
+            e if problems(e).iter().any(|p| matches!(p, AdapterProblem::Read { file, message }
+                if file == MANIFEST_FILE && message.contains("it is a named pipe")))
+        ),
+        case!(
+            "adapter: adapter.json larger than the 16 MiB a JSON side file may be",
+            setup: |fx| {
+                let dir = saved(fx);
+                std::fs::write(dir.join(MANIFEST_FILE), vec![b' '; (16 << 20) + 1]).unwrap();
+            },
+            |fx| load(fx),
+            e if problems(e).iter().any(|p| matches!(p, AdapterProblem::Read { file, message }
+                if file == MANIFEST_FILE && message.contains("more than the 16777216 read")))
+        ),
+        case!(
             "adapter: a manifest naming an unknown patch",
             setup: |fx| edited(fx, |m| first(m)["patch"] = json!("lorra")),
             |fx| load(fx),

@@ -24,6 +24,20 @@ fn raw(header: &str, data: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// A named pipe at `name` in the fixture's folder.
+fn fifo(fx: &Fixture, name: &str) -> std::path::PathBuf {
+    let path = fx.file(name);
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+    path
+}
+
+/// Whether an error's text is short: one line, no C++ stack trace.
+fn short(error: &impl std::fmt::Display) -> bool {
+    let text = error.to_string();
+    text.len() < 300 && !text.contains('\n')
+}
+
 /// The fixture's valid checkpoint, changed by `damage`, written to `damaged.safetensors`.
 fn damaged(fx: &mut Fixture, damage: impl FnOnce(&mut Vec<u8>)) -> std::path::PathBuf {
     let mut bytes = std::fs::read(&fx.checkpoint).unwrap();
@@ -201,6 +215,45 @@ pub fn cases() -> Vec<Case> {
                 )
             },
             PatchError::ReadCheckpoint { .. }
+        ),
+        case!(
+            "load: one tensor name twice in the header, with two dtypes",
+            |fx| {
+                let header = r#"{"fc2.bias":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"fc2.bias":{"dtype":"I32","shape":[4],"data_offsets":[0,16]}}"#;
+                load(fx, &fx.write_bytes("twice.safetensors", &raw(header, &[0; 16])))
+            },
+            PatchError::ReadCheckpoint { source, .. } if source.to_string() == "its header names tensor \"fc2.bias\" twice"
+        ),
+        case!(
+            "load: a zero-sized shape whose other dimensions overflow libtorch's count",
+            |fx| {
+                let header = r#"{"fc2.bias":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}}"#;
+                load(fx, &fx.write_bytes("uncountable.safetensors", &raw(header, &[])))
+            },
+            PatchError::ReadCheckpoint { source, .. } if short(source) && source.to_string().contains("more elements than libtorch can count")
+        ),
+        case!(
+            "load: a header claiming 200 MB, refused before it is read",
+            |fx| {
+                let mut bytes = 200_000_000u64.to_le_bytes().to_vec();
+                bytes.extend_from_slice(b"{}");
+                load(fx, &fx.write_bytes("big-header.safetensors", &bytes))
+            },
+            PatchError::ReadCheckpoint { source, .. } if source.to_string().contains("past the 100000000-byte limit")
+        ),
+        case!(
+            "load: a symbolic link to /dev/zero",
+            |fx| {
+                let link = fx.file("zero.safetensors");
+                std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+                load(fx, &link)
+            },
+            PatchError::ReadCheckpoint { source, .. } if source.to_string().contains("it is a device")
+        ),
+        case!(
+            "load: a named pipe (refused at once, not waited on)",
+            |fx| load(fx, &fifo(fx, "pipe.safetensors")),
+            PatchError::ReadCheckpoint { source, .. } if source.to_string().contains("it is a named pipe")
         ),
         case!(
             "load: NaN where finite values are required",

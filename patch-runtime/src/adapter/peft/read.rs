@@ -43,7 +43,7 @@ pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter> {
     let dir = dir.as_ref();
     let mut problems = Vec::new();
     let read = |name: &str| {
-        io::read_file(&dir.join(name)).map_err(|message| AdapterProblem::Read {
+        io::read_file(&dir.join(name), io::kind_of(name)).map_err(|message| AdapterProblem::Read {
             file: name.into(),
             message,
         })
