@@ -10,10 +10,12 @@ libtorch:
 demo: libtorch
 	$(CARGO) run --release --example finetune
 
-# Everything CI checks: formatting, lints, unit, integration, doc and UI (trybuild) tests.
+# Everything CI checks: formatting, lints, API docs without a warning, unit, integration
+# (with the Python cross-checks of tests/python/), doc and UI (trybuild) tests.
 test: libtorch
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
