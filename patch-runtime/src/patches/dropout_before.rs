@@ -106,3 +106,41 @@ impl<M: LinearLike> LinearLike for DropoutBefore<M> {
         self.base.forward_detached(&self.input(xs, train), train)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::PatchError;
+    use tch::{nn::Module, Device, Kind};
+
+    #[test]
+    fn p_is_in_zero_to_one_inclusive() {
+        for p in [0.0, 0.5, 1.0] {
+            assert!(DropoutBeforeConfig { p }.validate().is_ok(), "{p}");
+        }
+        for p in [-0.1, 1.5, f64::NAN] {
+            let error = DropoutBeforeConfig { p }.validate().unwrap_err();
+            assert!(
+                matches!(&error, PatchError::ArgumentOutOfRange { name, .. } if name == "p"),
+                "{p}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_train_flag_decides_dropout_and_reaches_the_base() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let linear = nn::linear(vs.root(), 4, 2, Default::default());
+        let patched = DropoutBefore::new(linear, &DropoutBeforeConfig { p: 1.0 }).unwrap();
+        let xs = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+        assert!(patched
+            .forward_t(&xs, false)
+            .equal(&patched.base.forward(&xs)));
+        let zeros = patched.base.forward(&xs.zeros_like());
+        assert!(patched.forward_t(&xs, true).equal(&zeros));
+        assert!(patched.forward_detached(&xs, true).equal(&zeros));
+        assert!(patched
+            .forward_detached(&xs, false)
+            .equal(&patched.base.forward(&xs)));
+    }
+}

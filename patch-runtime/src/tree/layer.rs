@@ -328,3 +328,23 @@ leaf_layer!(
     nn::GroupNorm,
     nn::BatchNorm,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::ModuleT, Device, Kind};
+
+    /// A slot's boxed content passes the train flag on by itself (no slot around it).
+    #[test]
+    fn a_boxed_content_passes_train_to_what_it_holds() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = nn::batch_norm1d(vs.root(), 3, Default::default());
+        let content: Box<dyn SlotContent<nn::BatchNorm>> = bn.into_content();
+        let xs = Tensor::randn([8, 3], (Kind::Float, Device::Cpu)) * 2.0 + 1.0;
+        let mean = Layer::root(&content).running_mean.copy();
+        let _ = content.forward_t(&xs, false);
+        assert!(Layer::root(&content).running_mean.equal(&mean));
+        let _ = content.forward_t(&xs, true);
+        assert!(!Layer::root(&content).running_mean.equal(&mean));
+    }
+}
