@@ -44,8 +44,9 @@ impl Gained {
     }
 }
 
-/// A delegating patch for any slot content, applied at run time.
-#[patch(from = L)]
+/// A delegating patch for any slot content, applied at run time (`module_t`: what a slot
+/// holds is an `nn::ModuleT`, so the patch passes the train flag on).
+#[patch(from = L, module_t)]
 struct Tagged<L: Layer> {}
 
 /// The blog post's forward: the whole table with `delta` scattered in, then the lookup.
@@ -175,8 +176,8 @@ fn slot_dispatch<M: Measurement>(c: &mut Criterion<M>) {
         let name = format!("slot_dispatch_{size}");
         let mut g = group(c, &name, Policy::for_linear(size));
         baseline(&mut g, || field.forward(&xs));
-        case(&mut g, "slot", || slot.forward(&xs));
-        case(&mut g, "patched", || patched.forward(&xs));
+        case(&mut g, "slot", || slot.forward_eval(&xs));
+        case(&mut g, "patched", || patched.forward_eval(&xs));
         g.finish();
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use common::TempDir;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use tch::nn::{self, Module, OptimizerConfig};
+use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::adapter::{
     apply_lora_adapter, read_adapter, save_adapter, AdapterEntry, AdapterProblem, MANIFEST_FILE,
@@ -80,10 +80,10 @@ struct Patched {
     fc3: nn::Linear,
 }
 
-impl Module for Patched {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        self.fc3
-            .forward(&self.fc2.forward(&self.fc1.forward(xs).relu()).relu())
+impl ModuleT for Patched {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let hidden = self.fc1.forward_t(xs, train).relu();
+        self.fc3.forward(&self.fc2.forward_t(&hidden, train).relu())
     }
 }
 
@@ -117,7 +117,9 @@ fn trained(vs: &mut nn::VarStore) -> Patched {
     let xs = Tensor::randn([64, 128], FLOAT);
     let ys = Tensor::randn([64, 32], FLOAT);
     for _ in 0..5 {
-        let loss = model.forward(&xs).mse_loss(&ys, tch::Reduction::Mean);
+        let loss = model
+            .forward_t(&xs, true)
+            .mse_loss(&ys, tch::Reduction::Mean);
         opt.backward_step(&loss);
     }
     assert!(
@@ -144,7 +146,7 @@ fn adapter_round_trip_onto_a_fresh_base_gives_the_same_outputs() {
     let mut vs = nn::VarStore::new(CPU);
     let model = trained(&mut vs);
     let xs = Tensor::randn([16, 128], FLOAT);
-    let expected = model.forward(&xs);
+    let expected = model.forward_t(&xs, false);
 
     let summary = save_adapter(dir.path(), &entries(&model)).unwrap();
     let full = dir.join("full_model.safetensors");
@@ -176,7 +178,7 @@ fn adapter_round_trip_onto_a_fresh_base_gives_the_same_outputs() {
         fc2: patched.remove("fc2").unwrap(),
         fc3,
     };
-    let actual = fresh.forward(&xs);
+    let actual = fresh.forward_t(&xs, false);
     assert!(actual.allclose(&expected, 1e-6, 1e-6, false));
     assert!(actual.equal(&expected), "in fact bit for bit");
     // The re-created patches are trainable VarStore variables, as the trained ones were.

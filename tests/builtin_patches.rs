@@ -4,7 +4,7 @@ use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{
     BiasOnly, BiasOnlyConfig, BuildPatch, DropoutBefore, DropoutBeforeConfig, LinearLike,
-    MostlyFrozenEmbedding, TrainMode,
+    MostlyFrozenEmbedding,
 };
 use tch_patch::registry::Registry;
 use tch_patch::{named_tensors, Patch, PatchError};
@@ -25,12 +25,16 @@ fn bias_only_trains_only_its_offset() {
         .collect();
     assert_eq!(names, ["weight", "bias", "bias_delta"]);
     let xs = Tensor::randn([8, 6], FLOAT);
-    assert!(patched.forward(&xs).equal(&patched.base().forward(&xs)));
+    assert!(patched
+        .forward_t(&xs, false)
+        .equal(&patched.base().forward(&xs)));
 
     let weight = patched.ws.detach().copy();
     let bias = patched.bs.as_ref().unwrap().detach().copy();
     let mut opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
-    let loss = (patched.forward(&xs) - 1.0).square().mean(Kind::Float);
+    let loss = (patched.forward_t(&xs, true) - 1.0)
+        .square()
+        .mean(Kind::Float);
     opt.zero_grad();
     loss.backward();
     assert!(!patched.ws.grad().defined());
@@ -41,7 +45,9 @@ fn bias_only_trains_only_its_offset() {
     let shift = patched.bias_delta().detach().copy();
     assert!(shift.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     let expected = patched.base().forward(&xs) + &shift;
-    assert!(patched.forward(&xs).allclose(&expected, 1e-6, 1e-6, false));
+    assert!(patched
+        .forward_t(&xs, false)
+        .allclose(&expected, 1e-6, 1e-6, false));
 }
 
 #[test]
@@ -72,11 +78,12 @@ fn dropout_before_drops_inputs_in_training_mode_only() {
         bs: None,
     };
     let _ = &vs;
-    let mut patched = DropoutBefore::new(identity, &DropoutBeforeConfig { p: 0.25 }).unwrap();
+    let patched = DropoutBefore::new(identity, &DropoutBeforeConfig { p: 0.25 }).unwrap();
     let xs = Tensor::ones([32, 64], FLOAT);
-    assert!(patched.forward(&xs).equal(&patched.base().forward(&xs)));
-    patched.set_training(true);
-    let ys = patched.forward(&xs);
+    assert!(patched
+        .forward_t(&xs, false)
+        .equal(&patched.base().forward(&xs)));
+    let ys = patched.forward_t(&xs, true);
     let kept = ys.ne(0.0);
     // Kept inputs are scaled by 1 / (1 − p); about a quarter are zeroed.
     let scaled = ys.masked_select(&kept);
@@ -87,8 +94,7 @@ fn dropout_before_drops_inputs_in_training_mode_only() {
             .mean(Kind::Float)
             .double_value(&[]);
     assert!((0.2..0.3).contains(&dropped), "{dropped}");
-    patched.set_training(false);
-    assert!(patched.forward(&xs).equal(&xs));
+    assert!(patched.forward_t(&xs, false).equal(&xs));
     assert_eq!((patched.in_features(), patched.p()), (64, 0.25));
     assert!(DropoutBefore::new(
         nn::linear(vs.root(), 2, 2, Default::default()),

@@ -3,7 +3,7 @@
 //! dropout in training mode only, undo with the same tensors, errors that change nothing.
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-use tch_patch::patches::{BuildPatch, LinearLike, Lora, LoraConfig, TrainMode};
+use tch_patch::patches::{BuildPatch, LinearLike, Lora, LoraConfig};
 use tch_patch::registry::Registry;
 use tch_patch::{named_tensors, unpatch, Patch, PatchError};
 
@@ -57,7 +57,7 @@ fn a_fresh_adapter_is_the_base_bit_for_bit() {
     let linear = nn::linear(vs.root() / "fc", 16, 12, Default::default());
     let lora = Lora::new(linear, &(vs.root() / "fc"), &config(8)).unwrap();
     let xs = Tensor::randn([5, 16], FLOAT);
-    assert!(lora.forward(&xs).equal(&lora.base().forward(&xs)));
+    assert!(lora.forward_t(&xs, false).equal(&lora.base().forward(&xs)));
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn merged_output_equals_unmerged_output_and_merging_is_in_place() {
     let vs = nn::VarStore::new(CPU);
     let mut lora = trained_lora(&vs, &config(4));
     let xs = Tensor::randn([7, 16], FLOAT);
-    let unmerged = lora.forward(&xs);
+    let unmerged = lora.forward_t(&xs, false);
     assert!(!unmerged.allclose(&lora.base().forward(&xs), 1e-3, 1e-3, false));
     let weight_ptr = lora.ws.data_ptr();
     let weight_before = copy(&lora.ws);
@@ -78,7 +78,7 @@ fn merged_output_equals_unmerged_output_and_merging_is_in_place() {
         !lora.ws.equal(&weight_before),
         "the weight holds the update"
     );
-    let merged = lora.forward(&xs);
+    let merged = lora.forward_t(&xs, false);
     assert!(merged.allclose(&unmerged, 1e-5, 1e-5, false));
     // The base alone now gives the adapted output: the update is not counted twice.
     assert!(lora
@@ -87,12 +87,14 @@ fn merged_output_equals_unmerged_output_and_merging_is_in_place() {
         .allclose(&unmerged, 1e-5, 1e-5, false));
     // Merging again changes nothing.
     lora.merge().unwrap();
-    assert!(lora.forward(&xs).equal(&merged));
+    assert!(lora.forward_t(&xs, false).equal(&merged));
 
     lora.unmerge().unwrap();
     assert!(!lora.is_merged());
     assert_eq!(lora.ws.data_ptr(), weight_ptr);
-    assert!(lora.forward(&xs).allclose(&unmerged, 1e-5, 1e-5, false));
+    assert!(lora
+        .forward_t(&xs, false)
+        .allclose(&unmerged, 1e-5, 1e-5, false));
     lora.unmerge().unwrap(); // no-op
 }
 
@@ -167,21 +169,21 @@ fn disabled_adapter_gives_the_base_output_bit_for_bit() {
     let vs = nn::VarStore::new(CPU);
     let mut lora = trained_lora(&vs, &config(4));
     let xs = Tensor::randn([3, 16], FLOAT);
-    let adapted = lora.forward(&xs);
+    let adapted = lora.forward_t(&xs, false);
     lora.set_enabled(false).unwrap();
-    assert!(lora.forward(&xs).equal(&lora.base().forward(&xs)));
+    assert!(lora.forward_t(&xs, false).equal(&lora.base().forward(&xs)));
     // Merging a disabled adapter is an error that changes nothing.
     let before = copy(&lora.ws);
     assert!(matches!(lora.merge(), Err(PatchError::MergeState { .. })));
     assert!(lora.ws.equal(&before));
     lora.set_enabled(true).unwrap();
-    assert!(lora.forward(&xs).equal(&adapted));
+    assert!(lora.forward_t(&xs, false).equal(&adapted));
 
     // Disabling a merged adapter unmerges it first.
     lora.merge().unwrap();
     lora.set_enabled(false).unwrap();
     assert!(!lora.is_merged());
-    assert!(lora.forward(&xs).equal(&lora.base().forward(&xs)));
+    assert!(lora.forward_t(&xs, false).equal(&lora.base().forward(&xs)));
     assert!(lora.ws.allclose(&before, 1e-6, 1e-6, false));
 }
 
@@ -212,7 +214,7 @@ fn only_the_adapters_train_with_an_optimizer_built_from_the_var_store() {
         .map(copy)
         .collect();
     for step in 0..5 {
-        let out = fc2.forward(&fc1.forward(&xs).relu());
+        let out = fc2.forward_t(&fc1.forward_t(&xs, true).relu(), true);
         let loss = out.mse_loss(&ys, tch::Reduction::Mean);
         opt.zero_grad();
         loss.backward();
@@ -257,7 +259,7 @@ fn rslora_scales_by_alpha_over_sqrt_rank() {
     let lora = trained_lora(&vs, &rs);
     assert_eq!(lora.scaling(), 2.0);
     let xs = Tensor::randn([4, 16], FLOAT);
-    let update = lora.forward(&xs) - lora.base().forward(&xs);
+    let update = lora.forward_t(&xs, false) - lora.base().forward(&xs);
     let expected = xs.matmul(&lora.lora_a().tr()).matmul(&lora.lora_b().tr()) * 2.0;
     assert!(update.allclose(&expected, 1e-5, 1e-5, false));
     let delta = lora.delta_weight().unwrap();
@@ -282,20 +284,20 @@ fn dropout_applies_to_the_update_in_training_mode_only() {
     let xs = Tensor::randn([64, 16], FLOAT);
     let expected_eval = lora.base().forward(&xs)
         + xs.matmul(&lora.lora_a().tr()).matmul(&lora.lora_b().tr()) * lora.scaling();
-    assert!(!lora.is_training());
-    let eval = lora.forward(&xs);
+    let eval = lora.forward_t(&xs, false);
     assert!(eval.allclose(&expected_eval, 1e-5, 1e-5, false));
-    assert!(lora.forward(&xs).equal(&eval), "eval mode is deterministic");
+    assert!(
+        lora.forward_t(&xs, false).equal(&eval),
+        "eval mode is deterministic"
+    );
 
-    lora.set_training(true);
-    let train = lora.forward(&xs);
+    let train = lora.forward_t(&xs, true);
     assert!(!train.allclose(&eval, 1e-3, 1e-3, false));
     // The dropout is on the update's input only: a zero update makes training mode the base.
     lora.set_enabled(false).unwrap();
-    assert!(lora.forward(&xs).equal(&lora.base().forward(&xs)));
+    assert!(lora.forward_t(&xs, true).equal(&lora.base().forward(&xs)));
     lora.set_enabled(true).unwrap();
-    lora.set_training(false);
-    assert!(lora.forward(&xs).equal(&eval));
+    assert!(lora.forward_t(&xs, false).equal(&eval));
 }
 
 #[test]
@@ -334,7 +336,7 @@ fn into_base_and_unpatch_give_back_the_same_tensors() {
     let vs = nn::VarStore::new(CPU);
     let lora = trained_lora(&vs, &config(4));
     let xs = Tensor::randn([2, 16], FLOAT);
-    let adapted = lora.forward(&xs);
+    let adapted = lora.forward_t(&xs, false);
     let merged = lora.merge_and_unload().unwrap();
     assert!(merged.forward(&xs).allclose(&adapted, 1e-5, 1e-5, false));
 }
@@ -391,7 +393,9 @@ fn built_from_a_patch_string_over_any_linear_like_module() {
     // A LoRA of a LoRA: the outer one trains, the inner one is frozen with the base.
     let mut outer = Lora::new(lora, &(vs.root() / "q" / "outer"), &LoraConfig::default()).unwrap();
     let xs = Tensor::randn([2, 6], FLOAT);
-    assert!(outer.forward(&xs).equal(&outer.base().forward(&xs)));
+    assert!(outer
+        .forward_t(&xs, false)
+        .equal(&outer.base().forward_t(&xs, false)));
     outer.merge().unwrap();
     outer.unmerge().unwrap();
 }

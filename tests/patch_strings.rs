@@ -189,8 +189,8 @@ fn table_of_patch_strings() {
             err("at column 24: argument \"rank\" of patch \"lora\" is 5000, but must be in 1..=4096"),
         ),
         (
-            r#"dropout_before(p=1.0, targets="x")"#,
-            err("at column 18: argument \"p\" of patch \"dropout_before\" is 1.0, but must be in 0.0..1.0"),
+            r#"dropout_before(p=1.5, targets="x")"#,
+            err("at column 18: argument \"p\" of patch \"dropout_before\" is 1.5, but must be in 0.0..=1.0"),
         ),
         (
             r#"scale_output(mode="pow", targets="x")"#,
@@ -419,7 +419,7 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 fn lora_config() -> impl Strategy<Value = LoraConfig> {
-    (1i64..=4096, any::<f64>(), 0.0f64..1.0, any::<bool>()).prop_filter_map(
+    (1i64..=4096, any::<f64>(), 0.0f64..=1.0, any::<bool>()).prop_filter_map(
         "finite alpha",
         |(rank, alpha, dropout, use_rslora)| {
             alpha.is_finite().then_some(LoraConfig {

@@ -6,7 +6,7 @@ mod common;
 
 use common::{run_python, TempDir};
 use std::path::Path;
-use tch::nn::{self, Module};
+use tch::nn::{self, Module, ModuleT};
 use tch::{CModule, Device, Kind, Tensor};
 use tch_patch::adapter::{load_torchscript, save_torchscript, trace_module};
 use tch_patch::patches::{Lora, LoraConfig};
@@ -21,9 +21,10 @@ struct Model {
     fc2: nn::Linear,
 }
 
-impl Module for Model {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        self.fc2.forward(&self.fc1.forward(xs).gelu("none"))
+impl ModuleT for Model {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.fc2
+            .forward(&self.fc1.forward_t(xs, train).gelu("none"))
     }
 }
 
@@ -78,7 +79,10 @@ fn export(model: &Model, dir: &Path, name: &str, inputs: &[Tensor]) -> Vec<Tenso
             .len()
     );
 
-    let outputs: Vec<Tensor> = inputs.iter().map(|xs| model.forward(xs).detach()).collect();
+    let outputs: Vec<Tensor> = inputs
+        .iter()
+        .map(|xs| model.forward_t(xs, false).detach())
+        .collect();
     let mut io: Vec<(String, Tensor)> = Vec::new();
     for (i, (xs, ys)) in inputs.iter().zip(&outputs).enumerate() {
         io.push((format!("input_{i}"), xs.shallow_clone()));
@@ -143,7 +147,9 @@ fn a_traced_module_holds_copies_of_the_model_tensors() {
     let _ = tch::no_grad(|| model.fc2.ws.shallow_clone().fill_(0.0));
     let _ = tch::no_grad(|| model.fc1.lora_b().shallow_clone().fill_(1.0));
     assert!(traced.forward_ts(&[&xs]).unwrap().equal(&before));
-    assert!(!model.forward(&xs).allclose(&before, 1e-3, 1e-3, false));
+    assert!(!model
+        .forward_t(&xs, false)
+        .allclose(&before, 1e-3, 1e-3, false));
 }
 
 #[test]

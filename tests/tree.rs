@@ -14,21 +14,22 @@ const DIM: i64 = 4;
 const VOCAB: i64 = 10;
 
 /// Multiplies the output of any layer by a trainable per-feature `scale` (ones at first).
-#[patch(from = L, custom_forward)]
-struct Scaled<L: Layer + Module> {
+/// `module_t`, as every patch that stacks on a slot's content: the train flag goes on down.
+#[patch(from = L, module_t, custom_forward)]
+struct Scaled<L: Layer> {
     #[param]
     scale: Tensor,
 }
 
 #[patch_forward]
-impl<L: Layer + Module> Scaled<L> {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        self.base.forward(xs) * &self.scale
+impl<L: Layer> Scaled<L> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.base.forward_t(xs, train) * &self.scale
     }
 }
 
 /// A patch with nothing of its own.
-#[patch(from = L)]
+#[patch(from = L, module_t)]
 struct Tagged<L: Layer> {}
 
 /// Doubles its base's output in train mode only: shows the train flag reaches it.
@@ -71,16 +72,16 @@ struct TinyLm {
     name: &'static str,
 }
 
-impl Module for TinyLm {
-    fn forward(&self, ids: &Tensor) -> Tensor {
-        let mut xs = self.embed.forward(ids);
+impl ModuleT for TinyLm {
+    fn forward_t(&self, ids: &Tensor, train: bool) -> Tensor {
+        let mut xs = ids.apply_t(&self.embed, train);
         for block in &self.blocks {
             let a = &block.attn;
-            let mixed =
-                a.o.forward(&(a.q.forward(&xs) + a.k.forward(&xs) + a.v.forward(&xs)));
+            let qkv = xs.apply_t(&a.q, train) + xs.apply_t(&a.k, train) + xs.apply_t(&a.v, train);
+            let mixed = qkv.apply_t(&a.o, train);
             xs = block.norm.forward(&(xs + mixed));
         }
-        self.head.forward(&xs)
+        xs.apply_t(&self.head, train)
     }
 }
 
@@ -193,7 +194,7 @@ fn a_glob_rule_patches_every_match_and_reports_it() {
     let vs = nn::VarStore::new(CPU);
     let mut model = tiny_lm(&vs, 2, VOCAB);
     let ids = Tensor::from_slice(&[1i64, 2, 3]);
-    let before = model.forward(&ids);
+    let before = model.forward_t(&ids, false);
     let names_before: Vec<String> = named_tensors(&model).into_iter().map(|t| t.name).collect();
 
     let report = model.apply(&scale_rule(&vs, "*.attn.{q,v}")).unwrap();
@@ -206,7 +207,7 @@ fn a_glob_rule_patches_every_match_and_reports_it() {
     assert_eq!(model.blocks[0].attn.q.patch_name(), Some("Scaled"));
     assert!(!model.blocks[0].attn.k.is_patched());
     // Scale starts at one: same outputs, bit for bit.
-    assert!(model.forward(&ids).equal(&before));
+    assert!(model.forward_t(&ids, false).equal(&before));
     // The base's names stay; each patch adds `scale` after them.
     let names: Vec<String> = named_tensors(&model).into_iter().map(|t| t.name).collect();
     let added: Vec<&String> = names.iter().filter(|n| !names_before.contains(n)).collect();
@@ -619,19 +620,19 @@ fn patch_all_extends_a_rule_to_every_slot_sharing_the_tensor() {
 }
 
 #[test]
-fn the_train_flag_reaches_layers_under_plain_patches() {
+fn the_train_flag_reaches_layers_under_delegating_patches() {
     let vs = nn::VarStore::new(CPU);
     let mut slot = linear(vs.root() / "fc", DIM, DIM);
     let xs = Tensor::randn([2, DIM], (Kind::Float, CPU));
-    let eval = slot.forward(&xs);
+    let eval = slot.forward_eval(&xs);
     slot.replace_with(|base| Ok(Box::new(TrainDoubles { base })))
         .unwrap();
-    // A plain patch on top, which calls its base through `nn::Module`.
+    // A delegating patch on top, which passes the flag to its base.
     slot.replace_with(|base| Ok(Box::new(Tagged { base })))
         .unwrap();
     assert!(slot.forward_t(&xs, false).equal(&eval));
     assert!(slot.forward_t(&xs, true).equal(&(&eval * 2)));
-    assert!(slot.forward(&xs).equal(&eval));
+    assert!(slot.forward_eval(&xs).equal(&eval));
     assert!(xs.apply_t(&slot, true).equal(&(&eval * 2)));
 }
 

@@ -252,6 +252,8 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
         }
     });
     let forward = if module_t {
+        let self_ty = quote!(#ident #ty_g);
+        let no_forward = forward_needs_train_flag(private, &impl_g, &self_ty, where_clause);
         quote! {
             #[diagnostic::do_not_recommend]
             impl #impl_g #private::tch::nn::ModuleT for #ident #ty_g #bounded_where {
@@ -260,6 +262,7 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
                     #private::tch::nn::ModuleT::forward_t(&self.base, xs, train)
                 }
             }
+            #no_forward
         }
     } else {
         quote! {
@@ -273,6 +276,31 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
         }
     };
     quote!(#markers #forward #parent_check)
+}
+
+/// For a `module_t` patch: an inherent `forward(xs)` that can never be called (its bound
+/// has no impl), so `patch.forward(&xs)` is a compile error saying to pass the train flag,
+/// instead of method lookup going through `Deref` to the parent's `nn::Module::forward`,
+/// which would skip the patch silently.
+pub fn forward_needs_train_flag(
+    private: &TokenStream,
+    impl_g: &dyn ToTokens,
+    self_ty: &dyn ToTokens,
+    where_clause: Option<&syn::WhereClause>,
+) -> TokenStream {
+    quote! {
+        impl #impl_g #self_ty #where_clause {
+            #[doc(hidden)]
+            #[allow(dead_code)]
+            #[inline]
+            pub fn forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor
+            where
+                for<'__p> Self: #private::NeedsTrainFlag,
+            {
+                #private::tch::nn::ModuleT::forward_t(self, xs, false)
+            }
+        }
+    }
 }
 
 /// Whether `ty` names one of the struct's type or const parameters (then the parent is

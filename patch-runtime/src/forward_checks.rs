@@ -55,6 +55,17 @@ pub trait PlainPatch {}
 )]
 pub trait TrainModePatch {}
 
+/// Never implemented: the bound of the hidden `forward(xs)` that a `module_t` patch gets, so
+/// that `patch.forward(&xs)` is a compile error saying what to call, instead of reaching the
+/// parent's `nn::Module::forward` through `Deref` (which would skip the patch and its train
+/// flag, silently).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `forward(xs)`: it is a `module_t` patch, whose forward takes the train flag",
+    label = "call `forward_t(xs, train)` (or `xs.apply_t(&patch, train)`) instead",
+    note = "`forward(xs)` would be the parent's forward, through `Deref`: the patch itself (dropout, a LoRA update...) would be skipped"
+)]
+pub trait NeedsTrainFlag: nn::ModuleT {}
+
 /// Compile-time assertion used by generated code: reports a parent that is not a module
 /// at `from = ...` with [`ModuleParent`]'s message.
 pub fn assert_module_parent<T: ModuleParent + ?Sized>() {}

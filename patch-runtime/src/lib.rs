@@ -60,7 +60,7 @@ pub mod __private {
     pub use crate::forward_checks::{
         assert_declares_custom_forward, assert_has_custom_forward, assert_module_parent,
         assert_module_t_parent, assert_plain_patch, assert_train_mode_patch, DeclaresCustomForward,
-        HasCustomForward, ModuleParent, ModuleTParent, PlainPatch, TrainModePatch,
+        HasCustomForward, ModuleParent, ModuleTParent, NeedsTrainFlag, PlainPatch, TrainModePatch,
     };
     pub use crate::params::{Parameters, TensorRole, Visitor, VisitorMut};
     pub use crate::patch::{Patch, PatchView};

@@ -30,6 +30,8 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
         )
     } else {
         let ident = &block.forwards_t[0].sig.ident;
+        let no_forward =
+            crate::expand::forward_needs_train_flag(&private, &impl_g, self_ty, where_clause);
         (
             quote! {
                 #[diagnostic::do_not_recommend]
@@ -39,6 +41,7 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
                         <#self_ty>::#ident(self, xs, train)
                     }
                 }
+                #no_forward
             },
             quote_spanned!(ident.span()=> #private::assert_train_mode_patch::<Self>();),
         )

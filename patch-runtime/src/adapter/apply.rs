@@ -34,7 +34,7 @@ pub(crate) fn var_path<'a>(root: &nn::Path<'a>, path: &str) -> nn::Path<'a> {
 ///
 /// ```
 /// use std::collections::BTreeMap;
-/// use tch::{nn, nn::Module, Device, Kind, Tensor};
+/// use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 /// use tch_patch::adapter::{apply_lora_adapter, AdapterEntry};
 /// use tch_patch::patches::{Lora, LoraConfig};
 ///
@@ -51,7 +51,7 @@ pub(crate) fn var_path<'a>(root: &nn::Path<'a>, path: &str) -> nn::Path<'a> {
 /// let mut modules = BTreeMap::from([("fc".to_owned(), base)]);
 /// let patched = apply_lora_adapter(&[entry], &fresh.root(), &mut modules)?;
 /// let xs = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
-/// assert!(patched["fc"].forward(&xs).equal(&trained.forward(&xs)));
+/// assert!(patched["fc"].forward_t(&xs, false).equal(&trained.forward_t(&xs, false)));
 /// assert!(modules.is_empty()); // taken out, now inside the patches
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```

@@ -6,13 +6,14 @@ use crate::error::{PatchError, Result};
 use crate::params::{named_tensors, Parameters};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tch::{nn::Module, CModule, Tensor};
+use tch::{nn::ModuleT, CModule, Tensor};
 
-/// Traces `model.forward(example)` into a TorchScript module whose `forward` takes one
-/// tensor (see [`trace`]).
+/// Traces `model.forward_t(example, false)` (eval mode: no dropout, batch norm on its
+/// running stats, as a model is exported for inference) into a TorchScript module whose
+/// `forward` takes one tensor (see [`trace`], which traces any closure, e.g. train mode).
 ///
 /// ```
-/// use tch::{nn, nn::Module, Device, Kind, Tensor};
+/// use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 /// use tch_patch::adapter::trace_module;
 /// use tch_patch::patches::{Lora, LoraConfig};
 ///
@@ -22,16 +23,16 @@ use tch::{nn::Module, CModule, Tensor};
 /// let xs = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
 /// let traced = trace_module(&lora, &xs)?;
 /// let ys = traced.forward_ts(&[&xs]).unwrap();
-/// assert!(ys.allclose(&lora.forward(&xs), 1e-6, 1e-6, false));
+/// assert!(ys.allclose(&lora.forward_t(&xs, false), 1e-6, 1e-6, false));
 /// assert!(lora.lora_a().requires_grad()); // as it was before tracing
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-pub fn trace_module<M: Module + Parameters + ?Sized>(
+pub fn trace_module<M: ModuleT + Parameters + ?Sized>(
     model: &M,
     example: &Tensor,
 ) -> Result<CModule> {
     trace(model, std::slice::from_ref(example), |inputs| {
-        vec![model.forward(&inputs[0])]
+        vec![model.forward_t(&inputs[0], false)]
     })
 }
 

@@ -21,8 +21,11 @@ pub struct BiasOnlyConfig {}
 /// tensors, the input still gets one. `bias_delta` is registered under the base's
 /// VarStore path (`fc.bias_delta`).
 ///
+/// An `nn::ModuleT` only: the base may be train-dependent (a stack holding dropout), so
+/// `forward_t(xs, train)` passes `train` on to it; there is no `forward(xs)` to lose it.
+///
 /// ```
-/// use tch::{nn, nn::Module, Device, Kind, Tensor};
+/// use tch::{nn, nn::Module, nn::ModuleT, Device, Kind, Tensor};
 /// use tch_patch::patches::{BiasOnly, BiasOnlyConfig};
 /// use tch_patch::Patch;
 ///
@@ -30,11 +33,11 @@ pub struct BiasOnlyConfig {}
 /// let linear = nn::linear(vs.root() / "fc", 3, 2, Default::default());
 /// let patched = BiasOnly::new(linear, &(vs.root() / "fc"), &BiasOnlyConfig {})?;
 /// let xs = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
-/// assert!(patched.forward(&xs).equal(&patched.base().forward(&xs)));
+/// assert!(patched.forward_t(&xs, false).equal(&patched.base().forward(&xs)));
 /// assert_eq!(patched.bias_delta().size(), [2]);
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-#[patch(from = L, name = "bias_only", custom_forward, crate = crate)]
+#[patch(from = L, name = "bias_only", module_t, custom_forward, crate = crate)]
 pub struct BiasOnly<L: LinearLike> {
     /// The trainable offset, `[out_features]`.
     #[param]
@@ -57,9 +60,9 @@ impl<L: LinearLike> BiasOnly<L> {
 
 #[patch_forward(crate = crate)]
 impl<L: LinearLike> BiasOnly<L> {
-    /// The frozen base's output plus `bias_delta`.
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
-        self.base.forward_detached(xs) + &self.bias_delta
+    /// The frozen base's output (given `train`) plus `bias_delta`.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.base.forward_detached(xs, train) + &self.bias_delta
     }
 }
 
@@ -101,7 +104,7 @@ impl<L: LinearLike> LinearLike for BiasOnly<L> {
         self.base.weight()
     }
 
-    fn forward_detached(&self, xs: &Tensor) -> Tensor {
-        self.base.forward_detached(xs) + &*linear_like::detached(&self.bias_delta)
+    fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.base.forward_detached(xs, train) + &*linear_like::detached(&self.bias_delta)
     }
 }

@@ -1,5 +1,4 @@
-//! Building a patch from its typed config, giving the parent back on failure, and the
-//! train-mode flag of patches whose forward depends on it.
+//! Building a patch from its typed config, giving the parent back on failure.
 use crate::error::PatchError;
 use crate::registry::{PatchArgs, PatchSpec};
 use tch::nn;
@@ -64,16 +63,4 @@ impl<B> BuildError<B> {
     pub(crate) fn new(error: PatchError, base: B) -> Self {
         BuildError { error, base }
     }
-}
-
-/// The train/eval flag of a patch whose forward depends on it (dropout).
-///
-/// tch's `nn::Module::forward` has no train flag, and a model calls its linear layers
-/// through `forward`; so, as PyTorch's `module.training`, the mode is a flag of the
-/// patch, off (eval) when built. Set it on every patch of a model before training.
-pub trait TrainMode {
-    /// Turns training mode on or off.
-    fn set_training(&mut self, training: bool);
-    /// Whether training mode is on.
-    fn is_training(&self) -> bool;
 }

@@ -4,27 +4,28 @@ use super::LinearLike;
 use crate::parametrize::SwappedIn;
 use crate::params::{Parameters, TensorRole, Visitor};
 use crate::tree::DynLayer;
-use tch::{nn, nn::Module, Tensor};
+use tch::{nn, nn::ModuleT, Tensor};
 
 impl LinearLike for DynLayer<nn::Linear> {
     fn weight(&self) -> &Tensor {
         &self.root().ws
     }
 
-    /// The content's forward with every one of its tensors detached: each handle is
-    /// pointed at a detached alias of its tensor for the call (no storage copied), so the
-    /// values are bit for bit the forward's while a backward pass reaches only `xs`.
-    fn forward_detached(&self, xs: &Tensor) -> Tensor {
+    /// The content's `forward_t(xs, train)` with every one of its tensors detached: each
+    /// handle is pointed at a detached alias of its tensor for the call (no storage
+    /// copied), so the values are bit for bit the forward's while a backward pass reaches
+    /// only `xs`.
+    fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {
         let handles = tensor_handles(self);
         if !handles.iter().any(|t| t.requires_grad()) {
-            return self.forward(xs); // frozen already: nothing to cut
+            return self.forward_t(xs, train); // frozen already: nothing to cut
         }
         let detached = handles.iter().map(|t| t.detach()).collect();
         match SwappedIn::new(handles, detached) {
-            Ok(_swapped) => self.forward(xs),
+            Ok(_swapped) => self.forward_t(xs, train),
             // A libtorch whose handles cannot be exchanged: freeze by cutting the graph
             // instead (the values are the same; gradients stop at this layer).
-            Err(_) => tch::no_grad(|| self.forward(xs)),
+            Err(_) => tch::no_grad(|| self.forward_t(xs, train)),
         }
     }
 }
@@ -53,8 +54,8 @@ mod tests {
         let linear = nn::linear(vs.root(), 3, 2, Default::default());
         let content: DynLayer<nn::Linear> = linear.into_content();
         let xs = Tensor::randn([4, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let plain = content.forward(&xs);
-        let detached = content.forward_detached(&xs);
+        let plain = content.forward_t(&xs, false);
+        let detached = content.forward_detached(&xs, false);
         assert!(plain.equal(&detached));
         detached.sum(Kind::Float).backward();
         assert!(xs.grad().defined(), "the input still gets its gradient");

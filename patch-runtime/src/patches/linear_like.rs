@@ -1,7 +1,7 @@
 //! `LinearLike`: what a patch of a linear layer needs from its parent, whatever the parent
 //! is (`nn::Linear`, a boxed slot content, another patch of a linear layer).
 use std::ops::Deref;
-use tch::{nn, nn::Module, Tensor};
+use tch::{nn, nn::ModuleT, Tensor};
 
 /// A module that maps `[.., in_features]` to `[.., out_features]` with a weight of shape
 /// `[out_features, in_features]`, like `nn::Linear`.
@@ -9,6 +9,10 @@ use tch::{nn, nn::Module, Tensor};
 /// Object safe, so `Box<dyn LinearLike>` is one too (and implements it). Patches of a
 /// linear-like module ([`Lora`](super::Lora), [`BiasOnly`](super::BiasOnly),
 /// [`DropoutBefore`](super::DropoutBefore)) are linear-like again, so they stack.
+///
+/// The forward is `nn::ModuleT` (every `nn::Module` is one too): a stack may hold dropout,
+/// so the train flag goes down to every layer of it, in `forward_t` and
+/// [`forward_detached`](Self::forward_detached) alike.
 ///
 /// ```
 /// use tch::{nn, nn::Module, Device, Kind, Tensor};
@@ -18,22 +22,23 @@ use tch::{nn, nn::Module, Tensor};
 /// let linear = nn::linear(vs.root(), 3, 2, Default::default());
 /// assert_eq!((linear.in_features(), linear.out_features()), (3, 2));
 /// let xs = Tensor::randn([4, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-/// let ys = linear.forward_detached(&xs);
+/// let ys = linear.forward_detached(&xs, true);
 /// assert!(ys.equal(&linear.forward(&xs)));
 /// ys.sum(Kind::Float).backward();
 /// assert!(xs.grad().defined() && !linear.ws.grad().defined());
 /// ```
-pub trait LinearLike: Module {
+pub trait LinearLike: ModuleT {
     /// The weight, `[out_features, in_features]`: the module's own tensor (not a copy),
     /// so an in-place change through a shallow handle of it (merging) reaches the module.
     fn weight(&self) -> &Tensor;
 
     /// The forward with every parameter of the module detached: the same values as
-    /// `forward`, but a backward pass reaches only `xs`, never the module's tensors. This
-    /// is how a patch freezes its parent without touching the parent's tensors (their
-    /// `requires_grad` and VarStore entries stay as they are) while gradients still flow to
-    /// the layers before it.
-    fn forward_detached(&self, xs: &Tensor) -> Tensor;
+    /// `forward_t(xs, train)`, but a backward pass reaches only `xs`, never the module's
+    /// tensors. This is how a patch freezes its parent without touching the parent's
+    /// tensors (their `requires_grad` and VarStore entries stay as they are) while
+    /// gradients still flow to the layers before it. `train` is the caller's train flag,
+    /// passed on to every layer below (dropout in a stack applies iff it is `true`).
+    fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor;
 
     /// The size of an input row: the weight's second dimension (0 if it is not 2-D).
     fn in_features(&self) -> i64 {
@@ -51,7 +56,8 @@ impl LinearLike for nn::Linear {
         &self.ws
     }
 
-    fn forward_detached(&self, xs: &Tensor) -> Tensor {
+    /// `train` does not matter to a linear layer.
+    fn forward_detached(&self, xs: &Tensor, _train: bool) -> Tensor {
         // `nn::Linear::forward` is `xs.linear(ws, bs)`: the same call on detached handles
         // gives the same values, bit for bit.
         let bs = self.bs.as_ref().map(detached);
@@ -59,9 +65,11 @@ impl LinearLike for nn::Linear {
     }
 }
 
-impl Module for Box<dyn LinearLike> {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        (**self).forward(xs)
+/// The boxed module's `forward_t`, train flag included (an `nn::ModuleT` only, as the
+/// module inside may be train-dependent).
+impl ModuleT for Box<dyn LinearLike> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        (**self).forward_t(xs, train)
     }
 }
 
@@ -70,8 +78,8 @@ impl LinearLike for Box<dyn LinearLike> {
         (**self).weight()
     }
 
-    fn forward_detached(&self, xs: &Tensor) -> Tensor {
-        (**self).forward_detached(xs)
+    fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {
+        (**self).forward_detached(xs, train)
     }
 
     fn in_features(&self) -> i64 {
@@ -115,7 +123,7 @@ impl Deref for Detached<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
+    use tch::{nn::Module, Device, Kind};
 
     #[test]
     fn a_frozen_tensor_is_used_as_is_and_a_trainable_one_is_cut() {
@@ -134,9 +142,9 @@ mod tests {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let linear = nn::linear(vs.root(), 3, 2, Default::default());
         let xs = Tensor::randn([4, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let trainable = linear.forward_detached(&xs);
+        let trainable = linear.forward_detached(&xs, true);
         vs.freeze();
-        let frozen = linear.forward_detached(&xs);
+        let frozen = linear.forward_detached(&xs, false);
         assert!(trainable.equal(&frozen) && frozen.equal(&linear.forward(&xs)));
         (trainable + frozen).sum(Kind::Float).backward();
         assert!(xs.grad().defined());

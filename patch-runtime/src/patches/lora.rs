@@ -1,6 +1,6 @@
 //! LoRA (Hu et al. 2021, as PEFT implements it): a trainable low-rank update next to a
 //! frozen linear-like module, mergeable into its weight in place.
-use super::build::{BuildError, BuildPatch, TrainMode};
+use super::build::{BuildError, BuildPatch};
 use super::linear_like::{self, Detached, LinearLike};
 use crate::error::{PatchError, Result};
 use crate::params::TensorRole;
@@ -20,7 +20,7 @@ pub struct LoraConfig {
     #[arg(default = 16.0)]
     pub alpha: f64,
     /// dropout probability on the input of the update, in training mode only
-    #[arg(default = 0.0, range = 0.0..1.0)]
+    #[arg(default = 0.0, range = 0.0..=1.0)]
     pub dropout: f64,
     /// rank-stabilised scaling: alpha / sqrt(rank) instead of alpha / rank
     #[arg(default = false)]
@@ -50,8 +50,11 @@ impl LoraConfig {
 ///   its weight nor its bias gets a gradient, while the input does (layers before it
 ///   still train). The base's tensors, their `requires_grad` and VarStore entries are
 ///   left as they are.
-/// * **Dropout** (config `dropout`) applies to the input of the update only, and only in
-///   training mode ([`TrainMode::set_training`]; off when built).
+/// * **Train flag**: an `nn::ModuleT` only, as tch's `nn::Dropout`. `forward_t(xs, train)`
+///   passes `train` on to the base, and dropout (config `dropout`, `0 <= p <= 1`) applies
+///   to the input of the update only, iff `train`. There is no `forward(xs)`, which could
+///   only guess the flag: `lora.forward(&xs)` is a compile error (not the base's forward
+///   through `Deref`).
 /// * **Merge**: [`merge`](Self::merge) adds `B @ A * scale` into the base weight in place
 ///   (same tensor, same `data_ptr`), [`unmerge`](Self::unmerge) subtracts it back; while
 ///   merged, forward skips the update (never counted twice) and `A`, `B` get no gradient.
@@ -67,7 +70,7 @@ impl LoraConfig {
 ///   to unmerge first.
 ///
 /// ```
-/// use tch::{nn, nn::Module, Device, Kind, Tensor};
+/// use tch::{nn, nn::Module, nn::ModuleT, Device, Kind, Tensor};
 /// use tch_patch::patches::{Lora, LoraConfig};
 /// use tch_patch::Patch;
 ///
@@ -78,18 +81,18 @@ impl LoraConfig {
 /// assert!(vs.variables().contains_key("q.lora_a") && vs.variables().contains_key("q.lora_b"));
 ///
 /// let xs = Tensor::randn([3, 8], (Kind::Float, Device::Cpu));
-/// assert!(lora.forward(&xs).equal(&lora.base().forward(&xs))); // B starts at zero
+/// assert!(lora.forward_t(&xs, false).equal(&lora.base().forward(&xs))); // B starts at zero
 /// let mut b = lora.lora_b().shallow_clone();
 /// tch::no_grad(|| b.copy_(&Tensor::randn([8, 2], (Kind::Float, Device::Cpu))));
-/// let unmerged = lora.forward(&xs);
+/// let unmerged = xs.apply_t(&lora, true); // `train`: dropout (0 here) on the update's input
 /// let ptr = lora.ws.data_ptr();
 /// lora.merge()?;
-/// assert!(lora.forward(&xs).allclose(&unmerged, 1e-5, 1e-5, false));
+/// assert!(lora.forward_t(&xs, false).allclose(&unmerged, 1e-5, 1e-5, false));
 /// assert_eq!(lora.ws.data_ptr(), ptr); // merged in place
 /// lora.unmerge()?;
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-#[patch(from = L, name = "lora", custom_forward, crate = crate)]
+#[patch(from = L, name = "lora", module_t, custom_forward, crate = crate)]
 pub struct Lora<L: LinearLike> {
     /// `A`, `[rank, in_features]`.
     #[param]
@@ -100,7 +103,6 @@ pub struct Lora<L: LinearLike> {
     config: LoraConfig,
     scaling: f64,
     enabled: bool,
-    training: bool,
     /// Copies of `A` and `B` as they were merged, while merged.
     merged: Option<(Tensor, Tensor)>,
 }
@@ -211,13 +213,14 @@ impl<L: LinearLike> Lora<L> {
         Ok(self.base)
     }
 
-    /// The update's output for `xs`, or `None` when it does not apply (disabled, merged).
-    fn update(&self, xs: &Tensor, detached: bool) -> Option<Tensor> {
+    /// The update's output for `xs`, or `None` when it does not apply (disabled, merged);
+    /// dropout on its input iff `train`.
+    fn update(&self, xs: &Tensor, train: bool, detached: bool) -> Option<Tensor> {
         if !self.enabled || self.merged.is_some() {
             return None;
         }
         let dropped;
-        let input = if self.training && self.config.dropout > 0.0 {
+        let input = if train && self.config.dropout > 0.0 {
             dropped = xs.dropout(self.config.dropout, true);
             &dropped
         } else {
@@ -242,10 +245,11 @@ impl<L: LinearLike> Lora<L> {
 
 #[patch_forward(crate = crate)]
 impl<L: LinearLike> Lora<L> {
-    /// The base's output (frozen), plus the update unless disabled or merged.
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
-        let base = self.base.forward_detached(xs);
-        match self.update(xs, false) {
+    /// The base's output (frozen, given `train`), plus the update unless disabled or
+    /// merged (dropout on its input iff `train`).
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let base = self.base.forward_detached(xs, train);
+        match self.update(xs, train, false) {
             Some(update) => base + update,
             None => base,
         }
@@ -269,7 +273,6 @@ impl<L: LinearLike> BuildPatch<L> for Lora<L> {
                 config: config.clone(),
                 scaling: config.scaling(),
                 enabled: true,
-                training: false,
                 merged: None,
             }),
             Err(error) => Err(BuildError::new(error, base)),
@@ -314,24 +317,14 @@ fn init<L: LinearLike>(base: &L, path: &nn::Path, config: &LoraConfig) -> Result
     )
 }
 
-impl<L: LinearLike> TrainMode for Lora<L> {
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
-}
-
 impl<L: LinearLike> LinearLike for Lora<L> {
     fn weight(&self) -> &Tensor {
         self.base.weight()
     }
 
-    fn forward_detached(&self, xs: &Tensor) -> Tensor {
-        let base = self.base.forward_detached(xs);
-        match self.update(xs, true) {
+    fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {
+        let base = self.base.forward_detached(xs, train);
+        match self.update(xs, train, true) {
             Some(update) => base + update,
             None => base,
         }

@@ -4,11 +4,18 @@
 //! |---|---|---|---|
 //! | `lora` | [`Lora`] | any [`LinearLike`] | [`LoraConfig`] |
 //! | `bias_only` | [`BiasOnly`] | any [`LinearLike`] | [`BiasOnlyConfig`] |
-//! | `dropout_before` | [`DropoutBefore`] | any `nn::Module` | [`DropoutBeforeConfig`] |
+//! | `dropout_before` | [`DropoutBefore`] | any `nn::ModuleT` | [`DropoutBeforeConfig`] |
 //! | `mostly_frozen_embedding` | [`MostlyFrozenEmbedding`] | `nn::Embedding` | [`MostlyFrozenEmbeddingConfig`] |
 //!
 //! Each is built from its config with [`BuildPatch::build`] (which gives the parent back
 //! on failure) or its own `new`.
+//!
+//! The train flag is tch's: the `train` argument of `nn::ModuleT::forward_t`. `Lora`,
+//! `BiasOnly` and `DropoutBefore` are `nn::ModuleT` only, as tch's `nn::Dropout` is: their
+//! `forward_t(xs, train)` applies dropout iff `train` and passes `train` on to their base,
+//! so it reaches every layer of a stack (`Lora<DropoutBefore<..>>`, a slot's content).
+//! There is no `forward(xs)` on them (calling one is a compile error), so no call can lose
+//! the flag; eval is `forward_t(xs, false)`.
 mod bias_only;
 mod build;
 mod dropout_before;
@@ -18,7 +25,7 @@ mod lora;
 mod mostly_frozen_embedding;
 
 pub use bias_only::{BiasOnly, BiasOnlyConfig};
-pub use build::{BuildError, BuildPatch, TrainMode};
+pub use build::{BuildError, BuildPatch};
 pub use dropout_before::{DropoutBefore, DropoutBeforeConfig};
 pub use linear_like::LinearLike;
 pub use lora::{Lora, LoraConfig};

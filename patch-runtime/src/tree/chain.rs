@@ -50,7 +50,7 @@ impl<T: Parameters + Any + Send> AnyRule for Rule<T> {
 /// use tch::{nn, Device};
 /// use tch_patch::{apply_chain, patch, AnyRule, Layer, ModuleTree, ModuleTreeExt, Rule, Selector, Slot};
 ///
-/// #[patch(from = L)]
+/// #[patch(from = L, module_t)]
 /// struct Marked<L: Layer> {}
 ///
 /// #[derive(ModuleTree)]

@@ -117,7 +117,7 @@ impl fmt::Display for TreeDiff {
 /// use tch::{nn, Device};
 /// use tch_patch::{diff, patch, Layer, ModuleTree, Slot};
 ///
-/// #[patch(from = L)]
+/// #[patch(from = L, module_t)]
 /// struct Marked<L: Layer> {}
 ///
 /// #[derive(ModuleTree)]

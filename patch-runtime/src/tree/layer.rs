@@ -12,7 +12,6 @@
 //! Every `Layer` is a `SlotContent<Self::Root>` through one blanket impl.
 use crate::params::Parameters;
 use std::any::Any;
-use std::cell::Cell;
 use tch::{nn, Tensor};
 
 /// A module that can sit in a [`Slot<Self::Root>`](super::Slot): a leaf layer, a patch whose
@@ -25,26 +24,28 @@ use tch::{nn, Tensor};
 /// depends on train mode (`nn::BatchNorm`, `#[patch(module_t)]` patches) fit as well.
 ///
 /// A generic patch that can stack on whatever a slot holds is generic over its base,
-/// bounded by `Layer` (and `nn::Module` when its forward calls `self.base.forward(xs)`):
+/// bounded by `Layer`, and is a `module_t` patch: what a slot holds
+/// ([`DynLayer`](super::DynLayer)) is an `nn::ModuleT` only, as it may hold dropout or batch
+/// norm, so the patch's forward takes the train flag and passes it on:
 ///
 /// ```
-/// use tch::{nn, nn::Module, Tensor};
+/// use tch::{nn, nn::ModuleT, Tensor};
 /// use tch_patch::{patch, patch_forward, Layer, Slot};
 ///
-/// #[patch(from = L, custom_forward)]
-/// struct Negated<L: Layer + Module> {}
+/// #[patch(from = L, module_t, custom_forward)]
+/// struct Negated<L: Layer> {}
 ///
 /// #[patch_forward]
-/// impl<L: Layer + Module> Negated<L> {
-///     fn forward(&self, xs: &Tensor) -> Tensor { -self.base.forward(xs) }
+/// impl<L: Layer> Negated<L> {
+///     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor { -self.base.forward_t(xs, train) }
 /// }
 ///
 /// let vs = nn::VarStore::new(tch::Device::Cpu);
 /// let mut slot = Slot::new(nn::linear(vs.root(), 3, 3, Default::default()));
 /// let xs = Tensor::ones([1, 3], tch::kind::FLOAT_CPU);
-/// let plain = slot.forward(&xs);
+/// let plain = slot.forward_t(&xs, false);
 /// slot.replace_with(|base| Ok(Box::new(Negated { base })))?; // stacked at run time
-/// assert!(slot.forward(&xs).equal(&-&plain));
+/// assert!(slot.forward_t(&xs, false).equal(&-&plain));
 /// // ... or built statically: `Negated<nn::Linear>` is a `Layer` with root `nn::Linear`.
 /// let fixed = Slot::new(Negated { base: nn::linear(vs.root(), 3, 3, Default::default()) });
 /// assert_eq!(fixed.patch_names(), ["Negated"]);
@@ -53,7 +54,8 @@ use tch::{nn, Tensor};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a `Layer`, so it cannot sit in a `Slot`",
     label = "not a leaf layer, a `#[patch]` over a `Layer`, or a slot's boxed content",
-    note = "for your own leaf module (one that implements `nn::Module` or `nn::ModuleT`, `Parameters` and `Send`), write `tch_patch::leaf_layer!({Self});`"
+    note = "for your own leaf module (one that implements `nn::Module` or `nn::ModuleT`, `Parameters` and `Send`), write `tch_patch::leaf_layer!({Self});`",
+    note = "for a patch over what a slot holds (`DynLayer<T>`, an `nn::ModuleT` only, so that the train flag reaches every layer), write `#[patch(from = L, module_t)]` (and `forward_t` in its `#[patch_forward]` block)"
 )]
 pub trait Layer: nn::ModuleT + Parameters + Any + Send {
     /// The innermost, unpatched layer type.
@@ -109,6 +111,11 @@ pub trait Layer: nn::ModuleT + Parameters + Any + Send {
 
 /// The object-safe face of a [`Layer`] whose innermost layer is `T`: what a
 /// [`Slot<T>`](super::Slot) holds. Implemented for every `Layer` by one blanket impl.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be what a `Slot<{T}>` holds: it is not a `Layer` whose root is `{T}`",
+    label = "not a `Layer` with root `{T}`",
+    note = "for a patch over what a slot holds (`DynLayer<T>`, an `nn::ModuleT` only, so that the train flag reaches every layer), write `#[patch(from = L, module_t)]` (and `forward_t` in its `#[patch_forward]` block)"
+)]
 pub trait SlotContent<T: 'static>: nn::ModuleT + Parameters + Any + Send {
     /// Names of the patches, outermost first; empty when the content is a bare `T`.
     fn patch_names(&self) -> Vec<&'static str>;
@@ -222,34 +229,14 @@ impl<T: Parameters + Any + Send> Layer for Box<dyn SlotContent<T>> {
     }
 }
 
-thread_local! {
-    static TRAIN: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The train flag of the innermost slot forward running on this thread (`false` outside).
-pub(crate) fn ambient_train() -> bool {
-    TRAIN.with(Cell::get)
-}
-
-/// Runs `f` with the ambient train flag set to `train`, restoring the previous one after
-/// (also when `f` panics).
-pub(crate) fn with_train<R>(train: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            TRAIN.with(|flag| flag.set(self.0));
-        }
-    }
-    let _restore = Restore(TRAIN.with(|flag| flag.replace(train)));
-    f()
-}
-
-/// A boxed content is an `nn::Module`, so plain (not `module_t`) generic patches can wrap it
-/// and call `self.base.forward(xs)`. The train flag of the slot forward that is running is
-/// passed on, so a train-dependent layer inside still sees it.
-impl<T: 'static> nn::Module for Box<dyn SlotContent<T>> {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        (**self).forward_t(xs, ambient_train())
+/// What a slot holds is an `nn::ModuleT` whose train flag reaches every layer of the stack:
+/// `forward_t(xs, train)` calls the content's `forward_t(xs, train)`. It is deliberately not
+/// an `nn::Module` (a stack may hold dropout or batch norm, whose output depends on the
+/// flag), so a generic patch that stacks on it is a `#[patch(..., module_t)]` patch and
+/// passes `train` on.
+impl<T: 'static> nn::ModuleT for Box<dyn SlotContent<T>> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        (**self).forward_t(xs, train)
     }
 }
 
@@ -276,7 +263,7 @@ impl<T: 'static> nn::Module for Box<dyn SlotContent<T>> {
 /// leaf_layer!(Scale);
 ///
 /// let slot = Slot::new(Scale { factor: Tensor::from(2.0f32) });
-/// assert_eq!(slot.forward(&Tensor::from(3.0f32)).double_value(&[]), 6.0);
+/// assert_eq!(slot.forward_eval(&Tensor::from(3.0f32)).double_value(&[]), 6.0);
 /// ```
 #[macro_export]
 macro_rules! leaf_layer {
@@ -341,3 +328,23 @@ leaf_layer!(
     nn::GroupNorm,
     nn::BatchNorm,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::ModuleT, Device, Kind};
+
+    /// A slot's boxed content passes the train flag on by itself (no slot around it).
+    #[test]
+    fn a_boxed_content_passes_train_to_what_it_holds() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = nn::batch_norm1d(vs.root(), 3, Default::default());
+        let content: Box<dyn SlotContent<nn::BatchNorm>> = bn.into_content();
+        let xs = Tensor::randn([8, 3], (Kind::Float, Device::Cpu)) * 2.0 + 1.0;
+        let mean = Layer::root(&content).running_mean.copy();
+        let _ = content.forward_t(&xs, false);
+        assert!(Layer::root(&content).running_mean.equal(&mean));
+        let _ = content.forward_t(&xs, true);
+        assert!(!Layer::root(&content).running_mean.equal(&mean));
+    }
+}

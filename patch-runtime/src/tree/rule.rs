@@ -51,7 +51,7 @@ type CheckFn<T> = dyn Fn(&str, &Slot<T>) -> Result<()>;
 /// use tch::{nn, Device};
 /// use tch_patch::{patch, Layer, ModuleTree, ModuleTreeExt, Rule, Selector, Slot};
 ///
-/// #[patch(from = L)]
+/// #[patch(from = L, module_t)]
 /// struct Frozen<L: Layer> {}
 ///
 /// #[derive(ModuleTree)]

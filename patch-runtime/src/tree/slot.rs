@@ -1,6 +1,6 @@
 //! [`Slot<T>`]: a field that holds a `T` or any stack of patches over a `T`, replaceable in
 //! place, and [`AnySlot`], its type-erased face for whole-model walks.
-use super::layer::{ambient_train, with_train, Layer, SlotContent};
+use super::layer::{Layer, SlotContent};
 use super::visit::{ModuleTree, SlotVisitorMut, TreeVisitor};
 use crate::error::{PatchError, Result};
 use crate::params::{Parameters, Visitor, VisitorMut};
@@ -17,10 +17,10 @@ pub type DynLayer<T> = Box<dyn SlotContent<T>>;
 /// A model field holding a `T` (e.g. `nn::Linear`) or any stack of patches whose innermost
 /// base is a `T`, replaceable in place at run time.
 ///
-/// * Forward costs one dynamic call: [`forward`](Self::forward) or `nn::ModuleT::forward_t`.
-///   A slot implements `nn::ModuleT` and not `nn::Module`, so that a train-dependent layer
-///   inside (dropout, batch norm) always gets the flag: write `xs.apply_t(&slot, train)`,
-///   or `slot.forward(xs)` when there is no flag.
+/// * Forward costs one dynamic call: `nn::ModuleT::forward_t` (or `xs.apply_t(&slot, train)`),
+///   whose train flag reaches every layer of the stack. A slot implements `nn::ModuleT` and
+///   not `nn::Module`, so that a train-dependent layer inside (dropout, batch norm) always
+///   gets the flag; [`forward_eval`](Self::forward_eval) is the forward in eval mode.
 /// * Its [`Parameters`] are its content's: the names of `T`, then what patches add.
 /// * [`replace_with`](Self::replace_with) is all or nothing; [`unpatch`](Self::unpatch)
 ///   and [`unpatch_all`](Self::unpatch_all) give back the very tensors of `T`.
@@ -29,7 +29,7 @@ pub type DynLayer<T> = Box<dyn SlotContent<T>>;
 /// use tch::{nn, Device, Tensor};
 /// use tch_patch::{patch, DynLayer, Layer, Slot};
 ///
-/// #[patch(from = L)]
+/// #[patch(from = L, module_t)]
 /// struct Tagged<L: Layer> {}
 ///
 /// let vs = nn::VarStore::new(Device::Cpu);
@@ -40,7 +40,7 @@ pub type DynLayer<T> = Box<dyn SlotContent<T>>;
 /// assert_eq!(slot.patch_name(), Some("Tagged"));
 /// assert!(slot.downcast_ref::<Tagged<DynLayer<nn::Linear>>>().is_some());
 /// let xs = Tensor::ones([2, 4], tch::kind::FLOAT_CPU);
-/// let _ys = slot.forward(&xs);
+/// let _ys = slot.forward_eval(&xs); // eval mode; `xs.apply_t(&slot, train)` to train
 /// assert_eq!(slot.unpatch()?, "Tagged");
 /// assert_eq!(slot.base().ws.data_ptr(), weight);
 /// assert!(slot.unpatch().is_err()); // nothing left to peel
@@ -103,11 +103,11 @@ impl<T: Parameters + Any + Send> Slot<T> {
         self.content.expect(EMPTY)
     }
 
-    /// Forward through whatever the slot holds: `forward_t(xs, train)` with the train flag
-    /// of the enclosing slot forward, or `false` when there is none. Models with a train
-    /// flag call `nn::ModuleT::forward_t` (or `xs.apply_t(&slot, train)`) instead.
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
-        nn::ModuleT::forward_t(self, xs, ambient_train())
+    /// Forward through whatever the slot holds in eval mode: `forward_t(xs, false)`, so
+    /// dropout is off and batch norm uses its running stats. Training calls
+    /// `nn::ModuleT::forward_t(&slot, xs, true)` (or `xs.apply_t(&slot, true)`) instead.
+    pub fn forward_eval(&self, xs: &Tensor) -> Tensor {
+        nn::ModuleT::forward_t(self, xs, false)
     }
 
     /// Whether the slot holds at least one patch.
@@ -181,7 +181,7 @@ impl<T: Parameters + Any + Send> Slot<T> {
     /// use tch::{nn, Device};
     /// use tch_patch::{patch, Layer, PatchError, Refused, Slot};
     ///
-    /// #[patch(from = L)]
+    /// #[patch(from = L, module_t)]
     /// struct Marked<L: Layer> {}
     ///
     /// let vs = nn::VarStore::new(Device::Cpu);
@@ -266,7 +266,7 @@ impl<T: Parameters + Any + Send> Slot<T> {
 
 impl<T: Parameters + Any + Send> nn::ModuleT for Slot<T> {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        with_train(train, || self.content().forward_t(xs, train))
+        self.content().forward_t(xs, train)
     }
 }
 

@@ -99,10 +99,10 @@ pub fn cases() -> Vec<Case> {
             PatchError::ArgumentOutOfRange { name, value, .. } if name == "rank" && value == "0"
         ),
         case!(
-            "patch string: dropout at its excluded end",
+            "patch string: dropout past its (included) end",
             setup: |fx| fx.with_tree(),
-            |fx| apply_string(fx, r#"lora(dropout=1, targets="blocks.*.q")"#),
-            PatchError::ArgumentOutOfRange { name, allowed, .. } if name == "dropout" && allowed.contains("..1.0")
+            |fx| apply_string(fx, r#"lora(dropout=1.5, targets="blocks.*.q")"#),
+            PatchError::ArgumentOutOfRange { name, allowed, .. } if name == "dropout" && allowed == "in 0.0..=1.0"
         ),
         case!(
             "patch string: an integer past 64 bits",

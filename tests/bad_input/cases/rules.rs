@@ -4,7 +4,7 @@
 use crate::case;
 use crate::fixture::{Fixture, TREE};
 use crate::Case;
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::{Kind, Tensor};
 use tch_patch::patches::{BiasOnly, BuildPatch, Lora, LoraConfig};
 use tch_patch::{
@@ -13,17 +13,17 @@ use tch_patch::{
 };
 
 /// Multiplies its base's output by a trainable `scale` (ones): a generic patch, so it
-/// stacks on whatever a slot holds.
-#[patch(from = L, custom_forward)]
-pub struct Scaled<L: Layer + Module> {
+/// stacks on whatever a slot holds (`module_t`, passing the train flag on).
+#[patch(from = L, module_t, custom_forward)]
+pub struct Scaled<L: Layer> {
     #[param]
     scale: Tensor,
 }
 
 #[patch_forward]
-impl<L: Layer + Module> Scaled<L> {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        self.base.forward(xs) * &self.scale
+impl<L: Layer> Scaled<L> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.base.forward_t(xs, train) * &self.scale
     }
 }
 
@@ -131,7 +131,7 @@ fn tag_rule(glob: &str) -> Rule<nn::Linear> {
 }
 
 /// A patch with nothing of its own.
-#[patch(from = L)]
+#[patch(from = L, module_t)]
 pub struct Tagged<L: Layer> {}
 
 pub fn cases() -> Vec<Case> {
