@@ -346,6 +346,33 @@ pub enum PatchError {
         /// Paths the selector does match whose slots hold another layer type, with that type.
         other_types: Vec<(String, String)>,
     },
+    /// A patch string's `targets` pick a slot of a layer type the patch cannot wrap (it was
+    /// registered for other types). Found before any slot is changed.
+    #[error(
+        "patch `{patch}` cannot wrap `{path}`, a `{slot_type}` slot: it patches only `{}` \
+         slots; narrow `targets` to leave `{path}` out",
+        accepted.join("`, `")
+    )]
+    UnpatchableSlot {
+        /// The patch's name.
+        patch: String,
+        /// The slot's path.
+        path: String,
+        /// The short name of the slot's layer type (e.g. `Embedding`).
+        slot_type: String,
+        /// The short names of the layer types the patch wraps, as registered.
+        accepted: Vec<String>,
+    },
+    /// A registered patch that patch strings can name but not apply: its config declares
+    /// no patch type to build.
+    #[error(
+        "patch \"{patch}\" can be parsed but not applied to a model: its config names no patch \
+         type to build (give it `#[patch_args(patch = YourPatch)]`)"
+    )]
+    NotApplicable {
+        /// The patch's name.
+        patch: String,
+    },
     /// A slot already holds the patch a rule would add; stacking it twice must be asked
     /// for (`Rule::allow_stacking`).
     #[error(

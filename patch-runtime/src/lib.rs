@@ -65,7 +65,7 @@ pub mod __private {
     pub use crate::params::{Parameters, TensorRole, Visitor, VisitorMut};
     pub use crate::patch::{Patch, PatchView};
     pub use crate::registry;
-    pub use crate::tree::{Layer, ModuleTree, SlotContent, SlotVisitorMut, TreeVisitor};
+    pub use crate::tree::{DynLayer, Layer, ModuleTree, SlotContent, SlotVisitorMut, TreeVisitor};
     pub use inventory;
     pub use std::boxed::Box;
     pub use std::string::String;

@@ -21,6 +21,10 @@ pub struct ArgsStruct {
     pub derive_default: Option<Ident>,
     /// `crate = path`, for use inside tch-patch itself.
     pub krate: Option<Path>,
+    /// `patch = Type`: the patch type the config builds, `_` standing for a slot's content.
+    pub patch: Option<Type>,
+    /// `over(Type, ...)`: the slot layer types a `patch = Gain<_>` wraps, after the `over`.
+    pub over: Option<(Ident, Vec<Type>)>,
     pub doc: String,
     pub fields: Vec<ArgField>,
 }
@@ -82,6 +86,8 @@ impl ArgsStruct {
             name: None,
             derive_default: None,
             krate: None,
+            patch: None,
+            over: None,
             doc: doc_of(&input.attrs),
             fields: Vec::new(),
         };
@@ -131,10 +137,26 @@ fn container_option(cx: &Ctxt, out: &mut ArgsStruct, meta: ParseNestedMeta) -> s
     } else if meta.path.is_ident("crate") {
         let path = Path::parse_mod_style(meta.value()?)?;
         out.krate = Some(path);
+    } else if meta.path.is_ident("patch") {
+        let ty: Type = meta.value()?.parse()?;
+        if out.patch.is_some() {
+            cx.error_spanned_by(&ty, duplicate("patch"));
+        }
+        out.patch = Some(ty);
+    } else if meta.path.is_ident("over") {
+        let ident = meta.path.get_ident().cloned().expect("checked: an ident");
+        let content;
+        syn::parenthesized!(content in meta.input);
+        let types = Punctuated::<Type, Token![,]>::parse_terminated(&content)?;
+        if out.over.is_some() {
+            cx.error_spanned_by(&ident, duplicate("over"));
+        }
+        out.over = Some((ident, types.into_iter().collect()));
     } else {
         cx.error_spanned_by(
             &meta.path,
-            "unknown `#[patch_args]` option; expected `name = \"...\"`, `default` or `crate = path`",
+            "unknown `#[patch_args]` option; expected `name = \"...\"`, `default`, \
+             `patch = Type`, `over(Type, ...)` or `crate = path`",
         );
         if meta.input.peek(syn::Token![=]) {
             meta.value()?.parse::<Expr>()?;

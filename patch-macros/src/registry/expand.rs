@@ -1,11 +1,13 @@
 //! Code generation for `#[derive(PatchArgs)]`: the `PatchArgs` impl (schema, conversion
-//! from and to checked arguments), `Default` when asked, and the link-time registration.
+//! from and to checked arguments), `Default` when asked, and the link-time registration,
+//! with the rules that apply the patch type of `patch = ...` to slots.
 //! Runs only on a struct that passed `valid.rs`; every runtime item is named through
 //! `<crate>::__private`.
 use super::ast::{ArgField, ArgsStruct, LitValue, Num, RangeLit};
 use super::valid::ArgKind;
-use proc_macro2::{Literal, TokenStream};
-use quote::quote;
+use proc_macro2::{Group, Literal, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 
 pub fn expand(args: &ArgsStruct, kinds: &[ArgKind]) -> TokenStream {
     let private = match &args.krate {
@@ -47,6 +49,10 @@ pub fn expand(args: &ArgsStruct, kinds: &[ArgKind]) -> TokenStream {
             }
         }
     });
+    let rules = slot_rules(args, &private);
+    let with_rules = rules
+        .as_ref()
+        .map(|_| quote!(.with_rules(__TCH_PATCH_SLOT_RULES)));
     quote! {
         const _: () = {
             impl #registry::PatchArgs for #ident {
@@ -64,14 +70,87 @@ pub fn expand(args: &ArgsStruct, kinds: &[ArgKind]) -> TokenStream {
                 }
             }
             #default_impl
+            #rules
             #private::inventory::submit! {
                 #registry::RegisteredPatch::new(
                     <#ident as #registry::PatchArgs>::schema,
                     || ::core::any::type_name::<#ident>(),
-                )
+                ) #with_rules
             }
         };
     }
+}
+
+/// The rules of `patch = ...`, one per slot type: `SlotRule::stacking` for each type of
+/// `over(...)` (the `_` of the patch type standing for that slot's content), or
+/// `SlotRule::bare` for a patch of its own base type. Each is spanned at the type the user
+/// wrote, so an unfit type is reported there.
+fn slot_rules(args: &ArgsStruct, private: &TokenStream) -> Option<TokenStream> {
+    let patch = args.patch.as_ref()?;
+    let span = patch.span();
+    // The whole call at the user's type, so that a failing check inside it (the names
+    // differ) is reported there too.
+    let registry = respan(quote!(#private::registry), span);
+    let ident = &args.ident;
+    let rules: Vec<TokenStream> = match &args.over {
+        Some((_, types)) => types
+            .iter()
+            .map(|slot| {
+                let private = respan(private.clone(), slot.span());
+                let content = quote_spanned!(slot.span()=> #private::DynLayer<#slot>);
+                let patch = fill_holes(patch.to_token_stream(), &content);
+                quote_spanned! {span=>
+                    #registry::SlotRule::stacking::<#ident, #patch, #slot>()
+                }
+            })
+            .collect(),
+        None => vec![quote_spanned! {span=>
+            #registry::SlotRule::bare::<#ident, #patch>()
+        }],
+    };
+    Some(quote! {
+        const __TCH_PATCH_SLOT_RULES: &[#registry::SlotRule] = &[#(#rules),*];
+    })
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
+}
+
+/// `tokens` with every `_` type replaced by `content` (not the `_` of a lifetime `'_`).
+pub(super) fn fill_holes(tokens: TokenStream, content: &TokenStream) -> TokenStream {
+    let mut after_quote = false;
+    tokens
+        .into_iter()
+        .flat_map(|tree| {
+            let lifetime = std::mem::replace(
+                &mut after_quote,
+                matches!(&tree, TokenTree::Punct(punct) if punct.as_char() == '\''),
+            );
+            match tree {
+                TokenTree::Ident(ident) if ident == "_" && !lifetime => content.clone(),
+                TokenTree::Group(group) => {
+                    let inner = fill_holes(group.stream(), content);
+                    let mut filled = Group::new(group.delimiter(), inner);
+                    filled.set_span(group.span());
+                    TokenTree::Group(filled).into_token_stream()
+                }
+                other => other.into_token_stream(),
+            }
+        })
+        .collect()
 }
 
 fn arg_spec(registry: &TokenStream, field: &ArgField, kind: ArgKind) -> TokenStream {

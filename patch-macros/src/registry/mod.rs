@@ -97,7 +97,7 @@ mod tests {
         };
         let errors = errors(input);
         let expected = [
-            "unknown `#[patch_args]` option; expected `name = \"...\"`, `default` or `crate = path`",
+            "unknown `#[patch_args]` option; expected `name = \"...\"`, `default`, `patch = Type`, `over(Type, ...)` or `crate = path`",
             "unknown `#[arg]` option; expected `default = literal`, `range = a..=b` or `choices(\"a\", \"b\")`",
             "a patch name is a plain identifier ([A-Za-z_][A-Za-z0-9_]*), as written in patch strings",
             "`#[derive(PatchArgs)]` does not take generic parameters: a registered patch has one concrete config type",
@@ -121,6 +121,120 @@ mod tests {
                 .iter()
                 .any(|e| e.contains("`#[patch_args(default)]` derives `Default`")),
             "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_patch_type_expands_to_one_rule_per_slot_type() {
+        let generic = quote! {
+            #[patch_args(name = "gain", patch = Gain<_>, over(nn::Linear, Block))]
+            struct GainConfig {}
+        };
+        let expanded = super::derive(generic).unwrap().to_string();
+        let stacking = "SlotRule :: stacking :: < GainConfig , Gain < :: tch_patch :: __private :: DynLayer < ";
+        assert!(
+            expanded.contains(&format!("{stacking}nn :: Linear > > , nn :: Linear > ()"))
+                && expanded.contains(&format!("{stacking}Block > > , Block > ()")),
+            "{expanded}"
+        );
+        assert!(
+            expanded.contains(". with_rules (__TCH_PATCH_SLOT_RULES)"),
+            "{expanded}"
+        );
+
+        let own_base = quote! {
+            #[patch_args(name = "rows", patch = Rows)]
+            struct RowsConfig {}
+        };
+        let expanded = super::derive(own_base).unwrap().to_string();
+        assert!(
+            expanded.contains("SlotRule :: bare :: < RowsConfig , Rows > ()"),
+            "{expanded}"
+        );
+
+        assert_eq!(
+            super::expand::fill_holes(quote!(Pair<'_, _, [_; 2]>), &quote!(X)).to_string(),
+            quote!(Pair<'_, X, [X; 2]>).to_string()
+        );
+
+        let parse_only = quote! {
+            #[patch_args(name = "p")]
+            struct P {}
+        };
+        assert!(!super::derive(parse_only)
+            .unwrap()
+            .to_string()
+            .contains("SlotRule"));
+    }
+
+    #[test]
+    fn patch_and_over_must_fit_together() {
+        let input = quote! {
+            #[patch_args(name = "a", patch = Gain<_>)]
+            struct A {}
+        };
+        assert_eq!(
+            errors(input),
+            [
+                "this patch wraps whatever a slot holds (the `_`): list the slot layer types it \
+              wraps with `over(...)`, e.g. `over(nn::Linear, nn::Conv2D)`"
+            ]
+        );
+        let input = quote! {
+            #[patch_args(name = "b", patch = Rows, over(nn::Embedding))]
+            struct B {}
+        };
+        assert_eq!(
+            errors(input),
+            [
+                "`over(...)` is for a patch generic over a slot's content, written with `_` \
+              (`patch = Gain<_>`); this patch type names its base itself, which is the only slot \
+              type it wraps: remove `over(...)`, or write its base as `_`"
+            ]
+        );
+        let input = quote! {
+            #[patch_args(name = "c", over(nn::Linear))]
+            struct C {}
+        };
+        assert_eq!(
+            errors(input),
+            [
+                "`over(...)` lists the slot types of the patch named by `patch = Type<_>`; give \
+              that `patch` option too"
+            ]
+        );
+        let input = quote! {
+            #[patch_args(name = "d", patch = _)]
+            struct D {}
+        };
+        assert_eq!(
+            errors(input),
+            ["`patch = _` names no patch type: write the patch, with `_` where a slot's content \
+              goes, e.g. `patch = Gain<_>` (or a patch of one layer type, `patch = EmbeddingRows`)"]
+        );
+        let input = quote! {
+            #[patch_args(name = "e", patch = Gain<_>, patch = Other<_>, over(nn::Linear, _, nn::Linear), over())]
+            struct E {}
+        };
+        assert_eq!(
+            errors(input),
+            [
+                "duplicate `patch` option; give it once",
+                "duplicate `over` option; give it once",
+                "`over()` lists no slot type; give at least one",
+            ]
+        );
+        let input = quote! {
+            #[patch_args(name = "f", patch = Gain<_>, over(nn::Linear, _, nn::Linear))]
+            struct F {}
+        };
+        assert_eq!(
+            errors(input),
+            [
+                "a slot type of `over(...)` is a layer type such as `nn::Linear`; `_` goes in \
+                 `patch = ...` only",
+                "this slot type is listed twice",
+            ]
         );
     }
 

@@ -3,6 +3,8 @@
 use super::ast::{ArgField, ArgsStruct, LitValue, Num, RangeLit};
 use crate::ctxt::Ctxt;
 use proc_macro2::Span;
+use quote::ToTokens;
+use syn::visit::Visit;
 use syn::Type;
 
 /// The argument type of a field, from its Rust type.
@@ -71,6 +73,7 @@ pub fn check(cx: &Ctxt, args: &ArgsStruct) -> Vec<Option<ArgKind>> {
              concrete config type",
         );
     }
+    check_patch(cx, args);
     let kinds: Vec<_> = args
         .fields
         .iter()
@@ -89,6 +92,77 @@ pub fn check(cx: &Ctxt, args: &ArgsStruct) -> Vec<Option<ArgKind>> {
         }
     }
     kinds
+}
+
+/// `patch = Type` and `over(...)`: a patch generic over the slot's content (`Gain<_>`)
+/// lists the slot types it wraps; a patch of its own base type lists none.
+fn check_patch(cx: &Ctxt, args: &ArgsStruct) {
+    let Some(patch) = &args.patch else {
+        if let Some((over, _)) = &args.over {
+            cx.error_spanned_by(
+                over,
+                "`over(...)` lists the slot types of the patch named by `patch = Type<_>`; \
+                 give that `patch` option too",
+            );
+        }
+        return;
+    };
+    if matches!(patch, Type::Infer(_)) {
+        cx.error_spanned_by(
+            patch,
+            "`patch = _` names no patch type: write the patch, with `_` where a slot's content \
+             goes, e.g. `patch = Gain<_>` (or a patch of one layer type, `patch = EmbeddingRows`)",
+        );
+        return;
+    }
+    let generic = holes(patch) > 0;
+    match &args.over {
+        None if generic => cx.error_spanned_by(
+            patch,
+            "this patch wraps whatever a slot holds (the `_`): list the slot layer types it \
+             wraps with `over(...)`, e.g. `over(nn::Linear, nn::Conv2D)`",
+        ),
+        None => {}
+        Some((over, _)) if !generic => cx.error_spanned_by(
+            over,
+            "`over(...)` is for a patch generic over a slot's content, written with `_` \
+             (`patch = Gain<_>`); this patch type names its base itself, which is the only slot \
+             type it wraps: remove `over(...)`, or write its base as `_`",
+        ),
+        Some((over, types)) => {
+            if types.is_empty() {
+                cx.error_spanned_by(over, "`over()` lists no slot type; give at least one");
+            }
+            for (index, ty) in types.iter().enumerate() {
+                if holes(ty) > 0 {
+                    cx.error_spanned_by(
+                        ty,
+                        "a slot type of `over(...)` is a layer type such as `nn::Linear`; `_` \
+                         goes in `patch = ...` only",
+                    );
+                } else if types[..index].iter().any(|earlier| same_type(earlier, ty)) {
+                    cx.error_spanned_by(ty, "this slot type is listed twice");
+                }
+            }
+        }
+    }
+}
+
+/// How many `_` the type holds.
+fn holes(ty: &Type) -> usize {
+    struct Holes(usize);
+    impl<'ast> Visit<'ast> for Holes {
+        fn visit_type_infer(&mut self, _: &'ast syn::TypeInfer) {
+            self.0 += 1;
+        }
+    }
+    let mut holes = Holes(0);
+    holes.visit_type(ty);
+    holes.0
+}
+
+fn same_type(a: &Type, b: &Type) -> bool {
+    a.to_token_stream().to_string() == b.to_token_stream().to_string()
 }
 
 fn check_field(cx: &Ctxt, field: &ArgField) -> Option<ArgKind> {

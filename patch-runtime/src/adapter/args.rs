@@ -2,7 +2,6 @@
 use super::entry::path_problem;
 use super::problem::AdapterProblem;
 use crate::error::PatchError;
-use crate::registry::nearest::nearest;
 use crate::registry::{PatchSpec, Registry, ValidatedArgs, Value};
 use crate::tree::Glob;
 use serde_json::{Map, Number, Value as Json};
@@ -64,12 +63,7 @@ pub(crate) fn check_spec(
         error: Box::new(error),
     };
     let Some(schema) = registry.schema(name) else {
-        return Err(problem(PatchError::UnknownPatch {
-            name: name.to_owned(),
-            column: None,
-            known: registry.names().map(str::to_owned).collect(),
-            nearest: nearest(name, registry.names()),
-        }));
+        return Err(problem(registry.unknown_patch(name, None)));
     };
     let args = schema.check_values(values).map_err(problem)?;
     let glob = Glob::new(&targets).map_err(problem)?;

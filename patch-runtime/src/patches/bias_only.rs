@@ -10,7 +10,7 @@ use tch::{nn, Tensor};
 
 /// Bias-only tuning: trains an offset of a frozen linear layer's bias.
 #[derive(Debug, Clone, PartialEq, Default, PatchArgs)]
-#[patch_args(name = "bias_only", crate = crate)]
+#[patch_args(name = "bias_only", patch = BiasOnly<_>, over(nn::Linear), crate = crate)]
 pub struct BiasOnlyConfig {}
 
 /// A linear-like module whose weight and bias are frozen, plus a trainable

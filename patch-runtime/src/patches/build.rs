@@ -26,6 +26,11 @@ use tch::nn;
 /// assert_eq!(failed.base.ws.size(), [4, 4]);
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be built over `{B}` from a config: it does not implement `BuildPatch<{B}>`",
+    label = "no `BuildPatch<{B}>` impl",
+    note = "implement `BuildPatch` for the patch to say how it is built over its base: `type Config` is its config, `fn build(base, path, config)` makes it; a patch named as `#[patch_args(patch = MyPatch<_>, ...)]` wraps any slot's content, so its impl is generic: `impl<L: Layer> BuildPatch<L> for MyPatch<L>`"
+)]
 pub trait BuildPatch<B>: Sized {
     /// The patch's typed config, registered under the patch's name.
     type Config: PatchArgs;

@@ -9,7 +9,7 @@ use tch::{nn, nn::ModuleT, Tensor};
 
 /// Dropout on a module's input, in training mode only.
 #[derive(Debug, Clone, PartialEq, PatchArgs)]
-#[patch_args(name = "dropout_before", default, crate = crate)]
+#[patch_args(name = "dropout_before", default, patch = DropoutBefore<_>, over(nn::Linear), crate = crate)]
 pub struct DropoutBeforeConfig {
     /// probability of zeroing an input element
     #[arg(default = 0.1, range = 0.0..=1.0)]

@@ -11,7 +11,7 @@ use tch::{nn, Tensor};
 
 /// LoRA: adds a trainable low-rank update `B @ A * scale` to a frozen linear layer.
 #[derive(Debug, Clone, PartialEq, PatchArgs)]
-#[patch_args(name = "lora", default, crate = crate)]
+#[patch_args(name = "lora", default, patch = Lora<_>, over(nn::Linear), crate = crate)]
 pub struct LoraConfig {
     /// rank r of the update B @ A
     #[arg(default = 8, range = 1..=4096)]

@@ -9,7 +9,7 @@ use tch::{nn, nn::Module, Tensor};
 
 /// New-token rows: trains a few rows of a frozen embedding table.
 #[derive(Debug, Clone, PartialEq, PatchArgs)]
-#[patch_args(name = "mostly_frozen_embedding", crate = crate)]
+#[patch_args(name = "mostly_frozen_embedding", patch = MostlyFrozenEmbedding, crate = crate)]
 pub struct MostlyFrozenEmbeddingConfig {
     /// the token ids whose rows train, e.g. [100, 101]
     pub tokens: Vec<i64>,

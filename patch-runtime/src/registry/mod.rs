@@ -11,8 +11,10 @@
 //!   patch's typed config ([`PatchArgs`]), which the patch's constructor takes.
 //!
 //! Patches are registered by `#[derive(PatchArgs)]` on their config struct, in any crate:
-//! [`Registry::global`] collects them all at first use. Several patches are chained with
-//! `;`:
+//! [`Registry::global`] collects them all at first use. A config that names its patch type
+//! (`#[patch_args(patch = ...)]`, see [`PatchArgs`](trait@PatchArgs)) makes the patch
+//! applicable to a model too ([`apply_patch_string`]), for the slot types the patch wraps.
+//! Several patches are chained with `;`:
 //!
 //! ```
 //! use tch_patch::patches::LoraConfig;
@@ -37,7 +39,9 @@ pub mod parse;
 mod spec;
 mod value;
 
-pub use apply::{apply_patch_string, apply_specs, bare_rule, rule_for, stacking_rule, RuleFactory};
+#[doc(hidden)]
+pub use apply::SlotRule;
+pub use apply::{apply_patch_string, apply_specs, rule_for};
 pub use args::{ArgRange, ArgSpec, ArgType, FromArg, ValidatedArgs};
 pub use parse::{parse_calls, CallArg, PatchCall, Span};
 /// Derives [`PatchArgs`](trait@PatchArgs) and registers the patch (see the trait).
@@ -53,27 +57,42 @@ use std::sync::OnceLock;
 pub const TARGETS: &str = "targets";
 
 /// A patch registered at link time, collected by [`Registry::global`].
-/// `#[derive(PatchArgs)]` submits one per config struct; a hand-written schema can be
-/// submitted with `inventory::submit!`.
+/// `#[derive(PatchArgs)]` submits one per config struct, with the rules that apply the
+/// patch type of its `#[patch_args(patch = ...)]` to slots; a hand-written schema (which
+/// patch strings can name but not apply) can be submitted with `inventory::submit!`.
 pub struct RegisteredPatch {
     schema: fn() -> PatchSchema,
     source: fn() -> &'static str,
+    rules: &'static [SlotRule],
 }
 
 impl RegisteredPatch {
     /// A registration: the schema's constructor and the name of what registered it (a
     /// type name), shown when two registrations take the same patch name.
     pub const fn new(schema: fn() -> PatchSchema, source: fn() -> &'static str) -> Self {
-        RegisteredPatch { schema, source }
+        RegisteredPatch {
+            schema,
+            source,
+            rules: &[],
+        }
+    }
+
+    /// The registration with the rules that apply the patch, one per layer type it wraps.
+    /// Used by `#[derive(PatchArgs)]`; not public API.
+    #[doc(hidden)]
+    pub const fn with_rules(self, rules: &'static [SlotRule]) -> Self {
+        RegisteredPatch { rules, ..self }
     }
 }
 
 inventory::collect!(RegisteredPatch);
 
-/// Patch schemas by name.
+/// Patch schemas by name, and for the patches registered with a patch type, the rules
+/// that apply them to a model's slots.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     schemas: BTreeMap<String, PatchSchema>,
+    rules: BTreeMap<String, &'static [SlotRule]>,
 }
 
 impl Registry {
@@ -98,10 +117,11 @@ impl Registry {
     /// A new registry with every patch registered at link time; add more with
     /// [`add`](Self::add).
     pub fn from_inventory() -> Result<Registry> {
-        let mut entries: Vec<(PatchSchema, &'static str)> = inventory::iter::<RegisteredPatch>
-            .into_iter()
-            .map(|entry| ((entry.schema)(), (entry.source)()))
-            .collect();
+        let mut entries: Vec<(PatchSchema, &'static str, &'static [SlotRule])> =
+            inventory::iter::<RegisteredPatch>
+                .into_iter()
+                .map(|entry| ((entry.schema)(), (entry.source)(), entry.rules))
+                .collect();
         entries.sort_by(|a, b| (&a.0.name, a.1).cmp(&(&b.0.name, b.1)));
         for pair in entries.windows(2) {
             if pair[0].0.name == pair[1].0.name {
@@ -112,10 +132,32 @@ impl Registry {
             }
         }
         let mut registry = Registry::new();
-        for (schema, _) in entries {
-            registry.add(schema)?;
+        for (schema, _, rules) in entries {
+            registry.add_with_rules(schema, rules)?;
         }
         Ok(registry)
+    }
+
+    /// Adds a patch with its rules; an error, leaving the registry as it was, if the
+    /// schema is invalid, the name taken or a layer type has two rules.
+    fn add_with_rules(&mut self, schema: PatchSchema, rules: &'static [SlotRule]) -> Result<()> {
+        for (index, rule) in rules.iter().enumerate() {
+            if rules[..index]
+                .iter()
+                .any(|earlier| earlier.root() == rule.root())
+            {
+                return Err(PatchError::InvalidSchema {
+                    patch: schema.name,
+                    message: format!("it is registered twice for `{}` slots", rule.short_name()),
+                });
+            }
+        }
+        let name = schema.name.clone();
+        self.add(schema)?;
+        if !rules.is_empty() {
+            self.rules.insert(name, rules);
+        }
+        Ok(())
     }
 
     /// Adds a patch. An error, leaving the registry as it was, if the schema is invalid
@@ -137,9 +179,30 @@ impl Registry {
         self.add(C::schema())
     }
 
-    /// The registered names, sorted.
+    /// The registered names, sorted: the names patch strings may use, and the list every
+    /// [`PatchError::UnknownPatch`] of this registry gives.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.schemas.keys().map(String::as_str)
+    }
+
+    /// The names of the layer types patch `name` wraps when applied from a patch string
+    /// (`["Linear"]` for `lora`), in registration order; empty for a patch registered
+    /// without a patch type, `None` for an unknown name.
+    pub fn slot_types(&self, name: &str) -> Option<Vec<String>> {
+        self.schemas.get(name)?;
+        let rules = self.rules.get(name).copied().unwrap_or_default();
+        Some(rules.iter().map(SlotRule::short_name).collect())
+    }
+
+    /// The error for a patch name this registry does not know: every known name (from
+    /// [`names`](Self::names)) and the nearest one.
+    pub(crate) fn unknown_patch(&self, name: &str, column: Option<usize>) -> PatchError {
+        PatchError::UnknownPatch {
+            name: name.to_owned(),
+            column,
+            nearest: nearest::nearest(name, self.names()),
+            known: self.names().map(str::to_owned).collect(),
+        }
     }
 
     /// The schema of patch `name`.
@@ -172,12 +235,7 @@ impl Registry {
     /// Checks one parsed call against its schema.
     pub fn check(&self, call: &PatchCall) -> Result<PatchSpec> {
         let Some(schema) = self.schemas.get(&call.name) else {
-            return Err(PatchError::UnknownPatch {
-                name: call.name.clone(),
-                column: Some(call.span.column),
-                nearest: nearest::nearest(&call.name, self.names()),
-                known: self.names().map(str::to_owned).collect(),
-            });
+            return Err(self.unknown_patch(&call.name, Some(call.span.column)));
         };
         let given = call.args.iter().map(check::given).collect();
         let (args, targets) = check::check_values_at(schema, given, true, Some(call.span))?;

@@ -185,7 +185,18 @@ pub fn to_patch_string(specs: &[PatchSpec]) -> String {
 /// program that links the crate (no central list to edit). The syntax:
 ///
 /// * on the struct: `#[patch_args(name = "...")]` (required: the name in patch strings),
-///   `default` to also derive `Default` from the fields' defaults;
+///   `default` to also derive `Default` from the fields' defaults, and `patch = Type` to
+///   make the patch applicable to models ([`apply_patch_string`](super::apply_patch_string)):
+///   * `patch = Gain<_>, over(nn::Linear, MyBlock)`: a patch generic over its base, built
+///     over whatever a slot holds (the `_`, so it stacks on other patches), for each slot
+///     type listed in `over(...)`;
+///   * `patch = Rows`: a patch of one layer type (`#[patch(from = nn::Embedding)]`), built
+///     over a bare slot of that type (a patched one is refused);
+///
+///   the patch type must implement [`BuildPatch`](crate::patches::BuildPatch) with this
+///   struct as its `Config`, and have the same name (`#[patch(name = "...")]`); otherwise
+///   it fails to compile, at the type. Without `patch`, patch strings parse the patch but
+///   cannot apply it ([`PatchError::NotApplicable`]);
 /// * field types: `i64`, `f64`, `bool`, `String`, `Vec<i64>`; the field name is the
 ///   argument name; the field's doc comment is its help line;
 /// * on a field: `#[arg(default = literal, range = a..=b, choices("x", "y"))]`, each

@@ -27,6 +27,7 @@ pub use glob::Glob;
 pub use layer::{Layer, SlotContent};
 pub use print::print_tree;
 pub use query::{ModuleTreeExt, NodeRef, Nodes, SlotMut, SlotRef, UnpatchReport};
+pub(crate) use rule::{no_match_of, Undo};
 pub use rule::{path_in, ApplyReport, Rule, TiePolicy};
 pub use select::{edit_distance, Selector};
 pub use slot::{short_type_name, AnySlot, DynLayer, Refused, Slot};

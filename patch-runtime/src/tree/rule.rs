@@ -409,21 +409,39 @@ where
 }
 
 fn no_match<T: 'static>(rule: &Rule<T>, slots: &[(&str, &dyn AnySlot)]) -> PatchError {
-    let of_t = |slot: &dyn AnySlot| slot.root_type_id() == TypeId::of::<T>();
+    no_match_of(
+        &rule.name,
+        &rule.selector,
+        &[TypeId::of::<T>()],
+        short_type_name(std::any::type_name::<T>()),
+        slots,
+    )
+}
+
+/// The [`PatchError::NoMatch`] of a rule named `rule` that patches slots whose layer type
+/// is one of `types` (named `slot_type`) and whose `selector` picked none of them.
+pub(crate) fn no_match_of(
+    rule: &str,
+    selector: &Selector,
+    types: &[TypeId],
+    slot_type: String,
+    slots: &[(&str, &dyn AnySlot)],
+) -> PatchError {
+    let patches = |slot: &dyn AnySlot| types.contains(&slot.root_type_id());
     let other_types = slots
         .iter()
-        .filter(|(path, slot)| !of_t(*slot) && rule.selector.matches(path, *slot))
+        .filter(|(path, slot)| !patches(*slot) && selector.matches(path, *slot))
         .map(|(path, slot)| ((*path).to_owned(), short_type_name(slot.root_type_name())))
         .collect();
     let candidates = slots
         .iter()
-        .filter(|(_, slot)| of_t(*slot))
+        .filter(|(_, slot)| patches(*slot))
         .map(|(path, _)| *path);
     PatchError::NoMatch {
-        rule: rule.name.clone(),
-        selector: rule.selector.to_string(),
-        slot_type: short_type_name(std::any::type_name::<T>()),
-        nearest: nearest(&rule.selector, candidates, 5),
+        rule: rule.to_owned(),
+        selector: selector.to_string(),
+        slot_type,
+        nearest: nearest(selector, candidates, 5),
         other_types,
     }
 }
