@@ -1,5 +1,6 @@
 //! UI tests: what users see when they misuse `#[patch]` / `#[patch_forward]`
-//! (`tests/ui/fail`, each with the expected `.stderr`), and patches that must compile and
+//! (`tests/ui/fail`, each with the expected `.stderr`), slots (`tests/ui/fail_tree`) and
+//! parametrizations (`tests/ui/fail_parametrize`), and patches that must compile and
 //! run (`tests/ui/pass`). Re-bless with `make ui-bless` and review every diff.
 
 #[test]
@@ -21,5 +22,6 @@ fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/fail/*.rs");
     t.compile_fail("tests/ui/fail_tree/*.rs");
+    t.compile_fail("tests/ui/fail_parametrize/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }
