@@ -35,7 +35,8 @@ fn parametrized_forward<M: Measurement>(c: &mut Criterion<M>) {
             .find(|t| t.name == "weight_mask")
             .expect("the pruning mask")
             .tensor;
-        let (ws, bs) = (uncached.ws.shallow_clone(), uncached.bs.as_ref().unwrap());
+        let original = uncached.original_module();
+        let (ws, bs) = (original.ws.shallow_clone(), original.bs.as_ref().unwrap());
         let plain = nn::linear(vs.root() / "plain", size, size, Default::default());
         let baked = pruned(vs.root() / "baked", size)
             .remove(Removal::Bake)

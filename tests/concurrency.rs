@@ -207,7 +207,7 @@ fn eight_threads_share_one_parametrized_model_behind_a_mutex() {
                     let got = tch::no_grad(|| model.forward(&xs));
                     assert!(got.equal(&want), "a thread's output differs");
                     assert!(
-                        model.ws.equal(&original),
+                        model.original_module().ws.equal(&original),
                         "the original is back after forward"
                     );
                 }

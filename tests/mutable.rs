@@ -87,6 +87,36 @@ fn in_place_ops_are_recorded_and_reach_the_original_leaf() {
 }
 
 #[test]
+fn code_asking_for_the_module_sees_the_assigned_tensors_as_forward_does() {
+    // `Mutable` derefs to its module, and that view is not stale: its handles hold the
+    // assigned and changed tensors, and forward is the module's forward on them.
+    fn takes_linear(linear: &nn::Linear, xs: &Tensor) -> Tensor {
+        linear.forward(xs)
+    }
+    fn takes_module(module: &impl Module, xs: &Tensor) -> Tensor {
+        module.forward(xs)
+    }
+    let vs = nn::VarStore::new(Device::Cpu);
+    let linear = nn::linear(vs.root(), 3, 2, Default::default());
+    let bias = linear.bs.as_ref().unwrap().copy();
+    let xs = Tensor::randn([4, 3], CPU);
+    let plain = linear.forward(&xs);
+    let mut m = Mutable::new(linear).unwrap();
+    let value = Tensor::randn([2, 3], CPU).set_requires_grad(true);
+    m.set("weight", &value).unwrap();
+    *m.get_mut("bias").unwrap() += 1.0;
+
+    let by_hand = xs.linear(&value, Some(&(&bias + 1.0)));
+    assert!(m.forward(&xs).allclose(&by_hand, 1e-6, 1e-6, false));
+    assert!(takes_module(&m, &xs).allclose(&by_hand, 1e-6, 1e-6, false));
+    assert!(takes_linear(&m, &xs).allclose(&by_hand, 1e-6, 1e-6, false));
+    assert!(!takes_linear(&m, &xs).allclose(&plain, 1e-3, 1e-3, false));
+    // Gradients reach the assigned value through the parent view too.
+    takes_linear(&m, &xs).sum(Kind::Float).backward();
+    assert!(value.grad().defined());
+}
+
+#[test]
 fn set_checks_the_shape_and_changes_nothing_on_error() {
     let vs = nn::VarStore::new(Device::Cpu);
     let mut m = Mutable::new(nn::linear(vs.root(), 3, 2, Default::default())).unwrap();

@@ -98,7 +98,7 @@ fn stacked_prune_then_quantize_equals_the_transforms_applied_by_hand() {
 
     let xs = Tensor::randn([5, 16], CPU);
     let expected_w = Tensor::from_slice(&expected).reshape([6, 16]);
-    let by_hand = xs.linear(&expected_w, p.bs.as_ref());
+    let by_hand = xs.linear(&expected_w, p.original_module().bs.as_ref());
     assert!(p.forward(&xs).allclose(&by_hand, 1e-5, 1e-5, false));
 }
 
@@ -129,10 +129,19 @@ fn forward_leaves_the_originals_exactly_in_place() {
     let p = parametrize(lin, "weight", |w: &Tensor| w.zeros_like()).unwrap();
     let xs = Tensor::randn([2, 4], CPU);
     let out = p.forward(&xs);
-    assert!(out.equal(&p.bs.as_ref().unwrap().expand([2, 3], false)));
-    assert_eq!(p.ws.data_ptr(), ptr);
-    assert!(p.ws.equal(&before));
-    assert!(p.ws.is_set_to(&vs.variables()["fc.weight"]));
+    assert!(out.equal(
+        &p.original_module()
+            .bs
+            .as_ref()
+            .unwrap()
+            .expand([2, 3], false)
+    ));
+    assert_eq!(p.original_module().ws.data_ptr(), ptr);
+    assert!(p.original_module().ws.equal(&before));
+    assert!(p
+        .original_module()
+        .ws
+        .is_set_to(&vs.variables()["fc.weight"]));
 }
 
 #[test]
@@ -183,7 +192,11 @@ fn cached_scope_keeps_gradients_through_several_forwards() {
     let expected = (xs.sum_dim_intlist([0i64].as_slice(), false, Kind::Float) * 6.0)
         .unsqueeze(0)
         .expand([3, 4], false);
-    assert!(p.ws.grad().allclose(&expected, 1e-5, 1e-5, false));
+    assert!(p
+        .original_module()
+        .ws
+        .grad()
+        .allclose(&expected, 1e-5, 1e-5, false));
 }
 
 #[test]
@@ -241,13 +254,17 @@ fn gradients_reach_the_original_through_the_transform() {
     p.forward(&xs).square().sum(Kind::Float).backward();
     xs.linear(
         &(reference.sin() * 2),
-        Some(&p.bs.as_ref().unwrap().detach()),
+        Some(&p.original_module().bs.as_ref().unwrap().detach()),
     )
     .square()
     .sum(Kind::Float)
     .backward();
-    assert!(p.ws.grad().allclose(&reference.grad(), 1e-5, 1e-5, false));
-    assert!(p.bs.as_ref().unwrap().grad().defined());
+    assert!(p
+        .original_module()
+        .ws
+        .grad()
+        .allclose(&reference.grad(), 1e-5, 1e-5, false));
+    assert!(p.original_module().bs.as_ref().unwrap().grad().defined());
 }
 
 #[test]
@@ -270,7 +287,13 @@ fn pruned_entries_get_no_gradient_and_stay_zero_while_fine_tuning() {
         let loss = p.forward(&xs).square().mean(Kind::Float);
         opt.backward_step(&loss);
         let pruned = mask.tensor.ones_like() - &mask.tensor;
-        assert_eq!((p.ws.grad() * pruned).abs().max().double_value(&[]), 0.0);
+        assert_eq!(
+            (p.original_module().ws.grad() * pruned)
+                .abs()
+                .max()
+                .double_value(&[]),
+            0.0
+        );
     }
     assert_eq!(
         tch_patch::sparsity_of(&p.transformed("weight").unwrap()),
@@ -292,14 +315,22 @@ fn weight_norm_trains_g_and_v_through_the_var_store() {
     let names: Vec<_> = named_tensors(&p).into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["weight", "bias", "weight_g"]);
 
-    let (g_before, v_before) = (g.copy(), p.ws.copy());
+    let (g_before, v_before) = (g.copy(), p.original_module().ws.copy());
     let mut opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
     let xs = Tensor::randn([8, 4], CPU);
     opt.backward_step(&p.forward(&xs).square().mean(Kind::Float));
     assert!(g.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
-    assert!(p.ws.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    assert!(
+        p.original_module()
+            .ws
+            .grad()
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[])
+            > 0.0
+    );
     assert!(!g.equal(&g_before), "the optimizer trained g");
-    assert!(!p.ws.equal(&v_before), "and v");
+    assert!(!p.original_module().ws.equal(&v_before), "and v");
 
     let expected = p.transformed("weight").unwrap().detach().copy();
     let lin = p.remove_from(&vs, Removal::Bake).unwrap();
@@ -322,19 +353,19 @@ fn assign_goes_through_the_right_inverses_in_place() {
     p.push("weight", shift).unwrap();
     let value = Tensor::from_slice(&[4.0f32, 7.0, 1.0, -2.0, 10.0, 1.0]).reshape([2, 3]);
     p.assign("weight", &value).unwrap();
-    assert_eq!(p.ws.data_ptr(), ptr);
+    assert_eq!(p.original_module().ws.data_ptr(), ptr);
     assert!(p
         .transformed("weight")
         .unwrap()
         .allclose(&value, 1e-6, 1e-6, false));
 
-    let before = p.ws.copy();
+    let before = p.original_module().ws.copy();
     p.push("weight", |w: &Tensor| w.relu()).unwrap();
     let error = p.assign("weight", &value).unwrap_err();
     assert!(
         matches!(error, PatchError::NoRightInverse { ref transform } if transform == "closure")
     );
-    assert!(p.ws.equal(&before));
+    assert!(p.original_module().ws.equal(&before));
     let error = p.assign("bias", &value).unwrap_err();
     assert!(
         matches!(error, PatchError::NotParametrized { ref parametrized, .. } if parametrized == &["weight"])
@@ -356,7 +387,7 @@ fn unknown_names_are_errors_that_list_the_names_and_change_nothing() {
     assert!(error.to_string().contains("`weight`, `bias`"), "{error}");
     assert!(p.parametrizations().is_empty());
     let xs = Tensor::randn([2, 4], CPU);
-    assert!(p.forward(&xs).equal(&p.module().forward(&xs)));
+    assert!(p.forward(&xs).equal(&p.original_module().forward(&xs)));
     assert!(matches!(
         p.transformed("weight"),
         Err(PatchError::NotParametrized { .. })
@@ -384,7 +415,7 @@ fn bad_arguments_are_typed_errors_that_change_nothing() {
     let out = p.forward(&xs);
     let unchanged = |p: &Parametrized<nn::Linear>| {
         p.parametrizations() == [("weight", vec!["closure"])]
-            && p.ws.equal(&before)
+            && p.original_module().ws.equal(&before)
             && p.forward(&xs).equal(&out)
             && vs.variables().len() == 2
     };
@@ -439,7 +470,10 @@ fn bad_arguments_are_typed_errors_that_change_nothing() {
         .push_registered(&path, "weight", WeightNorm::new(0))
         .unwrap_err();
     assert!(matches!(error, PatchError::NameTaken { ref name } if name == "fc.weight_g"));
-    assert!(p.parametrizations() == [("weight", vec!["closure"])] && p.ws.equal(&before));
+    assert!(
+        p.parametrizations() == [("weight", vec!["closure"])]
+            && p.original_module().ws.equal(&before)
+    );
     assert_eq!(vs.variables().len(), 3);
 }
 
@@ -509,16 +543,19 @@ fn a_whole_model_parametrized_by_dotted_names_loads_plain_checkpoints() {
     let xs = Tensor::randn([3, 4], CPU);
     let fc1_q = p.transformed("fc1.weight").unwrap();
     let by_hand = xs
-        .linear(&fc1_q, p.fc1.bs.as_ref())
+        .linear(&fc1_q, p.original_module().fc1.bs.as_ref())
         .relu()
-        .linear(&p.transformed("fc2.weight").unwrap(), p.fc2.bs.as_ref());
+        .linear(
+            &p.transformed("fc2.weight").unwrap(),
+            p.original_module().fc2.bs.as_ref(),
+        );
     assert!(p.forward(&xs).allclose(&by_hand, 1e-5, 1e-5, false));
 
     // The plain model's checkpoint loads into the parametrized one's VarStore.
-    let before = p.fc1.ws.copy();
-    let _ = tch::no_grad(|| p.fc1.ws.fill_(0.0));
+    let before = p.original_module().fc1.ws.copy();
+    let _ = tch::no_grad(|| p.original_module_mut().fc1.ws.fill_(0.0));
     vs.load_partial(&file).unwrap();
-    assert!(p.fc1.ws.equal(&before));
+    assert!(p.original_module().fc1.ws.equal(&before));
     std::fs::remove_file(&file).ok();
 }
 
@@ -546,8 +583,8 @@ fn a_panicking_forward_still_puts_the_originals_back() {
     let xs = Tensor::ones([1, 2], CPU);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.forward(&xs)));
     assert!(result.is_err());
-    assert_eq!(p.0.ws.data_ptr(), ptr);
-    assert!(p.0.ws.equal(&before));
+    assert_eq!(p.original_module().0.ws.data_ptr(), ptr);
+    assert!(p.original_module().0.ws.equal(&before));
 }
 
 #[test]
@@ -558,13 +595,446 @@ fn parametrized_modules_are_modules_that_can_be_sent_and_nested() {
 
     let vs = nn::VarStore::new(Device::Cpu);
     let lin = linear(&vs, "fc", 3, 3);
-    let w = lin.ws.copy();
+    let (w, b) = (lin.ws.copy(), lin.bs.as_ref().unwrap().copy());
     let inner = parametrize(lin, "weight", |w: &Tensor| w + 1).unwrap();
     let outer = parametrize(inner, "weight", |w: &Tensor| w * 2).unwrap();
-    // The outer transform sees the original and the inner one sees its output.
+    // The outer transform applies to the inner one's output, as a later `push` does.
     let xs = Tensor::randn([2, 3], CPU);
-    let by_hand = xs.linear(&(&w * 2 + 1), outer.bs.as_ref());
+    let by_hand = xs.linear(&((&w + 1) * 2), Some(&b));
     assert!(outer.forward(&xs).allclose(&by_hand, 1e-6, 1e-6, false));
     let debug = format!("{outer:?}");
     assert!(debug.contains("parametrizations"), "{debug}");
+}
+
+// Nested parametrizations: `parametrize(parametrize(m, "weight", f), "weight", g)` is
+// `g(f(w))` everywhere, as pushing `f` then `g` is. These tests use only what the original
+// API has, so that they can run against it.
+
+fn add1() -> FnTransform {
+    FnTransform::new("add1", |w: &Tensor| w + 1).with_right_inverse(|v: &Tensor| v - 1)
+}
+
+fn times2() -> FnTransform {
+    FnTransform::new("times2", |w: &Tensor| w * 2).with_right_inverse(|v: &Tensor| v / 2)
+}
+
+fn minus3() -> FnTransform {
+    FnTransform::new("minus3", |w: &Tensor| w - 3).with_right_inverse(|v: &Tensor| v + 3)
+}
+
+/// The tensor `name` of `module` as `Parameters` lists it (the original, outside forward).
+fn tensor_of<M: Parameters>(module: &M, name: &str) -> Tensor {
+    named_tensors(module)
+        .into_iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no tensor `{name}`"))
+        .tensor
+}
+
+#[test]
+fn wrapping_and_pushing_compose_in_the_same_order() {
+    tch::manual_seed(3);
+    let xs = Tensor::randn([5, 4], CPU);
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 4, 3);
+    let (w, b) = (lin.ws.copy(), lin.bs.as_ref().unwrap().copy());
+    let wrapped = parametrize(
+        parametrize(lin, "weight", add1()).unwrap(),
+        "weight",
+        times2(),
+    )
+    .unwrap();
+
+    let vs2 = nn::VarStore::new(Device::Cpu);
+    let lin2 = linear(&vs2, "fc", 4, 3);
+    tch::no_grad(|| {
+        lin2.ws.shallow_clone().copy_(&w);
+        lin2.bs.as_ref().unwrap().shallow_clone().copy_(&b);
+    });
+    let mut pushed = Parametrized::new(lin2);
+    pushed.push("weight", add1()).unwrap();
+    pushed.push("weight", times2()).unwrap();
+
+    let g_of_f = (&w + 1) * 2;
+    let by_hand = xs.linear(&g_of_f, Some(&b));
+    assert!(wrapped.transformed("weight").unwrap().equal(&g_of_f));
+    assert!(pushed.transformed("weight").unwrap().equal(&g_of_f));
+    assert!(wrapped.forward(&xs).allclose(&by_hand, 1e-6, 1e-6, false));
+    assert!(wrapped.forward(&xs).equal(&pushed.forward(&xs)));
+    // Not the other order.
+    assert!(!wrapped
+        .forward(&xs)
+        .allclose(&xs.linear(&(&w * 2 + 1), Some(&b)), 1e-3, 1e-3, false));
+    // The original is untouched and still the tensor under `weight`.
+    assert!(tensor_of(&wrapped, "weight").equal(&w));
+    assert!(wrapped.original("weight").unwrap().equal(&w));
+}
+
+#[test]
+fn a_transform_wrapped_around_another_is_prepared_on_its_output() {
+    // Pruning after a shift sees the shifted weights, as it does when pushed second.
+    tch::manual_seed(4);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 8, 4);
+    let w = lin.ws.copy();
+    let shift = |w: &Tensor| w + 0.3;
+    let wrapped = parametrize(
+        parametrize(lin, "weight", shift).unwrap(),
+        "weight",
+        MagnitudePrune::new(0.5).unwrap(),
+    )
+    .unwrap();
+    let expected = prune_by_hand(&values(&(&w + 0.3)), 0.5);
+    assert!(close(
+        &values(&wrapped.transformed("weight").unwrap()),
+        &expected
+    ));
+    let xs = Tensor::randn([3, 8], CPU);
+    let b = tensor_of(&wrapped, "bias");
+    let by_hand = xs.linear(&Tensor::from_slice(&expected).reshape([4, 8]), Some(&b));
+    assert!(wrapped.forward(&xs).allclose(&by_hand, 1e-5, 1e-5, false));
+}
+
+#[test]
+fn transformed_at_every_depth_is_what_that_depth_s_forward_uses() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 4, 3);
+    let (w, b) = (lin.ws.copy(), lin.bs.as_ref().unwrap().copy());
+    let depth1 = parametrize(lin, "weight", add1()).unwrap();
+    let depth2 = parametrize(depth1, "weight", times2()).unwrap();
+    let depth3 = parametrize(depth2, "weight", minus3()).unwrap();
+    let xs = Tensor::randn([2, 4], CPU);
+
+    let f = &w + 1;
+    let gf = &f * 2;
+    let hgf = &gf - 3;
+    assert!(depth3.transformed("weight").unwrap().equal(&hgf));
+    assert!(depth3
+        .forward(&xs)
+        .allclose(&xs.linear(&hgf, Some(&b)), 1e-6, 1e-6, false));
+    // Inside the outer scope every depth sees the outermost value (none transforms again).
+    let (seen2, seen1) = depth3
+        .with_transformed(|depth2| {
+            let seen1 = depth2.with_transformed(|depth1| {
+                depth1
+                    .with_transformed(|lin| tensor_of(lin, "weight").copy())
+                    .unwrap()
+            });
+            (tensor_of(depth2, "weight").copy(), seen1.unwrap())
+        })
+        .unwrap();
+    assert!(seen2.equal(&hgf) && seen1.equal(&hgf));
+    // Inside it, `transformed` and `original` are still right.
+    let (inside, original) = depth3
+        .with_transformed(|_| {
+            (
+                depth3.transformed("weight").unwrap(),
+                depth3.original("weight").unwrap(),
+            )
+        })
+        .unwrap();
+    assert!(inside.equal(&hgf) && original.equal(&w));
+
+    // Peeling off layers, each depth computes its own composition.
+    let depth2 = depth3.remove(Removal::KeepOriginal).unwrap();
+    assert!(depth2.transformed("weight").unwrap().equal(&gf));
+    assert!(depth2
+        .forward(&xs)
+        .allclose(&xs.linear(&gf, Some(&b)), 1e-6, 1e-6, false));
+    let depth1 = depth2.remove(Removal::KeepOriginal).unwrap();
+    assert!(depth1.transformed("weight").unwrap().equal(&f));
+    assert!(depth1
+        .forward(&xs)
+        .allclose(&xs.linear(&f, Some(&b)), 1e-6, 1e-6, false));
+    let lin = depth1.remove(Removal::KeepOriginal).unwrap();
+    assert!(lin.ws.equal(&w));
+}
+
+#[test]
+fn gradients_reach_the_original_through_every_depth() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 4, 3);
+    let reference = lin.ws.detach().copy().set_requires_grad(true);
+    let b = lin.bs.as_ref().unwrap().detach().copy();
+    let inner = parametrize(lin, "weight", |w: &Tensor| w.sin()).unwrap();
+    let outer = parametrize(inner, "weight", |w: &Tensor| w.square()).unwrap();
+    let xs = Tensor::randn([5, 4], CPU);
+    outer.forward(&xs).sum(Kind::Float).backward();
+    xs.linear(&reference.sin().square(), Some(&b))
+        .sum(Kind::Float)
+        .backward();
+    let grad = tensor_of(&outer, "weight").grad();
+    assert!(grad.allclose(&reference.grad(), 1e-5, 1e-5, false));
+}
+
+#[test]
+fn the_outer_cached_scope_computes_every_depth_once() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let (inner_t, inner_calls) = Counting::new("inner", |w| w + 1);
+    let (bias_t, bias_calls) = Counting::new("bias", |b| b * 3);
+    let (outer_t, outer_calls) = Counting::new("outer", |w| w * 2);
+    let mut inner = Parametrized::new(linear(&vs, "fc", 4, 3));
+    inner.push("weight", inner_t).unwrap();
+    inner.push("bias", bias_t).unwrap();
+    let outer = parametrize(inner, "weight", outer_t).unwrap();
+    let counts = || [&inner_calls, &bias_calls, &outer_calls].map(|c| c.swap(0, Ordering::SeqCst));
+    counts();
+
+    let xs = Tensor::randn([2, 4], CPU);
+    let uncached = outer.forward(&xs);
+    assert_eq!(counts(), [1, 1, 1], "each transform once per forward");
+    let cached = outer.cached(|p| {
+        let outs: Vec<Tensor> = (0..3).map(|_| p.forward(&xs)).collect();
+        let seen = p.transformed("weight").unwrap();
+        (outs, seen)
+    });
+    assert_eq!(counts(), [1, 1, 1], "each transform once in the scope");
+    assert!(cached.0.iter().all(|out| out.equal(&uncached)));
+    let w = outer.original("weight").unwrap();
+    assert!(cached.1.equal(&((&w + 1) * 2)));
+    let b = tensor_of(&outer, "bias");
+    assert!(uncached.allclose(
+        &xs.linear(&((&w + 1) * 2), Some(&(&b * 3))),
+        1e-6,
+        1e-6,
+        false
+    ));
+}
+
+#[test]
+fn baking_the_outer_level_writes_the_whole_composition() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 4, 3);
+    let (ptr, w, b) = (
+        lin.ws.data_ptr(),
+        lin.ws.copy(),
+        lin.bs.as_ref().unwrap().copy(),
+    );
+    let mut inner = Parametrized::new(lin);
+    inner.push("weight", add1()).unwrap();
+    inner.push("bias", |b: &Tensor| b.neg()).unwrap();
+    let outer = parametrize(inner, "weight", times2()).unwrap();
+    let xs = Tensor::randn([2, 4], CPU);
+    let seen = outer.forward(&xs);
+
+    let inner = outer.remove(Removal::Bake).unwrap();
+    let weight = tensor_of(&inner, "weight");
+    assert_eq!(weight.data_ptr(), ptr, "baked in place");
+    assert!(weight.equal(&((&w + 1) * 2)), "g(f(w)) in the weight");
+    assert!(vs.variables()["fc.weight"].equal(&((&w + 1) * 2)));
+    // The inner `add1` is in the baked value, so it is gone; its bias transform stays.
+    assert_eq!(inner.parametrizations(), [("bias", vec!["closure"])]);
+    assert!(inner.forward(&xs).allclose(&seen, 1e-6, 1e-6, false));
+    let lin = inner.remove(Removal::Bake).unwrap();
+    assert!(lin.forward(&xs).allclose(&seen, 1e-6, 1e-6, false));
+    assert!(lin.bs.as_ref().unwrap().equal(&b.neg()));
+}
+
+#[test]
+fn baking_a_nested_weight_norm_takes_the_inner_tensors_out_of_the_var_store() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let path = vs.root() / "fc";
+    let mut inner = Parametrized::new(nn::linear(&path, 4, 3, Default::default()));
+    inner
+        .push_registered(&path, "weight", WeightNorm::new(0))
+        .unwrap();
+    let outer = parametrize(inner, "weight", times2()).unwrap();
+    assert!(vs.variables().contains_key("fc.weight_g"));
+    let expected = outer.transformed("weight").unwrap().detach().copy();
+    let inner = outer.remove_from(&vs, Removal::Bake).unwrap();
+    assert!(inner.parametrizations().is_empty());
+    assert!(tensor_of(&inner, "weight").allclose(&expected, 1e-6, 1e-6, false));
+    let mut left: Vec<_> = vs.variables().into_keys().collect();
+    left.sort();
+    assert_eq!(left, ["fc.bias", "fc.weight"]);
+}
+
+#[test]
+fn assigning_at_the_outer_level_inverts_the_outer_transform_first() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 3, 2);
+    let ptr = lin.ws.data_ptr();
+    let inner = parametrize(lin, "weight", times2()).unwrap();
+    let mut outer = parametrize(inner, "weight", add1()).unwrap();
+    let value = Tensor::from_slice(&[4.0f32, 7.0, 1.0, -2.0, 10.0, 1.0]).reshape([2, 3]);
+    outer.assign("weight", &value).unwrap();
+    let weight = tensor_of(&outer, "weight");
+    assert_eq!(weight.data_ptr(), ptr);
+    assert!(weight.allclose(&((&value - 1) / 2), 1e-6, 1e-6, false));
+    assert!(outer
+        .transformed("weight")
+        .unwrap()
+        .allclose(&value, 1e-6, 1e-6, false));
+
+    // An inner transform without a right inverse: an error, and nothing is written.
+    let lin = linear(&vs, "other", 3, 2);
+    let inner = parametrize(lin, "weight", |w: &Tensor| w.relu()).unwrap();
+    let mut outer = parametrize(inner, "weight", add1()).unwrap();
+    let before = tensor_of(&outer, "weight").copy();
+    let error = outer.assign("weight", &value).unwrap_err();
+    assert!(
+        matches!(error, PatchError::NoRightInverse { ref transform } if transform == "closure"),
+        "{error}"
+    );
+    assert!(tensor_of(&outer, "weight").equal(&before));
+}
+
+#[test]
+fn an_outer_transform_of_an_inner_transform_s_own_tensor_is_what_the_inner_one_uses() {
+    // The outer one keeps every pruned entry (a mask of ones) and doubles the weight: the
+    // inner pruning sees the outer mask, and the doubling applies to the pruned result.
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 4, 3);
+    let (w, b) = (lin.ws.copy(), lin.bs.as_ref().unwrap().copy());
+    let inner = parametrize(lin, "weight", MagnitudePrune::new(0.5).unwrap()).unwrap();
+    let mut outer = Parametrized::new(inner);
+    outer.push("weight", times2()).unwrap();
+    outer
+        .push("weight_mask", |m: &Tensor| m.ones_like())
+        .unwrap();
+    let xs = Tensor::randn([2, 4], CPU);
+    let by_hand = xs.linear(&(&w * 2), Some(&b));
+    assert!(outer.transformed("weight").unwrap().equal(&(&w * 2)));
+    assert!(outer.forward(&xs).allclose(&by_hand, 1e-6, 1e-6, false));
+    let cached = outer.cached(|p| (p.transformed("weight").unwrap(), p.forward(&xs)));
+    assert!(cached.0.equal(&(&w * 2)));
+    assert!(cached.1.allclose(&by_hand, 1e-6, 1e-6, false));
+    // The mask is still the inner one's, half zeros.
+    let mask = tensor_of(&outer, "weight_mask");
+    assert_eq!(mask.sum(Kind::Float).double_value(&[]), 6.0);
+
+    let inner = outer.remove(Removal::Bake).unwrap();
+    assert!(inner.parametrizations().is_empty());
+    assert!(tensor_of(&inner, "weight").equal(&(&w * 2)));
+    assert!(inner.forward(&xs).allclose(&by_hand, 1e-6, 1e-6, false));
+}
+
+/// A model struct with a parametrized layer inside.
+#[derive(Debug)]
+struct TwoLayers {
+    fc1: Parametrized<nn::Linear>,
+    fc2: nn::Linear,
+}
+
+impl Parameters for TwoLayers {
+    fn visit<'a>(&'a self, visitor: &mut Visitor<'a, '_>) {
+        visitor.child("fc1", &self.fc1);
+        visitor.child("fc2", &self.fc2);
+    }
+    fn visit_mut(&mut self, visitor: &mut VisitorMut<'_>) {
+        visitor.child("fc1", &mut self.fc1);
+        visitor.child("fc2", &mut self.fc2);
+    }
+}
+
+impl Module for TwoLayers {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        self.fc2.forward(&self.fc1.forward(xs).relu())
+    }
+}
+
+#[test]
+fn a_parametrized_layer_inside_a_model_applies_before_the_model_s_parametrization() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let fc1 = linear(&vs, "fc1", 4, 4);
+    let fc2 = linear(&vs, "fc2", 4, 2);
+    let (w1, b1) = (fc1.ws.copy(), fc1.bs.as_ref().unwrap().copy());
+    let (w2, b2) = (fc2.ws.copy(), fc2.bs.as_ref().unwrap().copy());
+    let model = TwoLayers {
+        fc1: parametrize(fc1, "weight", add1()).unwrap(),
+        fc2,
+    };
+    let mut outer = Parametrized::new(model);
+    outer.push("fc1.weight", times2()).unwrap();
+    outer.push("fc2.weight", minus3()).unwrap();
+    let xs = Tensor::randn([3, 4], CPU);
+    let fc1_seen = (&w1 + 1) * 2;
+    let by_hand = xs
+        .linear(&fc1_seen, Some(&b1))
+        .relu()
+        .linear(&(&w2 - 3), Some(&b2));
+    assert!(outer.transformed("fc1.weight").unwrap().equal(&fc1_seen));
+    assert!(outer.forward(&xs).allclose(&by_hand, 1e-5, 1e-5, false));
+
+    outer
+        .assign("fc1.weight", &Tensor::ones([4, 4], CPU))
+        .unwrap();
+    assert!(tensor_of(&outer, "fc1.weight").allclose(
+        &Tensor::full([4, 4], -0.5, CPU),
+        1e-6,
+        1e-6,
+        false
+    ));
+
+    let model = outer.remove(Removal::Bake).unwrap();
+    assert!(
+        model.fc1.parametrizations().is_empty(),
+        "baked into fc1.weight"
+    );
+    assert!(model.fc1.transformed("weight").is_err());
+    assert!(tensor_of(&model, "fc1.weight").equal(&Tensor::ones([4, 4], CPU)));
+}
+
+// No `Deref` to the module: a `Parametrized<nn::Linear>` handed to code that wants an
+// `nn::Linear` would compute with the original weight. `tests/ui/fail_parametrize` shows
+// that `&Parametrized<nn::Linear>` no longer coerces; these are the routes there are.
+
+fn takes_linear(linear: &nn::Linear, xs: &Tensor) -> Tensor {
+    linear.forward(xs)
+}
+
+fn takes_module(module: &impl Module, xs: &Tensor) -> Tensor {
+    module.forward(xs)
+}
+
+#[test]
+fn every_route_to_the_module_says_which_tensors_it_sees() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 4, 3);
+    let xs = Tensor::randn([2, 4], CPU);
+    let plain = lin.forward(&xs);
+    let p = parametrize(lin, "weight", |w: &Tensor| w.zeros_like()).unwrap();
+    let bias = tensor_of(&p, "bias").expand([2, 3], false);
+
+    // Generic module code gets the parametrized forward.
+    assert!(takes_module(&p, &xs).equal(&bias));
+    assert!(p.forward(&xs).equal(&bias));
+    // A function wanting the `nn::Linear` gets it with the transformed weight in place...
+    let seen = p
+        .with_transformed(|linear| takes_linear(linear, &xs))
+        .unwrap();
+    assert!(seen.equal(&bias));
+    // ... or, asked for by name, the untransformed one.
+    assert!(takes_linear(p.original_module(), &xs).equal(&plain));
+
+    // The same at depth two: the view sees the composition.
+    let outer = parametrize(p, "bias", |b: &Tensor| b + 1).unwrap();
+    let seen = outer
+        .with_transformed(|inner| inner.with_transformed(|linear| takes_linear(linear, &xs)))
+        .unwrap()
+        .unwrap();
+    assert!(seen.equal(&(&bias + 1)));
+    assert!(seen.equal(&outer.forward(&xs)));
+}
+
+#[test]
+fn the_transformed_view_puts_the_originals_back_when_its_closure_panics() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = linear(&vs, "fc", 2, 2);
+    let (ptr, before) = (lin.ws.data_ptr(), lin.ws.copy());
+    let inner = parametrize(lin, "weight", |w: &Tensor| w.zeros_like()).unwrap();
+    let outer = parametrize(inner, "weight", |w: &Tensor| w + 5).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        outer.with_transformed(|_| panic!("the caller's code fails"))
+    }));
+    assert!(result.is_err());
+    let weight = tensor_of(&outer, "weight");
+    assert_eq!(weight.data_ptr(), ptr);
+    assert!(weight.equal(&before));
+    let xs = Tensor::ones([1, 2], CPU);
+    let bias = tensor_of(&outer, "bias");
+    let by_hand = xs.linear(&Tensor::full([2, 2], 5.0, CPU), Some(&bias));
+    assert!(outer.forward(&xs).allclose(&by_hand, 1e-6, 1e-6, false));
 }

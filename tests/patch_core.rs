@@ -287,6 +287,34 @@ fn custom_forward_overrides_and_the_inherent_method_shadows_the_parent() {
 }
 
 #[test]
+fn code_asking_for_the_parent_gets_its_forward_and_generic_code_the_patch_s() {
+    // A custom-forward patch derefs to its parent by design: the parent's tensors are the
+    // patch's. A function that wants the parent type gets the parent's behaviour on them
+    // (Python's `Parent.forward(self, x)`); generic module code gets the patch's forward.
+    fn takes_linear(linear: &nn::Linear, xs: &Tensor) -> Tensor {
+        linear.forward(xs)
+    }
+    fn takes_module(module: &impl Module, xs: &Tensor) -> Tensor {
+        module.forward(xs)
+    }
+    let vs = nn::VarStore::new(CPU);
+    let linear = nn::linear(vs.root(), 3, 3, Default::default());
+    let ptr = linear.ws.data_ptr();
+    let xs = Tensor::randn([2, 3], (Kind::Float, CPU));
+    let parent = linear.forward(&xs);
+    let doubled = Doubled { base: linear };
+    assert_eq!(
+        doubled.ws.data_ptr(),
+        ptr,
+        "the same tensors, not a view of others"
+    );
+    assert!(takes_linear(&doubled, &xs).equal(&parent));
+    assert!(takes_module(&doubled, &xs).equal(&(&parent * 2)));
+    let boxed: &dyn Module = &doubled;
+    assert!(boxed.forward(&xs).equal(&(&parent * 2)));
+}
+
+#[test]
 fn a_patch_of_a_patch_peels_one_layer_at_a_time() {
     let vs = nn::VarStore::new(CPU);
     let linear = nn::linear(vs.root(), 3, 2, Default::default());

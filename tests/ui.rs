@@ -1,8 +1,8 @@
 //! UI tests: what users see when they misuse `#[patch]` / `#[patch_forward]`
-//! (`tests/ui/fail`, each with the expected `.stderr`), `#[derive(ModuleTree)]`
-//! (`tests/ui/fail_tree`) and `#[derive(PatchArgs)]`'s `patch = ...` (`tests/ui/patch_args`),
-//! and patches that must compile and run (`tests/ui/pass`). Re-bless with `make ui-bless`
-//! and review every diff.
+//! (`tests/ui/fail`, each with the expected `.stderr`), `#[derive(ModuleTree)]` and slots
+//! (`tests/ui/fail_tree`), `#[derive(PatchArgs)]`'s `patch = ...` (`tests/ui/patch_args`),
+//! parametrizations (`tests/ui/fail_parametrize`), and patches that must compile and run
+//! (`tests/ui/pass`). Re-bless with `make ui-bless` and review every diff.
 
 #[test]
 fn ui() {
@@ -24,5 +24,6 @@ fn ui() {
     t.compile_fail("tests/ui/fail/*.rs");
     t.compile_fail("tests/ui/fail_tree/*.rs");
     t.compile_fail("tests/ui/patch_args/*.rs");
+    t.compile_fail("tests/ui/fail_parametrize/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }

@@ -23,6 +23,13 @@ use tch::{nn, Tensor};
 /// The VarStore still holds the original leaves, untouched; [`Mutable::restore`] puts them
 /// back, [`Mutable::into_inner`] keeps the current tensors.
 ///
+/// # `Deref` to the module
+/// `Mutable<M>` derefs to `M`, and that view is never stale: assignments and in-place
+/// changes are made on the module's own tensor handles, and its forward is the module's
+/// forward on them. So a function taking `&M` (an `&nn::Linear`) given `&mutable` computes
+/// exactly what `mutable.forward(xs)` does, with the current (assigned) tensors; the
+/// VarStore's leaves are what [`Mutable::restore`] gives back.
+///
 /// ```
 /// use tch::{nn, nn::Module, Device, Kind, Tensor};
 /// use tch_patch::Mutable;
@@ -40,6 +47,11 @@ use tch::{nn, Tensor};
 /// let ys = m.forward(&Tensor::ones([1, 1], (Kind::Float, Device::Cpu)));
 /// ys.sum(Kind::Float).backward();
 /// assert!(predicted.grad().defined());
+/// fn takes_linear(linear: &nn::Linear, xs: &Tensor) -> Tensor {
+///     linear.forward(xs)
+/// }
+/// let xs = Tensor::ones([1, 1], (Kind::Float, Device::Cpu));
+/// assert!(takes_linear(&m, &xs).equal(&m.forward(&xs))); // sees the assigned weight
 /// assert!(m.set("weight", &Tensor::zeros([2, 2], (Kind::Float, Device::Cpu))).is_err());
 /// let linear: nn::Linear = m.restore(); // the VarStore's leaves again
 /// assert!(linear.ws.is_leaf());

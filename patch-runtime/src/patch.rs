@@ -8,6 +8,17 @@ use tch::Tensor;
 /// tensors are moved in, never copied: `base()` holds the very same tensors, and
 /// `into_base()` gives the parent back with exactly its tensors and nothing the patch added.
 ///
+/// # `Deref` to the parent, and which forward runs
+/// A patch derefs to its parent (`Deref`, `AsRef`, `Borrow` and their `mut` forms), also
+/// with `custom_forward`, since the parent's tensors *are* the patch's tensors: nothing is
+/// transformed behind them. Code that asks for the parent type gets the parent's behaviour
+/// on them, the way `Parent.forward(self, x)` calls the parent's forward in Python: a
+/// function taking `&nn::Linear`, given `&patched`, runs `nn::Linear`'s forward. Code
+/// generic over the module trait (`&impl Module`, `&dyn Module`) and method calls on the
+/// patch itself (`patched.forward(xs)`) run the patch's forward.
+/// ([`Parametrized`](crate::Parametrized), whose module holds other tensors than its
+/// forward uses, has no `Deref` for this reason.)
+///
 /// ```
 /// use tch::{nn, nn::Module, Device, Tensor};
 /// use tch_patch::{patch, Patch};
@@ -23,6 +34,11 @@ use tch::Tensor;
 /// assert_eq!(traced.ws.data_ptr(), before); // the parent's field, through Deref
 /// let xs = Tensor::ones([1, 3], (tch::Kind::Float, Device::Cpu));
 /// assert!(traced.forward(&xs).equal(&traced.base().forward(&xs)));
+///
+/// fn takes_linear(linear: &nn::Linear, xs: &Tensor) -> Tensor {
+///     linear.forward(xs) // the parent's forward, on the patch's (= the parent's) tensors
+/// }
+/// assert!(takes_linear(&traced, &xs).equal(&traced.forward(&xs)));
 /// let linear: nn::Linear = traced.into_base();
 /// assert_eq!(linear.ws.data_ptr(), before);
 /// ```

@@ -1,11 +1,15 @@
 //! What a `Parametrized` module computes: the transformed tensors, the forward that sees
 //! them, and the `cached` scope.
 use super::handle_swap::SwappedIn;
+use super::nesting;
 use super::parametrized::Parametrized;
 use crate::error::Result;
 use crate::params::Parameters;
 use std::cell::RefCell;
 use tch::{nn, Tensor};
+
+/// Stack indices, each with the module's handle of its tensor.
+type Stacks<'a> = Vec<(usize, &'a Tensor)>;
 
 impl<M: Parameters> Parametrized<M> {
     /// A handle to the original tensor `name` (the module's own, not a copy), also from
@@ -16,18 +20,31 @@ impl<M: Parameters> Parametrized<M> {
     }
 
     /// The tensor the module's forward sees for `name`: its transforms applied in order
-    /// to the original, with gradients flowing to the original (`module.weight` of a
-    /// PyTorch parametrization). Computed once per [`cached`](Parametrized::cached) scope.
+    /// to the original (or, when a `Parametrized` inside the module transforms `name` too,
+    /// to what that one computes), with gradients flowing to the original (`module.weight`
+    /// of a PyTorch parametrization). Computed once per [`cached`](Parametrized::cached)
+    /// scope.
     pub fn transformed(&self, name: &str) -> Result<Tensor> {
         let index = self.stack_index(name)?;
-        let original = self.originals()?.swap_remove(index);
-        self.transformed_at(index, &original)
+        self.transformed_at(index, &self.stack_input(index)?)
+    }
+
+    /// What stack `index` transforms: what a `Parametrized` inside the module computes for
+    /// its name, or else the original.
+    pub(super) fn stack_input(&self, index: usize) -> Result<Tensor> {
+        match nesting::find(&self.inner(), &self.stacks[index].name) {
+            Some((inner, name)) => self.with_first_in_place(|| inner.effective(name)),
+            None => Ok(self.originals()?.swap_remove(index)),
+        }
     }
 
     /// Runs `f` on the module while its parametrized tensors are the transformed ones, and
     /// puts the originals back afterwards (also if `f` panics). This is what forward does;
-    /// use it for any other method of the module. Within `f` the transformed tensors are
-    /// not recomputed by a nested call.
+    /// use it for any other method of the module, or to hand the module to a function that
+    /// wants `&M` (`Parametrized` has no `Deref` to it: the module outside of this scope
+    /// has the untransformed tensors). Within `f` the transformed tensors are not
+    /// recomputed by a nested call, and a `Parametrized` inside the module (an inner
+    /// `parametrize`) sees them too.
     ///
     /// ```
     /// use tch::{nn, Device, Tensor};
@@ -38,23 +55,67 @@ impl<M: Parameters> Parametrized<M> {
     /// let zeroed = parametrize(linear, "weight", |w: &Tensor| w.zeros_like())?;
     /// let seen = zeroed.with_transformed(|linear| linear.ws.abs().sum(None).double_value(&[]))?;
     /// assert_eq!(seen, 0.0);
-    /// assert!(zeroed.ws.abs().sum(None).double_value(&[]) > 0.0); // the original again
+    /// let original = zeroed.original_module();
+    /// assert!(original.ws.abs().sum(None).double_value(&[]) > 0.0); // the original again
     /// # Ok::<(), tch_patch::PatchError>(())
     /// ```
     pub fn with_transformed<R>(&self, f: impl FnOnce(&M) -> R) -> Result<R> {
         if self.swapped_out.borrow().is_some() {
             return Ok(f(&self.module));
         }
-        let handles = self.stack_handles()?;
-        let values = handles
-            .iter()
-            .enumerate()
-            .map(|(index, original)| self.transformed_at(index, original))
-            .collect::<Result<Vec<_>>>()?;
+        let (handles, inner) = self.stack_handles_and_inner()?;
         let originals = handles.iter().map(|h| h.shallow_clone()).collect();
+        let (first, on_top) = self.split(handles, &inner);
         let _mark = Mark::set(&self.swapped_out, originals);
-        let _swapped = SwappedIn::new(handles, values)?;
-        Ok(f(&self.module))
+        // First this one's tensors that nothing inside the module transforms (the inner
+        // parametrizations' own tensors, such as a mask, among them: they then see them),
+        // then the inner parametrizations put theirs in place, then this one's transforms
+        // of what they computed go on top.
+        let _first = self.swap_in(&first)?;
+        let mut f = Some(f);
+        let mut out = None;
+        nesting::enter_all(&inner, &mut || {
+            if let Some(f) = f.take() {
+                out = Some(self.swap_in(&on_top).map(|_on_top| f(&self.module)));
+            }
+        })?;
+        out.expect("enter_all runs its closure once when it returns Ok")
+    }
+
+    /// Runs `f` with this one's transformed tensors that nothing inside the module
+    /// transforms in place (they are, inside a forward): the state in which a
+    /// parametrization inside the module computes what this one's other transforms get.
+    pub(super) fn with_first_in_place<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        if self.swapped_out.borrow().is_some() {
+            return f();
+        }
+        let (handles, inner) = self.stack_handles_and_inner()?;
+        let (first, _) = self.split(handles, &inner);
+        let _first = self.swap_in(&first)?;
+        f()
+    }
+
+    /// The stacks with the module's handle of each, in two groups: those on tensors that no
+    /// parametrization inside the module transforms, and those that apply on top of one.
+    fn split<'a>(
+        &self,
+        handles: Vec<&'a Tensor>,
+        inner: &nesting::InnerAt<'_>,
+    ) -> (Stacks<'a>, Stacks<'a>) {
+        handles
+            .into_iter()
+            .enumerate()
+            .partition(|(index, _)| nesting::find(inner, &self.stacks[*index].name).is_none())
+    }
+
+    /// Puts each stack's transform of what its handle holds behind the handle, until the
+    /// guard is dropped.
+    fn swap_in<'a>(&self, stacks: &[(usize, &'a Tensor)]) -> Result<SwappedIn<'a>> {
+        let values = stacks
+            .iter()
+            .map(|&(index, held)| self.transformed_at(index, held))
+            .collect::<Result<Vec<_>>>()?;
+        SwappedIn::new(stacks.iter().map(|&(_, handle)| handle).collect(), values)
     }
 
     /// Opens a scope in which each transformed tensor is computed once and reused by every
@@ -65,7 +126,8 @@ impl<M: Parameters> Parametrized<M> {
     /// Values are not recomputed inside the scope, so an original changed in place there
     /// (an optimizer step) is not seen until the next scope; and a second `backward`
     /// through the same cached tensor needs `keep_graph`, as in PyTorch. Nested scopes
-    /// share the outer one's cache.
+    /// share the outer one's cache. The scope is also one of every `Parametrized` inside the
+    /// module (an inner `parametrize`), as PyTorch's scope covers every parametrization.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -97,7 +159,14 @@ impl<M: Parameters> Parametrized<M> {
         }
         let slots = self.stacks.iter().map(|_| None).collect();
         let _open = Mark::set(&self.cache, slots);
-        f(self)
+        let mut f = Some(f);
+        let mut out = None;
+        nesting::cached_all(&self.inner(), &mut || {
+            if let Some(f) = f.take() {
+                out = Some(f(self));
+            }
+        });
+        out.expect("cached_all runs its closure once")
     }
 
     /// Whether a [`cached`](Parametrized::cached) scope is open.
@@ -186,7 +255,7 @@ mod tests {
     fn nested_calls_do_not_transform_twice() {
         let vs = nn::VarStore::new(Device::Cpu);
         let p = doubled(&vs);
-        let w = p.ws.copy();
+        let w = p.original_module().ws.copy();
         let (outer, inner) = p
             .with_transformed(|m| {
                 let inner = p.with_transformed(|m| m.ws.copy()).unwrap();
@@ -201,7 +270,7 @@ mod tests {
     fn original_and_transformed_are_right_inside_a_forward() {
         let vs = nn::VarStore::new(Device::Cpu);
         let p = doubled(&vs);
-        let w = p.ws.copy();
+        let w = p.original_module().ws.copy();
         let (original, transformed, seen) = p
             .with_transformed(|m| {
                 let original = p.original("weight").unwrap();
@@ -209,21 +278,21 @@ mod tests {
                 (original, transformed, m.ws.shallow_clone())
             })
             .unwrap();
-        assert!(original.equal(&w) && original.is_set_to(&p.ws));
+        assert!(original.equal(&w) && original.is_set_to(&p.original_module().ws));
         assert!(transformed.equal(&(&w * 2)));
         assert!(seen.equal(&(&w * 2)));
-        assert!(p.ws.equal(&w));
+        assert!(p.original_module().ws.equal(&w));
     }
 
     #[test]
     fn a_replaced_module_tensor_is_what_the_transforms_see_next() {
         let vs = nn::VarStore::new(Device::Cpu);
         let mut p = doubled(&vs);
-        p.module_mut().ws = Tensor::ones([3, 3], (Kind::Float, Device::Cpu));
+        p.original_module_mut().ws = Tensor::ones([3, 3], (Kind::Float, Device::Cpu));
         let xs = Tensor::eye(3, (Kind::Float, Device::Cpu));
         let expected = xs.linear(
             &Tensor::full([3, 3], 2.0, (Kind::Float, Device::Cpu)),
-            p.bs.as_ref(),
+            p.original_module().bs.as_ref(),
         );
         assert!(p.forward(&xs).equal(&expected));
     }
@@ -233,7 +302,7 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let linear = nn::linear(vs.root(), 3, 3, Default::default());
         let mut p = parametrize(linear, "bias", |b: &Tensor| b * 2).unwrap();
-        p.bs = None;
+        p.original_module_mut().bs = None;
         let error = p
             .try_forward(&Tensor::ones([1, 3], (Kind::Float, Device::Cpu)))
             .unwrap_err();

@@ -3,14 +3,18 @@
 //!
 //! - [`Transform`]: what is computed from a tensor; closures are transforms too.
 //! - [`Parametrized`]: the module wrapper; its forward sees the transformed tensors,
-//!   [`cached`](Parametrized::cached) computes them once for a scope, and
+//!   [`with_transformed`](Parametrized::with_transformed) lends the module with them in
+//!   place, [`cached`](Parametrized::cached) computes them once for a scope, and
 //!   [`remove`](Parametrized::remove) bakes them into the originals in place or drops them.
+//!   A `Parametrized` wrapped in another applies first, as a transform pushed earlier.
 //! - Built-in transforms: [`MagnitudePrune`], [`FakeQuantInt8`], [`WeightNorm`].
 mod axes;
 mod fake_quant;
 mod forward;
 mod handle_swap;
 pub(crate) use handle_swap::SwappedIn;
+mod nesting;
+pub(crate) use nesting::{Inner, InnerMut};
 mod parametrized;
 mod prune;
 mod registration;

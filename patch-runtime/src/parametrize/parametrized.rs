@@ -1,5 +1,6 @@
 //! `Parametrized<M>`: a module whose forward sees transformed tensors. Creation and the
 //! names it keeps; forward, removal and the VarStore are in sibling files.
+use super::nesting;
 use super::registration;
 use super::transform::Transform;
 use crate::error::{PatchError, Result, TensorProblem};
@@ -12,14 +13,33 @@ use tch::{nn, Tensor};
 /// VarStore), so checkpoints of the plain module load into it and back.
 ///
 /// Several transforms on one tensor compose in the order they were pushed (prune, then
-/// quantize); any number of the module's tensors can be parametrized. Forward computes each
+/// quantize); any number of the module's tensors can be parametrized. Wrapping means the
+/// same as pushing: in `parametrize(parametrize(m, "weight", f)?, "weight", g)?` the outer
+/// `g` applies to the inner `f`'s output, `g(f(w))`, in forward, in
+/// [`transformed`](Parametrized::transformed), in `cached` scopes, when assigning and when
+/// baking; the same holds for a `Parametrized` anywhere inside the module (a layer of a
+/// model struct). Forward computes each
 /// transformed tensor (once per call, or once per [`cached`](Parametrized::cached) scope),
 /// puts it behind the module's own tensor handle for the duration of the module's forward
 /// (O(1): a handle exchange, no storage copied) and puts the original back afterwards, also
 /// on panic. That works for any module with [`Parameters`], without knowing its fields, and
 /// gradients reach the original through the transform.
 ///
-/// `Deref`s to the module, whose tensors are the originals outside of a forward.
+/// # No `Deref` to the module
+/// A `Parametrized<nn::Linear>` is not an `nn::Linear`: the linear layer's own forward, run
+/// on the module it wraps, would use the original weight, not the transformed one, and give
+/// a wrong result without a word. So there is no `Deref`, `AsRef` or `Borrow` to it, and
+/// `&Parametrized<nn::Linear>` does not coerce to `&nn::Linear`. Instead:
+///
+/// - its own `forward` (`nn::Module`), [`try_forward`](Parametrized::try_forward) and
+///   [`try_forward_t`](Parametrized::try_forward_t), for generic `impl Module` code;
+/// - [`with_transformed`](Parametrized::with_transformed)`(|m: &M| ..)`: the module, for any
+///   function or method that wants `&M`, with the transformed tensors in place for the
+///   duration of the closure (what PyTorch's `module.weight` is on a parametrized module);
+/// - [`original_module`](Parametrized::original_module) and
+///   [`original_module_mut`](Parametrized::original_module_mut): the module with its own,
+///   untransformed tensors, to read or replace the originals.
+///
 /// [`Parameters`] lists the module's tensors, then each transform's own ones as
 /// `{tensor}_{local}` (`weight_mask`, `weight_g`).
 ///
@@ -34,9 +54,13 @@ use tch::{nn, Tensor};
 /// doubled.push("weight", FnTransform::new("double", |w: &Tensor| w * 2))?;
 ///
 /// let xs = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
-/// let expected = xs.linear(&(&doubled.ws * 2), doubled.bs.as_ref());
+/// let original = doubled.original_module();
+/// let expected = xs.linear(&(&original.ws * 2), original.bs.as_ref());
 /// assert!(doubled.forward(&xs).allclose(&expected, 1e-6, 1e-6, false));
-/// assert_eq!(doubled.ws.data_ptr(), weight_ptr); // the original, outside of forward
+/// // A function that wants the `nn::Linear` gets it with the transformed weight in place.
+/// let seen = doubled.with_transformed(|linear: &nn::Linear| linear.forward(&xs))?;
+/// assert!(seen.allclose(&expected, 1e-6, 1e-6, false));
+/// assert_eq!(original.ws.data_ptr(), weight_ptr); // the original, outside of forward
 /// assert!(vs.variables().contains_key("fc.weight")); // under its own name
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
@@ -83,7 +107,12 @@ fn run(transforms: &[Box<dyn Transform>], original: &Tensor) -> Result<Tensor> {
 /// let vs = nn::VarStore::new(Device::Cpu);
 /// let linear = nn::linear(vs.root(), 2, 2, Default::default());
 /// let plus_one = parametrize(linear, "weight", |w: &Tensor| w + 1)?;
-/// assert!(plus_one.transformed("weight")?.equal(&(&plus_one.ws + 1)));
+/// let w = plus_one.original("weight")?;
+/// assert!(plus_one.transformed("weight")?.equal(&(&w + 1)));
+///
+/// // Wrapping again applies the new transform to the earlier one's output.
+/// let doubled = parametrize(plus_one, "weight", |w: &Tensor| w * 2)?;
+/// assert!(doubled.transformed("weight")?.equal(&((&w + 1) * 2)));
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
 pub fn parametrize<M: Parameters>(
@@ -108,7 +137,8 @@ impl<M: Parameters> Parametrized<M> {
     }
 
     /// Adds `transform` on the tensor `name` (a dotted name of [`Parameters`], such as
-    /// `weight` or `fc1.weight`), after the transforms already on it.
+    /// `weight` or `fc1.weight`), after the transforms already on it, and after those of
+    /// any `Parametrized` inside the module: it receives what they compute.
     ///
     /// Checks everything before changing anything: the name exists, the transform accepts
     /// the tensor ([`Transform::prepare`]), its output keeps the shape, kind and device, its
@@ -143,7 +173,13 @@ impl<M: Parameters> Parametrized<M> {
         require_defined(&format!("parametrize `{name}`"), name, &original)?;
         let position = self.stacks.iter().position(|stack| stack.name == name);
         let earlier = position.map_or(&[][..], |i| &self.stacks[i].transforms[..]);
-        let input = tch::no_grad(|| run(earlier, &original))?;
+        let input = tch::no_grad(|| -> Result<Tensor> {
+            let base = match nesting::find(&self.inner(), name) {
+                Some((inner, name)) => self.with_first_in_place(|| inner.effective(name))?,
+                None => original,
+            };
+            run(earlier, &base)
+        })?;
         tch::no_grad(|| -> Result<()> {
             transform.prepare(name, &input)?;
             let output = transform.apply(&input)?;
@@ -206,18 +242,9 @@ impl<M: Parameters> Parametrized<M> {
         names
     }
 
-    /// The module's tensors by name: the handles it holds (the originals, outside forward).
-    pub(super) fn module_handles(&self) -> Vec<(String, &Tensor)> {
-        let mut handles = Vec::new();
-        let mut collect =
-            |name: &str, tensor, _: TensorRole| handles.push((name.to_owned(), tensor));
-        self.module.visit(&mut Visitor::new("", &mut collect));
-        handles
-    }
-
     /// A handle to the module's tensor `name`, or an error listing the names there are.
-    fn module_tensor(&self, name: &str) -> Result<Tensor> {
-        let handles = self.module_handles();
+    pub(super) fn module_tensor(&self, name: &str) -> Result<Tensor> {
+        let (handles, _) = self.walk();
         match handles.iter().find(|(n, _)| n == name) {
             Some((_, tensor)) => Ok(tensor.shallow_clone()),
             None => Err(PatchError::UnknownTensor {
@@ -229,8 +256,15 @@ impl<M: Parameters> Parametrized<M> {
 
     /// The module's handle for each stack, in stack order.
     pub(super) fn stack_handles(&self) -> Result<Vec<&Tensor>> {
-        let handles = self.module_handles();
-        self.stacks
+        Ok(self.stack_handles_and_inner()?.0)
+    }
+
+    /// The module's handle for each stack, in stack order, and the parametrizations
+    /// directly inside the module.
+    pub(super) fn stack_handles_and_inner(&self) -> Result<(Vec<&Tensor>, nesting::InnerAt<'_>)> {
+        let (handles, inner) = self.walk();
+        let stacks = self
+            .stacks
             .iter()
             .map(
                 |stack| match handles.iter().find(|(n, _)| *n == stack.name) {
@@ -241,7 +275,8 @@ impl<M: Parameters> Parametrized<M> {
                     }),
                 },
             )
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((stacks, inner))
     }
 
     /// Handles to every transform's own tensors.
@@ -274,13 +309,34 @@ impl<M: Parameters> Parametrized<M> {
             .collect()
     }
 
-    /// The wrapped module (its tensors are the originals, outside of a forward).
-    pub fn module(&self) -> &M {
+    /// The wrapped module with its own, **untransformed** tensors: the originals, not what
+    /// forward sees. Its own methods (`nn::Linear::forward` included) compute the module
+    /// as it was before it was parametrized; use
+    /// [`with_transformed`](Parametrized::with_transformed) for the module the way forward
+    /// sees it. (Called from inside a forward or a `with_transformed` closure, its handles
+    /// hold the transformed tensors for that while; [`original`](Parametrized::original)
+    /// is the original there too.)
+    ///
+    /// ```
+    /// use tch::{nn, nn::Module, Device, Tensor};
+    /// use tch_patch::parametrize;
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let linear = nn::linear(vs.root(), 2, 2, Default::default());
+    /// let zeroed = parametrize(linear, "weight", |w: &Tensor| w.zeros_like())?;
+    /// let xs = Tensor::ones([1, 2], (tch::Kind::Float, Device::Cpu));
+    /// let untransformed = zeroed.original_module().forward(&xs); // the original weight
+    /// assert!(!untransformed.equal(&zeroed.forward(&xs)));
+    /// # Ok::<(), tch_patch::PatchError>(())
+    /// ```
+    pub fn original_module(&self) -> &M {
         &self.module
     }
 
-    /// The wrapped module, mutably. A tensor replaced here is what the transforms see next.
-    pub fn module_mut(&mut self) -> &mut M {
+    /// The wrapped module with its untransformed tensors, mutably, as
+    /// [`original_module`](Parametrized::original_module). A tensor replaced here is what
+    /// the transforms see next.
+    pub fn original_module_mut(&mut self) -> &mut M {
         &mut self.module
     }
 }

@@ -1,5 +1,6 @@
 //! Writing through a parametrization: assigning a value, and removing the
 //! parametrizations with or without baking the transformed values into the originals.
+use super::nesting;
 use super::parametrized::{check_same_layout, require_defined, Parametrized};
 use super::registration;
 use crate::checks::has_internal_overlap;
@@ -13,9 +14,13 @@ pub enum Removal {
     /// Writes each transformed value into its original tensor, in place: the same tensor
     /// (same `data_ptr`, same VarStore entry, same optimizer state) now holds what the
     /// forward saw. PyTorch's `remove_parametrizations(leave_parametrized=True)`.
+    ///
+    /// A `Parametrized` inside the module (an inner `parametrize`) that transforms the same
+    /// tensor loses those transforms: the value written already includes them, so the
+    /// module returned computes what this one did. Its other parametrizations stay.
     Bake,
     /// Leaves the originals as they are: the module computes what it did before it was
-    /// parametrized. Never fails.
+    /// parametrized (a `Parametrized` inside it keeps its transforms). Never fails.
     KeepOriginal,
 }
 
@@ -26,6 +31,8 @@ impl<M: Parameters> Parametrized<M> {
     ///
     /// Baking computes every transformed value (under `no_grad`) and checks it before the
     /// first write, so an error writes nothing; the module is then dropped with `self`.
+    /// On a nested parametrization, baking the outer one writes the whole composition
+    /// (see [`Removal::Bake`]).
     ///
     /// ```
     /// use tch::{nn, Device, Tensor};
@@ -41,7 +48,7 @@ impl<M: Parameters> Parametrized<M> {
     /// assert!(linear.ws.equal(&expected));
     /// # Ok::<(), tch_patch::PatchError>(())
     /// ```
-    pub fn remove(self, how: Removal) -> Result<M> {
+    pub fn remove(mut self, how: Removal) -> Result<M> {
         if how == Removal::Bake {
             self.bake()?;
         }
@@ -51,21 +58,30 @@ impl<M: Parameters> Parametrized<M> {
     /// Like [`remove`](Parametrized::remove), and takes the transforms' own tensors (a
     /// weight norm's `weight_g`, a pruning mask) out of `vs`, so that a checkpoint of `vs`
     /// is again the plain module's. Nothing is taken out when baking fails.
-    pub fn remove_from(self, vs: &nn::VarStore, how: Removal) -> Result<M> {
-        let added = self.transform_tensors();
+    pub fn remove_from(mut self, vs: &nn::VarStore, how: Removal) -> Result<M> {
+        let mut added = self.transform_tensors();
         if how == Removal::Bake {
-            self.bake()?;
+            added.extend(self.bake()?);
         }
         registration::forget(vs, &added);
         Ok(self.module)
     }
 
+    /// Writes the transformed values into the originals in place, all or none, then drops
+    /// the transforms of those tensors from the parametrizations inside the module, which
+    /// the values include. Returns handles to the dropped transforms' own tensors.
+    fn bake(&mut self) -> Result<Vec<Tensor>> {
+        self.write_transformed()?;
+        let names: Vec<String> = self.stacks.iter().map(|s| s.name.clone()).collect();
+        Ok(self.drop_inner_stacks(&names))
+    }
+
     /// Writes the transformed values into the originals in place, all or none.
-    fn bake(&self) -> Result<()> {
+    fn write_transformed(&self) -> Result<()> {
         let handles = self.stack_handles()?;
         let mut values = Vec::with_capacity(handles.len());
-        for (stack, original) in self.stacks.iter().zip(&handles) {
-            let value = tch::no_grad(|| stack.run(original))?;
+        for (index, (stack, original)) in self.stacks.iter().zip(&handles).enumerate() {
+            let value = tch::no_grad(|| stack.run(&self.stack_input(index)?))?;
             let transforms = stack.transforms.iter().map(|t| t.name());
             let names = transforms.collect::<Vec<_>>().join(" then ");
             check_same_layout(&names, &stack.name, original, &value)?;
@@ -81,7 +97,9 @@ impl<M: Parameters> Parametrized<M> {
     /// Assigns `value` to the parametrized tensor `name`: the original becomes the
     /// transforms' right inverses applied to `value` (last transform first), written in
     /// place, so that the forward then sees `value` (for values the transforms can
-    /// produce). PyTorch's `module.weight = value` on a parametrized module.
+    /// produce). PyTorch's `module.weight = value` on a parametrized module. When a
+    /// `Parametrized` inside the module transforms `name` too, its right inverses follow
+    /// (the outermost transform's first, the innermost's last).
     ///
     /// Errors, with nothing written: `name` is not parametrized, a transform has no right
     /// inverse, or the result has another shape or kind than the original.
@@ -97,10 +115,15 @@ impl<M: Parameters> Parametrized<M> {
     /// let value = Tensor::ones([2, 2], (tch::Kind::Float, Device::Cpu));
     /// shifted.assign("weight", &value)?;
     /// assert!(shifted.transformed("weight")?.equal(&value));
-    /// assert!(shifted.ws.equal(&value.zeros_like()));
+    /// assert!(shifted.original("weight")?.equal(&value.zeros_like()));
     /// # Ok::<(), tch_patch::PatchError>(())
     /// ```
     pub fn assign(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        self.assign_through(name, value)
+    }
+
+    /// [`assign`](Parametrized::assign); from `&self`, as it writes in place.
+    pub(super) fn assign_through(&self, name: &str, value: &Tensor) -> Result<()> {
         let index = self.stack_index(name)?;
         let original = self.original(name)?;
         let operation = format!("assign `{name}`");
@@ -113,6 +136,9 @@ impl<M: Parameters> Parametrized<M> {
             Ok(inverse)
         })?;
         require_defined(&operation, name, &inverse)?;
+        if let Some((inner, name)) = nesting::find(&self.inner(), name) {
+            return self.with_first_in_place(|| inner.assign_value(name, &inverse));
+        }
         if inverse.size() != original.size() {
             return Err(PatchError::ShapeMismatch {
                 name: name.to_owned(),

@@ -1,35 +1,25 @@
-//! The traits a `Parametrized` module shares with the module it wraps: `Deref` to it,
-//! `Parameters` (its names, then the transforms' own tensors) and `Debug`.
+//! The traits a `Parametrized` module shares with the module it wraps: `Parameters` (its
+//! names, then the transforms' own tensors) and `Debug`. Not `Deref`: see `Parametrized`.
 use super::parametrized::Parametrized;
 use crate::params::{Parameters, Visitor, VisitorMut};
-use std::ops::{Deref, DerefMut};
-
-impl<M> Deref for Parametrized<M> {
-    type Target = M;
-    fn deref(&self) -> &M {
-        &self.module
-    }
-}
-
-impl<M> DerefMut for Parametrized<M> {
-    fn deref_mut(&mut self) -> &mut M {
-        &mut self.module
-    }
-}
 
 impl<M: Parameters> Parameters for Parametrized<M> {
     fn visit<'a>(&'a self, visitor: &mut Visitor<'a, '_>) {
-        self.module.visit(visitor);
-        for stack in &self.stacks {
-            for transform in &stack.transforms {
-                for (local, tensor, role) in transform.tensors() {
-                    visitor.tensor(&format!("{}_{local}", stack.name), tensor, role);
+        // Tells an outer `Parametrized` walking its module that this one is here.
+        visitor.parametrized(self, |visitor| {
+            self.module.visit(visitor);
+            for stack in &self.stacks {
+                for transform in &stack.transforms {
+                    for (local, tensor, role) in transform.tensors() {
+                        visitor.tensor(&format!("{}_{local}", stack.name), tensor, role);
+                    }
                 }
             }
-        }
+        });
     }
 
     fn visit_mut(&mut self, visitor: &mut VisitorMut<'_>) {
+        visitor.parametrized(self);
         self.module.visit_mut(visitor);
         for stack in &mut self.stacks {
             for transform in &mut stack.transforms {

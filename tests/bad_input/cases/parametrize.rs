@@ -188,7 +188,7 @@ pub fn cases() -> Vec<Case> {
             "try_forward: the parametrized tensor was taken out of the module",
             |fx| {
                 let mut p = parametrize(fx.take_net().fc1, "bias", |b: &Tensor| b * 2)?;
-                p.bs = None;
+                p.original_module_mut().bs = None;
                 p.try_forward(&floats(&[1, 4]))
             },
             PatchError::UnknownTensor { name, .. } if name == "bias"
