@@ -1,5 +1,6 @@
 //! The one error type of the runtime. Every variant names what was wrong.
 use crate::adapter::problem::{list_adapter_problems, AdapterProblem};
+use crate::names::{device_name, kind_name, shape_text};
 use thiserror::Error;
 
 /// What went wrong in a tch-patch operation. Nothing was changed when one is returned.
@@ -37,7 +38,7 @@ pub enum PatchError {
         what: &'static str,
     },
     /// A tensor had a shape other than the one required.
-    #[error("`{name}` has shape {actual:?}, expected {expected}")]
+    #[error("`{name}` has shape {}, expected {expected}", shape_text(actual))]
     ShapeMismatch {
         /// The tensor's name.
         name: String,
@@ -47,7 +48,7 @@ pub enum PatchError {
         expected: String,
     },
     /// A tensor had a kind (dtype) other than the one required.
-    #[error("`{name}` has dtype {actual:?}, expected {expected}")]
+    #[error("`{name}` has dtype {}, expected {expected}", kind_name(*actual))]
     KindMismatch {
         /// The tensor's name.
         name: String,
@@ -512,7 +513,11 @@ pub enum TensorProblem {
         name: String,
     },
     /// The value has another shape than the module's tensor.
-    #[error("`{name}` has shape {actual:?}, expected {expected:?}")]
+    #[error(
+        "`{name}` has shape {}, expected {}",
+        shape_text(actual),
+        shape_text(expected)
+    )]
     Shape {
         /// The tensor's name.
         name: String,
@@ -522,7 +527,7 @@ pub enum TensorProblem {
         expected: Vec<i64>,
     },
     /// The value has another dtype than the module's tensor.
-    #[error("`{name}` has dtype {actual:?}, expected {expected:?}")]
+    #[error("`{name}` has dtype {}, expected {}", kind_name(*actual), kind_name(*expected))]
     Kind {
         /// The tensor's name.
         name: String,
@@ -532,7 +537,7 @@ pub enum TensorProblem {
         expected: tch::Kind,
     },
     /// The value is on another device than the module's tensor.
-    #[error("`{name}` is on {actual:?}, expected {expected:?}")]
+    #[error("`{name}` is on {}, expected {}", device_name(*actual), device_name(*expected))]
     Device {
         /// The tensor's name.
         name: String,
@@ -543,7 +548,8 @@ pub enum TensorProblem {
     },
     /// The module's tensor requires grad, so its new value must be floating point or complex.
     #[error(
-        "`{name}` requires grad, so its dtype must be floating point or complex, not {kind:?}"
+        "`{name}` requires grad, so its dtype must be floating point or complex, not {}",
+        kind_name(*kind)
     )]
     NotDifferentiable {
         /// The tensor's name.
@@ -576,7 +582,7 @@ pub enum TensorProblem {
         name: String,
     },
     /// The tensor's dtype cannot be stored in a safetensors file.
-    #[error("`{name}` has dtype {kind:?}, which safetensors cannot store")]
+    #[error("`{name}` has dtype {}, which safetensors cannot store", kind_name(*kind))]
     UnsupportedKind {
         /// The tensor's name.
         name: String,

@@ -2,6 +2,7 @@
 use super::entry::{path_problem, AdapterEntry};
 use super::problem::AdapterProblem;
 use crate::error::{PatchError, Result};
+use crate::names::kind_name;
 use crate::patch::Patch;
 use crate::patches::{BuildPatch, LinearLike, Lora, LoraConfig};
 use crate::registry::PatchArgs;
@@ -207,7 +208,7 @@ fn tensor_problem(
     if !tensor.is_floating_point() {
         return Some(AdapterProblem::Dtype {
             name: name.to_owned(),
-            found: format!("{:?}", tensor.kind()),
+            found: kind_name(tensor.kind()).into(),
             expected: "a floating-point dtype".into(),
         });
     }
