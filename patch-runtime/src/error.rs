@@ -472,6 +472,31 @@ pub enum PatchError {
         #[source]
         source: std::io::Error,
     },
+    /// A whole-module conversion ([`Mutable::to_kind`](crate::Mutable::to_kind)) asked
+    /// for a dtype that is not floating point. Only a module's floating-point tensors are
+    /// converted (integer and bool buffers keep their dtype), and only to a floating-point
+    /// dtype: an integer one would drop their fractions, and a tensor that requires grad
+    /// cannot hold it.
+    #[error(
+        "cannot convert the module's floating-point tensors to {}: ask for a floating-point \
+         dtype (float16, bfloat16, float32, float64){}",
+        kind_name(*kind),
+        requiring_grad(requires_grad)
+    )]
+    NotFloatingKind {
+        /// The dtype asked for.
+        kind: tch::Kind,
+        /// The module's tensors that require grad, which that dtype could not hold.
+        requires_grad: Vec<String>,
+    },
+    /// A device that this machine does not have (a CUDA index past the last GPU).
+    #[error("device {} is not available: this machine has {cuda_devices} CUDA device(s)", device_name(*device))]
+    UnavailableDevice {
+        /// The device asked for.
+        device: tch::Device,
+        /// How many CUDA devices libtorch sees.
+        cuda_devices: i64,
+    },
     /// libtorch reported an error (through tch's `f_` methods).
     #[error("libtorch error while {context}: {source}")]
     Torch {
@@ -629,6 +654,14 @@ fn list_names(names: &[String]) -> String {
         .map(|name| format!("`{name}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `; of its tensors, `weight`, `bias` require grad` for a non-empty list.
+fn requiring_grad(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    format!("; of its tensors, {} require grad", list_names(names))
 }
 
 /// `at column N: ` for a known column, nothing otherwise.

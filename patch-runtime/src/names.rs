@@ -46,6 +46,22 @@ pub(crate) fn shape_text(shape: &[i64]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
+/// Whether `kind` is a floating-point dtype (the ones a tensor that requires grad, or a
+/// module's `to(dtype)`, may take besides the complex ones).
+pub(crate) fn is_floating(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Half
+            | Kind::Float
+            | Kind::Double
+            | Kind::BFloat16
+            | Kind::Float8e5m2
+            | Kind::Float8e4m3fn
+            | Kind::Float8e5m2fnuz
+            | Kind::Float8e4m3fnuz
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +76,6 @@ mod tests {
         assert_eq!(device_name(Device::Cuda(1)), "cuda:1");
         assert_eq!(shape_text(&[2, 1]), "[2, 1]");
         assert_eq!(shape_text(&[]), "[]");
+        assert!(is_floating(Kind::Half) && !is_floating(Kind::Int64));
     }
 }
