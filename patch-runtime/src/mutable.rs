@@ -24,6 +24,9 @@ use tch::{nn, Device, Kind, Tensor};
 /// The VarStore still holds the original leaves, untouched; [`Mutable::restore`] puts them
 /// back, [`Mutable::into_inner`] keeps the current tensors.
 ///
+/// [`Mutable::to_kind`], [`Mutable::to_device`] and [`Mutable::convert`] move the whole
+/// module to another dtype or device at once, recorded by autograd like an assignment.
+///
 /// ```
 /// use tch::{nn, nn::Module, Device, Kind, Tensor};
 /// use tch_patch::Mutable;
