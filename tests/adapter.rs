@@ -469,7 +469,7 @@ fn saving_bad_entries_lists_every_problem_and_writes_nothing() {
             "patched path `b..c` is not a dotted module path: segment 2 is empty",
             "patch at `d`: expected the arguments of patch \"nope\", found those of \"\"",
             "tensor `d.x` is an undefined tensor",
-            "tensor `e.complex` has dtype ComplexFloat, which safetensors cannot hold",
+            "tensor `e.complex` has dtype complex64, which safetensors cannot hold",
             "tensor `e.has.dot` has local name \"has.dot\", which is not one segment of letters, digits, `_` and `-`",
             "patch at `f`: its targets \"g\" do not select its patched path",
         ],

@@ -98,7 +98,7 @@ fn one_error_names_a_wrong_shape_a_missing_key_an_extra_key_and_a_wrong_dtype() 
     for expected in [
         "`fc1.weight` has shape [4, 5], expected [4, 3]",
         "`fc1.bias` is missing",
-        "`fc2.weight` has dtype Double, expected Float",
+        "`fc2.weight` has dtype float64, expected float32",
         "`fc3.weight` is not a tensor of the module",
     ] {
         assert!(message.contains(expected), "`{expected}` not in: {message}");

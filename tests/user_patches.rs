@@ -381,9 +381,18 @@ fn a_model_with_user_patches_round_trips_as_an_adapter() {
     assert_eq!(reports.iter().map(|r| r.len()).sum::<usize>(), 3);
     assert_eq!(fresh.block.patch_names(), ["gain"]);
     let xs = input();
-    assert!(fresh.conv.forward_eval(&xs).equal(&net.conv.forward_eval(&xs)));
-    assert!(fresh.block.forward_eval(&xs).equal(&net.block.forward_eval(&xs)));
+    assert!(fresh
+        .conv
+        .forward_eval(&xs)
+        .equal(&net.conv.forward_eval(&xs)));
+    assert!(fresh
+        .block
+        .forward_eval(&xs)
+        .equal(&net.block.forward_eval(&xs)));
     let flat = Tensor::randn([2, 8], (Kind::Float, CPU));
-    assert!(fresh.head.forward_eval(&flat).equal(&net.head.forward_eval(&flat)));
+    assert!(fresh
+        .head
+        .forward_eval(&flat)
+        .equal(&net.head.forward_eval(&flat)));
     std::fs::remove_dir_all(&dir).unwrap();
 }

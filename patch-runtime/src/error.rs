@@ -1,5 +1,6 @@
 //! The one error type of the runtime. Every variant names what was wrong.
 use crate::adapter::problem::{list_adapter_problems, AdapterProblem};
+use crate::names::{device_name, kind_name, shape_text};
 use thiserror::Error;
 
 /// What went wrong in a tch-patch operation. Nothing was changed when one is returned.
@@ -37,7 +38,7 @@ pub enum PatchError {
         what: &'static str,
     },
     /// A tensor had a shape other than the one required.
-    #[error("`{name}` has shape {actual:?}, expected {expected}")]
+    #[error("`{name}` has shape {}, expected {expected}", shape_text(actual))]
     ShapeMismatch {
         /// The tensor's name.
         name: String,
@@ -47,7 +48,7 @@ pub enum PatchError {
         expected: String,
     },
     /// A tensor had a kind (dtype) other than the one required.
-    #[error("`{name}` has dtype {actual:?}, expected {expected}")]
+    #[error("`{name}` has dtype {}, expected {expected}", kind_name(*actual))]
     KindMismatch {
         /// The tensor's name.
         name: String,
@@ -498,6 +499,31 @@ pub enum PatchError {
         #[source]
         source: std::io::Error,
     },
+    /// A whole-module conversion ([`Mutable::to_kind`](crate::Mutable::to_kind)) asked
+    /// for a dtype that is not floating point. Only a module's floating-point tensors are
+    /// converted (integer and bool buffers keep their dtype), and only to a floating-point
+    /// dtype: an integer one would drop their fractions, and a tensor that requires grad
+    /// cannot hold it.
+    #[error(
+        "cannot convert the module's floating-point tensors to {}: ask for a floating-point \
+         dtype (float16, bfloat16, float32, float64){}",
+        kind_name(*kind),
+        requiring_grad(requires_grad)
+    )]
+    NotFloatingKind {
+        /// The dtype asked for.
+        kind: tch::Kind,
+        /// The module's tensors that require grad, which that dtype could not hold.
+        requires_grad: Vec<String>,
+    },
+    /// A device that this machine does not have (a CUDA index past the last GPU).
+    #[error("device {} is not available: this machine has {cuda_devices} CUDA device(s)", device_name(*device))]
+    UnavailableDevice {
+        /// The device asked for.
+        device: tch::Device,
+        /// How many CUDA devices libtorch sees.
+        cuda_devices: i64,
+    },
     /// libtorch reported an error (through tch's `f_` methods).
     #[error("libtorch error while {context}: {source}")]
     Torch {
@@ -539,7 +565,11 @@ pub enum TensorProblem {
         name: String,
     },
     /// The value has another shape than the module's tensor.
-    #[error("`{name}` has shape {actual:?}, expected {expected:?}")]
+    #[error(
+        "`{name}` has shape {}, expected {}",
+        shape_text(actual),
+        shape_text(expected)
+    )]
     Shape {
         /// The tensor's name.
         name: String,
@@ -549,7 +579,7 @@ pub enum TensorProblem {
         expected: Vec<i64>,
     },
     /// The value has another dtype than the module's tensor.
-    #[error("`{name}` has dtype {actual:?}, expected {expected:?}")]
+    #[error("`{name}` has dtype {}, expected {}", kind_name(*actual), kind_name(*expected))]
     Kind {
         /// The tensor's name.
         name: String,
@@ -559,7 +589,7 @@ pub enum TensorProblem {
         expected: tch::Kind,
     },
     /// The value is on another device than the module's tensor.
-    #[error("`{name}` is on {actual:?}, expected {expected:?}")]
+    #[error("`{name}` is on {}, expected {}", device_name(*actual), device_name(*expected))]
     Device {
         /// The tensor's name.
         name: String,
@@ -570,7 +600,8 @@ pub enum TensorProblem {
     },
     /// The module's tensor requires grad, so its new value must be floating point or complex.
     #[error(
-        "`{name}` requires grad, so its dtype must be floating point or complex, not {kind:?}"
+        "`{name}` requires grad, so its dtype must be floating point or complex, not {}",
+        kind_name(*kind)
     )]
     NotDifferentiable {
         /// The tensor's name.
@@ -603,7 +634,7 @@ pub enum TensorProblem {
         name: String,
     },
     /// The tensor's dtype cannot be stored in a safetensors file.
-    #[error("`{name}` has dtype {kind:?}, which safetensors cannot store")]
+    #[error("`{name}` has dtype {}, which safetensors cannot store", kind_name(*kind))]
     UnsupportedKind {
         /// The tensor's name.
         name: String,
@@ -650,6 +681,14 @@ fn list_names(names: &[String]) -> String {
         .map(|name| format!("`{name}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `; of its tensors, `weight`, `bias` require grad` for a non-empty list.
+fn requiring_grad(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    format!("; of its tensors, {} require grad", list_names(names))
 }
 
 /// `at column N: ` for a known column, nothing otherwise.

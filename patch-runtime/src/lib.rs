@@ -10,6 +10,7 @@ mod forward_checks;
 mod functional;
 mod load;
 mod mutable;
+mod names;
 mod parametrize;
 mod params;
 mod patch;

@@ -3,12 +3,13 @@
 //! through them (hypernetworks).
 use crate::checks::{exchange_handles, fit_problems, position, Fit};
 use crate::error::{PatchError, Result};
+use crate::names::{device_name, is_floating, kind_name};
 use crate::params::{named_tensors, Parameters, Visitor, VisitorMut};
 use crate::tied::tie_leaders;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use tch::{nn, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// A module whose tensors can be assigned ([`Mutable::set`]) and changed in place
 /// ([`Mutable::get_mut`], or the fields through `DerefMut`) with autograd recording it.
@@ -22,6 +23,9 @@ use tch::{nn, Tensor};
 ///
 /// The VarStore still holds the original leaves, untouched; [`Mutable::restore`] puts them
 /// back, [`Mutable::into_inner`] keeps the current tensors.
+///
+/// [`Mutable::to_kind`], [`Mutable::to_device`] and [`Mutable::convert`] move the whole
+/// module to another dtype or device at once, recorded by autograd like an assignment.
 ///
 /// # `Deref` to the module
 /// `Mutable<M>` derefs to `M`, and that view is never stale: assignments and in-place
@@ -160,6 +164,139 @@ impl<M: Parameters> Mutable<M> {
         self.module
     }
 
+    /// Converts every floating-point tensor of the module to `kind`, all or nothing:
+    /// integer and bool tensors (token ids, masks) keep their dtype, as in PyTorch's
+    /// `module.to(dtype)`. See [`Mutable::convert`] for what autograd sees.
+    ///
+    /// An error, changing nothing: `kind` is not floating point
+    /// ([`PatchError::NotFloatingKind`], naming the tensors that require grad), or
+    /// libtorch fails to convert a tensor.
+    ///
+    /// ```
+    /// use tch::{nn, nn::Module, Device, Kind, Tensor};
+    /// use tch_patch::{Mutable, PatchError};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let mut m = Mutable::new(nn::linear(vs.root(), 2, 1, Default::default()))?;
+    /// m.to_kind(Kind::Double)?;
+    /// assert_eq!(m.ws.kind(), Kind::Double);
+    /// m.set("weight", &Tensor::ones([1, 2], (Kind::Double, Device::Cpu)))?; // fits now
+    /// let ys = m.forward(&Tensor::ones([3, 2], (Kind::Double, Device::Cpu)));
+    /// ys.sum(Kind::Double).backward(); // reaches the VarStore's float32 bias
+    /// assert_eq!(vs.variables()["bias"].grad().kind(), Kind::Float);
+    /// let refused = m.to_kind(Kind::Int64).unwrap_err();
+    /// assert!(matches!(refused, PatchError::NotFloatingKind { .. }));
+    /// assert_eq!(m.ws.kind(), Kind::Double);
+    /// # Ok::<(), PatchError>(())
+    /// ```
+    pub fn to_kind(&mut self, kind: Kind) -> Result<()> {
+        self.convert_to(Some(kind), None)
+    }
+
+    /// Moves every tensor of the module to `device`, all or nothing (the reference's
+    /// `weight = weight.cuda()`, for the whole module at once). See [`Mutable::convert`]
+    /// for what autograd sees.
+    ///
+    /// An error, changing nothing: a CUDA device this machine does not have
+    /// ([`PatchError::UnavailableDevice`]), or libtorch fails to move a tensor.
+    pub fn to_device(&mut self, device: Device) -> Result<()> {
+        self.convert_to(None, Some(device))
+    }
+
+    /// Converts every floating-point tensor of the module to `kind` and moves every
+    /// tensor to `device`, all or nothing: the errors of [`Mutable::to_kind`] and
+    /// [`Mutable::to_device`] are checked before any tensor changes.
+    ///
+    /// The conversion is one more operation autograd records, like an assignment: each
+    /// tensor of the module is replaced by its converted copy (tied names stay one
+    /// tensor), which requires grad exactly when the tensor did and is a leaf exactly
+    /// when it was (tensors that require grad stay non-leaves, so in-place changes keep
+    /// working). Gradients flow back through the conversion to whatever the tensor came
+    /// from, in that tensor's own dtype and device: the VarStore's leaves (still where
+    /// and what they were, so an optimizer built from the VarStore still trains them) or
+    /// a hypernetwork's output. [`Mutable::restore`] gives back those untouched leaves.
+    /// To train the leaves themselves in another dtype, convert the VarStore
+    /// (`VarStore::bfloat16`, `set_device`...) before [`Mutable::new`].
+    ///
+    /// ```
+    /// use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
+    /// use tch_patch::Mutable;
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let mut m = Mutable::new(nn::linear(vs.root(), 2, 1, Default::default()))?;
+    /// m.convert(Kind::BFloat16, Device::Cpu)?;
+    /// *m.get_mut("weight")? *= 2.0; // in place, still recorded
+    /// let before = vs.variables()["weight"].copy();
+    /// let mut sgd = nn::Sgd::default().build(&vs, 0.1).unwrap();
+    /// let xs = Tensor::ones([4, 2], (Kind::BFloat16, Device::Cpu));
+    /// sgd.backward_step(&m.forward(&xs).sum(Kind::Float));
+    /// assert!(!vs.variables()["weight"].equal(&before)); // the float32 leaf trained
+    /// # Ok::<(), tch_patch::PatchError>(())
+    /// ```
+    pub fn convert(&mut self, kind: Kind, device: Device) -> Result<()> {
+        self.convert_to(Some(kind), Some(device))
+    }
+
+    /// [`Mutable::convert`] with either part left out.
+    fn convert_to(&mut self, kind: Option<Kind>, device: Option<Device>) -> Result<()> {
+        let current = named_tensors(&self.module);
+        if let Some(kind) = kind.filter(|&kind| !is_floating(kind)) {
+            return Err(PatchError::NotFloatingKind {
+                kind,
+                requires_grad: current
+                    .iter()
+                    .filter(|t| t.tensor.defined() && t.tensor.requires_grad())
+                    .map(|t| t.name.clone())
+                    .collect(),
+            });
+        }
+        if let Some(device @ Device::Cuda(index)) = device {
+            let cuda_devices = tch::Cuda::device_count();
+            if index as i64 >= cuda_devices {
+                return Err(PatchError::UnavailableDevice {
+                    device,
+                    cuda_devices,
+                });
+            }
+        }
+        // Every converted tensor first (one per tied group), then all handles at once.
+        let leaders = tie_leaders(&current)?;
+        let mut converted: HashMap<usize, Tensor> = HashMap::new();
+        for (i, named) in current.iter().enumerate() {
+            let tensor = &named.tensor;
+            if leaders[i] != i || !tensor.defined() {
+                continue;
+            }
+            let own_kind = tensor.f_kind().map_err(PatchError::torch(format!(
+                "reading the dtype of `{}`",
+                named.name
+            )))?;
+            let to_kind = kind.filter(|_| is_floating(own_kind)).unwrap_or(own_kind);
+            let to_device = device.unwrap_or_else(|| tensor.device());
+            if to_kind == own_kind && to_device == tensor.device() {
+                continue;
+            }
+            let copy = tensor
+                .f_to_device_(to_device, to_kind, false, false)
+                .map_err(PatchError::torch(format!(
+                    "converting `{}` to {} on {}",
+                    named.name,
+                    kind_name(to_kind),
+                    device_name(to_device)
+                )))?;
+            converted.insert(i, copy);
+        }
+        let mut handles: HashMap<String, Tensor> = current
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                Some((t.name.clone(), converted.get(&leaders[i])?.shallow_clone()))
+            })
+            .collect();
+        exchange_handles(&mut self.module, &mut handles);
+        Ok(())
+    }
+
     /// Stores `value` under `name` and every name tied to it at creation.
     fn write(&mut self, name: &str, value: &Tensor) {
         let index = self.names.iter().position(|n| n == name);
@@ -279,6 +416,59 @@ mod tests {
         let double = Tensor::zeros([2, 2], (Kind::Double, Device::Cpu));
         assert!(m.set("weight", &double).is_err());
         assert!(m.ws.is_set_to(&before));
+    }
+
+    #[test]
+    fn to_kind_keeps_ties_integer_tensors_and_the_var_store_leaves() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let first = nn::linear(vs.root() / "a", 2, 2, Default::default());
+        let tied = nn::Linear {
+            ws: first.ws.shallow_clone(),
+            bs: None,
+        };
+        let mut m = Mutable::new(vec![first, tied]).unwrap();
+        m.to_kind(Kind::BFloat16).unwrap();
+        assert_eq!(m[0].ws.kind(), Kind::BFloat16);
+        assert!(m[0].ws.is_set_to(&m[1].ws), "still one tensor");
+        assert!(m[0].ws.requires_grad() && !m[0].ws.is_leaf());
+        assert!(vs.variables().values().all(|v| v.kind() == Kind::Float));
+        // Setting one tied name sets both, in the new dtype.
+        let value = Tensor::ones([2, 2], (Kind::BFloat16, Device::Cpu));
+        m.set("0.weight", &value).unwrap();
+        assert!(m.get("1.weight").unwrap().equal(&value));
+        // Converting to the dtype it has already is a no-op, not a copy.
+        let before = m.get("0.weight").unwrap();
+        m.convert(Kind::BFloat16, Device::Cpu).unwrap();
+        assert!(m.get("0.weight").unwrap().is_set_to(&before));
+
+        let ids = Tensor::from_slice(&[1i64, 2]);
+        let floats = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        let mut m = Mutable::new(vec![floats, ids.shallow_clone()]).unwrap();
+        m.to_kind(Kind::Double).unwrap();
+        assert_eq!(m[0].kind(), Kind::Double);
+        assert!(m[1].is_set_to(&ids), "an int64 tensor is not converted");
+    }
+
+    #[test]
+    fn a_non_floating_kind_or_a_missing_gpu_is_refused_before_any_change() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut m = Mutable::new(nn::linear(vs.root(), 2, 1, Default::default())).unwrap();
+        let before = m.get("weight").unwrap();
+        let err = m.to_kind(Kind::Int).unwrap_err();
+        assert!(
+            matches!(&err, PatchError::NotFloatingKind { kind: Kind::Int, requires_grad }
+            if requires_grad == &["weight", "bias"])
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot convert the module's floating-point tensors to int32: ask for a \
+             floating-point dtype (float16, bfloat16, float32, float64); of its tensors, \
+             `weight`, `bias` require grad"
+        );
+        let missing = Device::Cuda(tch::Cuda::device_count() as usize);
+        let err = m.convert(Kind::Double, missing).unwrap_err();
+        assert!(matches!(err, PatchError::UnavailableDevice { .. }), "{err}");
+        assert!(m.ws.is_set_to(&before) && m.ws.kind() == Kind::Float);
     }
 
     #[test]

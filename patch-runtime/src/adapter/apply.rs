@@ -3,6 +3,7 @@ use super::entry::{path_problem, AdapterEntry};
 use super::problem::AdapterProblem;
 use super::AdapterDtype;
 use crate::error::{PatchError, Result};
+use crate::names::kind_name;
 use crate::patch::Patch;
 use crate::patches::{BuildPatch, LinearLike, Lora, LoraConfig};
 use crate::registry::PatchArgs;
@@ -183,8 +184,11 @@ fn check_entry<L: LinearLike>(
         if tensor.defined() && tensor.is_floating_point() && !dtype.allows(tensor, weight) {
             problems.push(AdapterProblem::Dtype {
                 name: full,
-                found: format!("{:?}", tensor.kind()),
-                expected: format!("{:?}, the dtype of the module's weight", weight.kind()),
+                found: kind_name(tensor.kind()).to_owned(),
+                expected: format!(
+                    "{}, the dtype of the module's weight",
+                    kind_name(weight.kind())
+                ),
             });
         }
     }
@@ -231,7 +235,7 @@ fn tensor_problem(
     if !tensor.is_floating_point() {
         return Some(AdapterProblem::Dtype {
             name: name.to_owned(),
-            found: format!("{:?}", tensor.kind()),
+            found: kind_name(tensor.kind()).into(),
             expected: "a floating-point dtype".into(),
         });
     }

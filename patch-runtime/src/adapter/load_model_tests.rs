@@ -109,7 +109,7 @@ fn a_missing_tensor_and_another_dtype_under_the_exact_rule_are_refused_by_name()
         texts,
         [
             "`0.lora_b` is missing",
-            "`1.lora_a` has dtype Double, expected Float"
+            "`1.lora_a` has dtype float64, expected float32"
         ]
     );
     assert!(model.iter().all(|slot| !slot.is_patched()));

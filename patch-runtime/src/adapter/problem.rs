@@ -1,6 +1,7 @@
 //! One problem found in adapter files or adapter data. [`PatchError::InvalidAdapter`]
 //! collects every problem of one read, save or apply.
 use crate::error::PatchError;
+use crate::names::shape_text;
 use thiserror::Error;
 
 /// One problem with an adapter (this library's files, PEFT's, or entries given to be
@@ -115,7 +116,7 @@ pub enum AdapterProblem {
     },
     /// A tensor's shape is not the one its description (the manifest, the module, the
     /// LoRA rank) requires.
-    #[error("tensor `{name}` has shape {found:?}, expected {expected}")]
+    #[error("tensor `{name}` has shape {}, expected {expected}", shape_text(found))]
     Shape {
         /// The tensor's full name.
         name: String,

@@ -9,6 +9,7 @@ use super::manifest::{
 use super::problem::AdapterProblem;
 use super::tensors::{self, FileTensor};
 use crate::error::{PatchError, Result};
+use crate::names::shape_text;
 use crate::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -201,7 +202,7 @@ pub(super) fn check_patches(
                         problems.push(AdapterProblem::Shape {
                             name: full.clone(),
                             found: found.shape.clone(),
-                            expected: format!("{shape:?} (from the manifest)"),
+                            expected: format!("{} (from the manifest)", shape_text(shape)),
                         });
                     }
                     if let Some(dtype) = tensor.dtype.as_ref().filter(|d| **d != found.dtype) {

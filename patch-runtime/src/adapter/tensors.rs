@@ -2,6 +2,7 @@
 //! safetensors names them (`F32`, `BF16`...).
 use super::problem::AdapterProblem;
 use crate::error::{PatchError, Result};
+use crate::names;
 use crate::state::{tensor_bytes, Bytes};
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub(crate) fn dtype_name(dtype: Dtype) -> String {
         .iter()
         .find(|d| d.1 == dtype)
         .map(|d| d.0.to_owned())
+        // One libtorch lacks (U16...): safetensors' `Debug` of it is its name.
         .unwrap_or_else(|| format!("{dtype:?}"))
 }
 
@@ -51,8 +53,8 @@ pub(crate) fn unwritable(name: &str, tensor: &Tensor) -> Option<AdapterProblem> 
         "is an undefined tensor".to_owned()
     } else if kind_name(tensor.kind()).is_none() {
         format!(
-            "has dtype {:?}, which safetensors cannot hold",
-            tensor.kind()
+            "has dtype {}, which safetensors cannot hold",
+            names::kind_name(tensor.kind())
         )
     } else {
         return None;
@@ -155,6 +157,12 @@ fn error_message(error: &safetensors::SafeTensorError) -> String {
         E::MetadataIncompleteBuffer | E::TensorInvalidInfo | E::ValidationOverflow => {
             "its header does not match its data (truncated or corrupt)".into()
         }
-        other => format!("{other:?}"),
+        E::IoError(error) => error.to_string(),
+        E::JsonError(error) => format!("its header is not valid JSON: {error}"),
+        E::InvalidTensorView(dtype, shape, bytes) => format!(
+            "a tensor of dtype {} and shape {} does not fit its {bytes} bytes",
+            dtype_name(*dtype),
+            names::shape_text(&shape.iter().map(|&d| d as i64).collect::<Vec<_>>())
+        ),
     }
 }

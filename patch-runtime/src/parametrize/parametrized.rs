@@ -4,6 +4,7 @@ use super::nesting;
 use super::registration;
 use super::transform::Transform;
 use crate::error::{PatchError, Result, TensorProblem};
+use crate::names::{device_name, kind_name, shape_text};
 use crate::params::{Parameters, TensorRole, Visitor};
 use std::cell::RefCell;
 use tch::{nn, Tensor};
@@ -372,7 +373,12 @@ fn layout(tensor: &Tensor) -> Layout {
 
 fn describe(tensor: &Tensor) -> String {
     match layout(tensor) {
-        Some((size, kind, device)) => format!("shape {size:?}, {kind:?}, {device:?}"),
+        Some((size, kind, device)) => format!(
+            "shape {}, dtype {}, device {}",
+            shape_text(&size),
+            kind.map_or("unknown", kind_name),
+            device_name(device)
+        ),
         None => "an undefined tensor".into(),
     }
 }

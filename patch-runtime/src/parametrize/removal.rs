@@ -5,6 +5,7 @@ use super::parametrized::{check_same_layout, require_defined, Parametrized};
 use super::registration;
 use crate::checks::has_internal_overlap;
 use crate::error::{PatchError, Result};
+use crate::names::{kind_name, shape_text};
 use crate::params::Parameters;
 use tch::{nn, Tensor};
 
@@ -143,7 +144,7 @@ impl<M: Parameters> Parametrized<M> {
             return Err(PatchError::ShapeMismatch {
                 name: name.to_owned(),
                 actual: inverse.size(),
-                expected: format!("{:?}, the original's shape", original.size()),
+                expected: format!("{}, the original's shape", shape_text(&original.size())),
             });
         }
         let (actual, expected) = (kind_of(name, &inverse)?, kind_of(name, &original)?);
@@ -151,7 +152,7 @@ impl<M: Parameters> Parametrized<M> {
             return Err(PatchError::KindMismatch {
                 name: name.to_owned(),
                 actual,
-                expected: format!("{expected:?}, the original's kind"),
+                expected: format!("{}, the original's dtype", kind_name(expected)),
             });
         }
         check_writable(name, &original)?;

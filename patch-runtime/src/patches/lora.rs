@@ -180,8 +180,16 @@ impl<L: LinearLike> Lora<L> {
         let Some((a, b)) = &self.merged else {
             return Ok(());
         };
-        let delta = delta(a, b, self.scaling)?;
-        tch::no_grad(|| self.base.weight().shallow_clone().f_sub_(&delta).map(drop)).map_err(
+        // The copies stay where and what they were at merge time (they are not the
+        // VarStore's, so `VarStore::set_device` or `half` does not reach them): the delta
+        // goes to the weight's device, and the in-place subtraction rounds it to its dtype.
+        let weight = self.base.weight();
+        let delta = delta(a, b, self.scaling)?
+            .f_to_device(weight.device())
+            .map_err(PatchError::torch(
+                "moving the merged LoRA update to the weight",
+            ))?;
+        tch::no_grad(|| weight.shallow_clone().f_sub_(&delta).map(drop)).map_err(
             PatchError::torch("unmerging the LoRA update from the base weight"),
         )?;
         self.merged = None;

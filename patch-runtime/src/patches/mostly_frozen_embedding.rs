@@ -69,25 +69,57 @@ impl MostlyFrozenEmbedding {
     }
 
     /// The trainable token ids.
+    ///
+    /// # Panics
+    /// If `token_ids` is no longer int64 (see [`forward`](Self::forward)).
     pub fn token_ids(&self) -> Vec<i64> {
-        Vec::<i64>::try_from(&self.token_ids).unwrap_or_default()
+        Vec::<i64>::try_from(self.ids()).unwrap_or_default()
     }
 
     /// The table as this patch sees it, `W + scatter(delta)`, as a new tensor.
+    ///
+    /// # Panics
+    /// If `token_ids` is no longer int64 (see [`forward`](Self::forward)).
     pub fn effective_weight(&self) -> Tensor {
-        let index = self.token_ids.unsqueeze(1).expand_as(&self.delta);
+        let index = self.ids().unsqueeze(1).expand_as(&self.delta);
         self.base.ws.detach().scatter_add(0, &index, &self.delta)
+    }
+
+    /// The `token_ids` buffer, checked to be int64 still.
+    ///
+    /// `VarStore::set_kind` converts every variable, integer ones included, so it would
+    /// turn the ids into floats and round them (bfloat16 holds integers exactly only up to
+    /// 256: id 32001 becomes 32000), and the patch would silently train and look up the
+    /// wrong rows. Refusing to go on is the only safe answer; the VarStore's `half`,
+    /// `bfloat16`, `float` and `double` convert floating-point variables only.
+    fn ids(&self) -> &Tensor {
+        let kind = self.token_ids.kind();
+        assert!(
+            kind == tch::Kind::Int64,
+            "MostlyFrozenEmbedding: `token_ids` is {}, not int64, so its ids may have been \
+             rounded: `VarStore::set_kind` converts integer variables too; convert a VarStore \
+             holding this patch with `half()`, `bfloat16()`, `float()` or `double()`, which \
+             keep integer variables as they are, and rebuild this patch",
+            crate::names::kind_name(kind)
+        );
+        &self.token_ids
     }
 }
 
 #[patch_forward(crate = crate)]
 impl MostlyFrozenEmbedding {
     /// The parent's lookup, plus `delta` on the rows of the trainable tokens.
+    ///
+    /// # Panics
+    /// If the `token_ids` buffer is no longer int64: `VarStore::set_kind` converts every
+    /// variable, and a float could not hold the ids exactly. Convert the VarStore with
+    /// `half()`, `bfloat16()`, `float()` or `double()` instead (floating-point variables
+    /// only).
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let frozen = tch::no_grad(|| self.base.forward(xs));
         let hits = xs
             .unsqueeze(-1)
-            .eq_tensor(&self.token_ids)
+            .eq_tensor(self.ids())
             .to_kind(self.delta.kind());
         frozen + hits.matmul(&self.delta)
     }
@@ -212,6 +244,23 @@ mod tests {
                 "only the parent's weight is registered"
             );
         }
+    }
+
+    #[test]
+    fn ids_a_float_dtype_would_round_are_refused_not_looked_up() {
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let big = nn::embedding(vs.root() / "emb", 300, 3, Default::default());
+        let patched =
+            MostlyFrozenEmbedding::from_existing(big, &(vs.root() / "emb"), &[257]).unwrap();
+        vs.bfloat16(); // floating-point variables only
+        assert_eq!(patched.token_ids(), [257]);
+        assert_eq!(patched.delta.kind(), Kind::BFloat16);
+        let xs = Tensor::from_slice(&[256i64, 257]);
+        assert_eq!(patched.forward(&xs).kind(), Kind::BFloat16);
+        vs.set_kind(Kind::BFloat16); // every variable: the id becomes 256.0
+        let forward = std::panic::catch_unwind(|| patched.forward(&xs));
+        assert!(forward.is_err(), "forward must not look up rounded ids");
+        assert!(std::panic::catch_unwind(|| patched.effective_weight()).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 use super::print::module_title;
 use super::query::{NodeRef, Nodes};
 use super::visit::{ModuleTree, TreeNode};
+use crate::names::shape_text;
 use crate::params::{named_tensors_with_prefix, TensorRole};
 use std::collections::HashMap;
 use std::fmt;
@@ -77,7 +78,12 @@ impl fmt::Display for Change {
                 )
             }
             Change::Shape { name, left, right } => {
-                write!(f, "~ {name}: shape {left:?} -> {right:?}")
+                write!(
+                    f,
+                    "~ {name}: shape {} -> {}",
+                    shape_text(left),
+                    shape_text(right)
+                )
             }
             Change::TensorOnlyLeft { name } => write!(f, "- {name}"),
             Change::TensorOnlyRight { name } => write!(f, "+ {name}"),

@@ -8,6 +8,7 @@ use crate::adapter::problem::AdapterProblem;
 use crate::adapter::save::write_pair;
 use crate::adapter::tensors::to_safetensors_bytes;
 use crate::error::{PatchError, Result};
+use crate::names::kind_name;
 use crate::patches::LoraConfig;
 use crate::registry::{PatchArgs, Registry};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -174,7 +175,7 @@ fn check_lora<'e>(
         if !tensor.is_floating_point() {
             problems.push(AdapterProblem::Dtype {
                 name: entry.full_name(name),
-                found: format!("{:?}", tensor.kind()),
+                found: kind_name(tensor.kind()).to_owned(),
                 expected: "a floating-point dtype".into(),
             });
         }
