@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
+use tch_patch::adapter::{load_model_adapter_with, AdapterDtype};
 use tch_patch::patches::Lora;
 use tch_patch::{
     apply_patch_string, load_model_adapter, load_safetensors, named_tensors, parametrize,
@@ -331,7 +332,7 @@ impl Drop for TempDir {
 }
 
 #[test]
-fn an_adapter_of_a_converted_model_loads_onto_a_converted_base_and_not_onto_another_dtype() {
+fn an_adapter_of_a_converted_model_loads_onto_a_converted_base_and_converts_onto_another_dtype() {
     let dir = TempDir::new("dtype-adapter");
     let mut vs = nn::VarStore::new(CPU);
     let (m, specs) = patched(&vs);
@@ -349,9 +350,21 @@ fn an_adapter_of_a_converted_model_loads_onto_a_converted_base_and_not_onto_anot
         "bit for bit"
     );
 
-    // The same adapter onto a float32 base: refused by name and dtype, nothing patched.
+    // The same adapter onto a float32 base: converted, as PEFT converts on load...
     let (mut float, float_vs) = fresh_base(&vs, nn::VarStore::float);
-    let error = load_model_adapter(&mut float, &float_vs, &adapter).unwrap_err();
+    load_model_adapter(&mut float, &float_vs, &adapter).unwrap();
+    let lora_a = &float_vs.variables()["blocks.0.attn.q.lora_a"];
+    assert_eq!(lora_a.kind(), Kind::Float);
+    let saved = &fresh_vs.variables()["blocks.0.attn.q.lora_a"];
+    assert!(
+        lora_a.equal(&saved.to_kind(Kind::Float)),
+        "the bfloat16 values, converted"
+    );
+
+    // ...and refused by name and dtype under AdapterDtype::Exact, nothing patched.
+    let (mut float, float_vs) = fresh_base(&vs, nn::VarStore::float);
+    let error =
+        load_model_adapter_with(&mut float, &float_vs, &adapter, AdapterDtype::Exact).unwrap_err();
     let message = error.to_string();
     assert!(
         message.contains("`blocks.0.attn.q.lora_a` has dtype bfloat16, expected float32"),
