@@ -376,7 +376,7 @@ fn several_problems_are_all_listed_in_one_error() {
     assert_eq!(
         texts,
         [
-            "`adapter.json`: field `extra` is not a known field; the known fields are: format, format_version, library, library_version, patches",
+            "`adapter.json`: field `extra` is not a known field; the known fields are: format, format_version, library, library_version, patches, save_id",
             "`adapter.json`: field `patches[0].path` is missing",
             "`adapter.json`: field `patches[1].tensors[0].shape` must be a non-negative integer, found the string \"256\"",
             "patch at `fc2`: argument \"rank\" of patch \"lora\" is 0, but must be in 1..=4096",

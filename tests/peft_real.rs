@@ -111,29 +111,31 @@ fn rust_loads(base: &mut Base, case: &str, peft_scalings: &BTreeMap<String, f64>
     chain(&loras, &base.input)
 }
 
+/// PEFT writes adapter `case`; Rust loads it: `blocks.1.attn.q`'s scaling is
+/// `overlapped_scaling` on both sides, and the outputs agree.
+fn rust_matches_peft(case: &str, overlapped_scaling: f64) {
+    let mut base = base(&format!("peft-real-{case}"));
+    let (expected, scalings) = peft_wrote(&base, case);
+    assert_eq!(
+        scalings["blocks.1.attn.q"], overlapped_scaling,
+        "{case}: PEFT"
+    );
+    let out = rust_loads(&mut base, case, &scalings);
+    let diff = max_diff(&out, &expected);
+    assert!(diff <= 1e-5, "{case}: Rust is {diff} away from PEFT");
+}
+
 #[test]
 fn overlapping_rank_and_alpha_patterns_mean_what_they_mean_in_peft() {
-    let mut base = base("peft-real-patterns");
-    let (expected, scalings) = peft_wrote(&base, "patterns");
     // save_pretrained sorts the keys, so `attn.q` (alpha 16) comes first and also gives
     // `blocks.1.attn.q` its alpha: 16 / 2, not the 2 / 2 of the longer key.
-    assert_eq!(scalings["blocks.1.attn.q"], 8.0);
-    let out = rust_loads(&mut base, "patterns", &scalings);
-    let diff = max_diff(&out, &expected);
-    assert!(diff <= 1e-5, "Rust is {diff} away from PEFT");
+    rust_matches_peft("patterns", 8.0);
 }
 
 #[test]
 fn pattern_keys_are_tried_in_the_order_of_the_file() {
-    let mut base = base("peft-real-file-order");
-    let (expected, scalings) = peft_wrote(&base, "file_order");
-    assert_eq!(
-        scalings["blocks.1.attn.q"], 1.0,
-        "the hand-ordered key first"
-    );
-    let out = rust_loads(&mut base, "file_order", &scalings);
-    let diff = max_diff(&out, &expected);
-    assert!(diff <= 1e-5, "Rust is {diff} away from PEFT");
+    // The same adapter with `blocks.1.attn.q` first in alpha_pattern by hand: 2 / 2.
+    rust_matches_peft("file_order", 1.0);
 }
 
 #[test]

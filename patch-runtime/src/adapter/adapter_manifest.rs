@@ -63,6 +63,11 @@ pub struct ManifestPatch {
 pub struct AdapterManifest {
     /// The version of the library that wrote it.
     pub library_version: String,
+    /// The id of the save that wrote it, also in `adapter.safetensors`' metadata: a
+    /// manifest and a tensors file of two different saves (a save interrupted between its
+    /// two files) are refused. `None` in manifests written before save ids (then, as when
+    /// the tensors file has none, the pair is not compared).
+    pub save_id: Option<String>,
     /// The patches, in the manifest's order.
     pub patches: Vec<ManifestPatch>,
 }
@@ -87,6 +92,7 @@ impl AdapterManifest {
         match (manifest, patches) {
             (Some(manifest), Some(patches)) if problems.is_empty() => Ok(AdapterManifest {
                 library_version: manifest.library_version.unwrap_or_default(),
+                save_id: manifest.save_id,
                 patches,
             }),
             _ => Err(PatchError::InvalidAdapter {
@@ -97,8 +103,8 @@ impl AdapterManifest {
     }
 
     /// The manifest of checked entries (tensors defined and of safetensors dtypes),
-    /// written by this library's version.
-    pub(crate) fn of_entries(entries: &[AdapterEntry]) -> Self {
+    /// written by this library's version in the save `save_id`.
+    pub(crate) fn of_entries(entries: &[AdapterEntry], save_id: String) -> Self {
         let patches = entries
             .iter()
             .map(|entry| ManifestPatch {
@@ -117,6 +123,7 @@ impl AdapterManifest {
             .collect();
         AdapterManifest {
             library_version: LIBRARY_VERSION.to_owned(),
+            save_id: Some(save_id),
             patches,
         }
     }
@@ -129,6 +136,7 @@ impl AdapterManifest {
             format_version: ADAPTER_FORMAT_VERSION,
             library: "tch-patch",
             library_version: &self.library_version,
+            save_id: self.save_id.as_deref(),
             patches: self.patches.iter().map(PatchOut::of).collect(),
         };
         let mut bytes =
@@ -152,6 +160,8 @@ struct ManifestOut<'a> {
     library: &'static str,
     library_version: &'a str,
     patches: Vec<PatchOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    save_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]

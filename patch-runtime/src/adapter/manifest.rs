@@ -18,19 +18,23 @@ pub const ADAPTER_FORMAT_VERSION: u64 = 1;
 /// The version of this library, written in manifests.
 pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const TOP_FIELDS: [&str; 5] = [
+const TOP_FIELDS: [&str; 6] = [
     "format",
     "format_version",
     "library",
     "library_version",
     "patches",
+    "save_id",
 ];
+/// The key of the save id in `adapter.safetensors`' metadata (the manifest's `save_id`).
+pub(crate) const SAVE_ID_KEY: &str = "tch_patch_save_id";
 const PATCH_FIELDS: [&str; 5] = ["path", "patch", "targets", "args", "tensors"];
 const TENSOR_FIELDS: [&str; 3] = ["name", "shape", "dtype"];
 
 /// A manifest as read. A field with a problem is `None` (the problem is recorded).
 pub(crate) struct ManifestIn {
     pub library_version: Option<String>,
+    pub save_id: Option<String>,
     pub patches: Vec<PatchIn>,
 }
 
@@ -91,6 +95,9 @@ pub(crate) fn read_manifest(
     reader.deny_unknown(top, "", &TOP_FIELDS);
     reader.optional_string(top, "", "library");
     let library_version = reader.string(top, "", "library_version").map(str::to_owned);
+    let save_id = reader
+        .optional_string(top, "", "save_id")
+        .map(str::to_owned);
     let patches = reader
         .array(top, "", "patches")
         .unwrap_or_default()
@@ -100,6 +107,7 @@ pub(crate) fn read_manifest(
         .collect();
     Some(ManifestIn {
         library_version,
+        save_id,
         patches,
     })
 }

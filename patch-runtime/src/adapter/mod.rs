@@ -39,9 +39,15 @@
 //!         { "name": "blocks.0.attn.q.lora_b", "shape": [64, 4], "dtype": "F32" }
 //!       ]
 //!     }
-//!   ]
+//!   ],
+//!   "save_id": "187d5c1e9a3b2f40-1a2b-0"
 //! }
 //! ```
+//!
+//! `save_id` is also in `adapter.safetensors`' metadata: each file is written atomically,
+//! but the pair cannot be, so a save interrupted between its two files leaves two ids, and
+//! reading refuses the pair ([`AdapterProblem::MixedSaves`]) instead of pairing a manifest
+//! with the tensors of another save.
 //!
 //! Every file is written through one private function, after every check passed.
 mod adapter_manifest;

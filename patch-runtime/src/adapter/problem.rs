@@ -51,6 +51,22 @@ pub enum AdapterProblem {
         /// The version this library reads and writes.
         supported: u64,
     },
+    /// `adapter.json` and `adapter.safetensors` were written by two different saves: a
+    /// save was interrupted between its two files (each is written atomically, the pair
+    /// cannot be), so the manifest may describe other values than the tensors hold.
+    #[error(
+        "`{manifest}` and `{tensors}` come from two different saves (save ids {manifest_id} and {tensors_id}): a save was interrupted between its two files; save the adapter again"
+    )]
+    MixedSaves {
+        /// The manifest file.
+        manifest: String,
+        /// The tensors file.
+        tensors: String,
+        /// The manifest's save id.
+        manifest_id: String,
+        /// The tensors file's save id.
+        tensors_id: String,
+    },
     /// A patched path is not a dotted module path (`blocks.0.attn.q`).
     #[error("patched path `{path}` is not a dotted module path: {reason}")]
     InvalidPath {

@@ -4,13 +4,14 @@ use super::args::check_spec;
 use super::entry::{local_name_problem, path_problem, Adapter, AdapterEntry};
 use super::io;
 use super::manifest::{
-    read_manifest, PatchIn, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, TENSORS_FILE,
+    read_manifest, PatchIn, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, SAVE_ID_KEY, TENSORS_FILE,
 };
 use super::problem::AdapterProblem;
 use super::tensors::{self, FileTensor};
 use crate::error::{PatchError, Result};
 use crate::names::shape_text;
 use crate::registry::Registry;
+use safetensors::tensor::SafeTensors;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -74,6 +75,11 @@ pub fn read_adapter_with(dir: impl AsRef<Path>, registry: &Registry) -> Result<A
                 None
             }
         });
+    if let (Some(manifest), Some(bytes), true) = (&manifest, &tensor_bytes, file.is_some()) {
+        if let Some(problem) = mixed_saves(manifest.save_id.as_deref(), bytes) {
+            problems.push(problem);
+        }
+    }
     let described = file.as_ref().map(tensors::describe);
     let mut checked = Vec::new();
     if let Some(manifest) = &manifest {
@@ -106,6 +112,24 @@ pub fn read_adapter_with(dir: impl AsRef<Path>, registry: &Registry) -> Result<A
         format_version: ADAPTER_FORMAT_VERSION,
         library_version: manifest.library_version.unwrap_or_default(),
         entries,
+    })
+}
+
+/// A problem if the manifest and the tensors file carry different save ids. A file without
+/// one (written before save ids, or rewritten by another tool) is not compared.
+fn mixed_saves(manifest_id: Option<&str>, tensor_bytes: &[u8]) -> Option<AdapterProblem> {
+    let (_, header) = SafeTensors::read_metadata(tensor_bytes).ok()?;
+    let tensors_id = header
+        .metadata()
+        .as_ref()
+        .and_then(|metadata| metadata.get(SAVE_ID_KEY))
+        .map(String::as_str);
+    let (manifest_id, tensors_id) = (manifest_id?, tensors_id?);
+    (manifest_id != tensors_id).then(|| AdapterProblem::MixedSaves {
+        manifest: MANIFEST_FILE.into(),
+        tensors: TENSORS_FILE.into(),
+        manifest_id: manifest_id.into(),
+        tensors_id: tensors_id.into(),
     })
 }
 

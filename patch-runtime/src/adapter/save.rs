@@ -5,12 +5,16 @@ use super::adapter_manifest::AdapterManifest;
 use super::check::check_entries;
 use super::entry::{AdapterEntry, AdapterSummary};
 use super::io;
-use super::manifest::{ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, TENSORS_FILE};
+use super::manifest::{
+    ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, SAVE_ID_KEY, TENSORS_FILE,
+};
 use super::tensors::to_safetensors_bytes;
 use crate::error::{PatchError, Result};
 use crate::registry::Registry;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tch::Tensor;
 
 /// Saves `entries` as an adapter folder `dir` (created if missing): `adapter.safetensors`
@@ -66,21 +70,34 @@ pub fn save_adapter_with(
                 .map(|(local, tensor)| (entry.full_name(local), tensor))
         })
         .collect();
+    let save_id = new_save_id();
     let metadata = HashMap::from([
         ("format".to_owned(), "pt".to_owned()),
         (
             ADAPTER_FORMAT.to_owned(),
             ADAPTER_FORMAT_VERSION.to_string(),
         ),
+        (SAVE_ID_KEY.to_owned(), save_id.clone()),
     ]);
     let tensor_bytes = to_safetensors_bytes(&tensors, metadata)?;
-    let manifest = AdapterManifest::of_entries(entries).to_json()?;
+    let manifest = AdapterManifest::of_entries(entries, save_id).to_json()?;
     write_pair(
         dir,
         (TENSORS_FILE, &tensor_bytes),
         (MANIFEST_FILE, &manifest),
         &tensors,
     )
+}
+
+/// An id no other save of this machine shares: the time in nanoseconds, the process and a
+/// counter. It ties an adapter's two files together (see [`AdapterProblem::MixedSaves`](super::AdapterProblem::MixedSaves)).
+fn new_save_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{count:x}", std::process::id())
 }
 
 /// Creates `dir`, then writes the tensors file, then the JSON file, and says what was

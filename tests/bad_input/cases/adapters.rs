@@ -150,6 +150,18 @@ pub fn cases() -> Vec<Case> {
 fn manifest_cases() -> Vec<Case> {
     vec![
         case!(
+            "adapter: adapter.safetensors left from an earlier save (a save interrupted between its two files)",
+            setup: |fx| {
+                let dir = saved(fx);
+                let earlier = std::fs::read(dir.join(TENSORS_FILE)).unwrap();
+                saved(fx);
+                std::fs::write(dir.join(TENSORS_FILE), earlier).unwrap();
+            },
+            |fx| load(fx),
+            e if matches!(problems(e), [AdapterProblem::MixedSaves { manifest_id, tensors_id, .. }]
+                if manifest_id != tensors_id)
+        ),
+        case!(
             "adapter: adapter.safetensors names one tensor twice",
             setup: |fx| {
                 let dir = saved(fx);
