@@ -17,8 +17,8 @@ use tch_patch::registry::PatchArgs;
 use tch_patch::{save_safetensors_atomic, PatchError};
 
 const CHILD: &str = "TCH_PATCH_CRASH_CHILD";
-const KILLS: usize = 100;
-const TIME: Duration = Duration::from_secs(90);
+const KILLS: usize = 200;
+const TIME: Duration = Duration::from_secs(120);
 
 /// Generation `g` of the saved state: every value is `g`, and the LoRA's alpha is `g` too,
 /// so a manifest of one save and tensors of another tell apart.
