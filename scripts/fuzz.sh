@@ -32,6 +32,7 @@ all_targets=(
     patch_string     # arbitrary UTF-8 -> parse_calls and Registry::global()?.parse
     glob             # arbitrary "glob\npath" -> Glob::new, matches, distance
     adapter_manifest # arbitrary bytes -> AdapterManifest::from_json, to_json
+    checkpoint_load  # arbitrary bytes as a file -> load_safetensors, read_adapter
 )
 targets=("${all_targets[@]}")
 if [ "$#" -gt 0 ]; then
