@@ -7,6 +7,9 @@
 //! float16 on CPU: libtorch 2.13 runs the ops these patches use (linear, matmul,
 //! embedding, their backward) in float16 on the CPU, so float16 is tested like bfloat16.
 //! Device moves need a GPU: those tests print why they are skipped where there is none.
+mod common;
+
+use common::slot_model::Model;
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::nn::{self, ModuleT, OptimizerConfig};
@@ -16,7 +19,7 @@ use tch_patch::patches::Lora;
 use tch_patch::{
     apply_patch_string, load_model_adapter, load_safetensors, named_tensors, parametrize,
     parse_patches, replace_tensor, save_model_adapter, save_module, unregistered_tensors, DynLayer,
-    LoadOptions, ModuleTree, Mutable, Parameters, PatchError, PatchSpec, Slot,
+    LoadOptions, Mutable, Parameters, PatchError, PatchSpec,
 };
 
 const CPU: Device = Device::Cpu;
@@ -26,50 +29,8 @@ const VOCAB: i64 = 300;
 const PATCHES: &str = r#"lora(rank=2, alpha=4, targets="*.attn.{q,v}"); bias_only(targets="*.mlp"); mostly_frozen_embedding(tokens=[3, 257], targets="embed")"#;
 const TOKEN_IDS: [i64; 2] = [3, 257];
 
-#[derive(ModuleTree, Parameters)]
-struct Attention {
-    q: Slot<nn::Linear>,
-    k: Slot<nn::Linear>,
-    v: Slot<nn::Linear>,
-}
-
-#[derive(ModuleTree, Parameters)]
-struct Block {
-    attn: Attention,
-    mlp: Slot<nn::Linear>,
-}
-
-#[derive(ModuleTree, Parameters)]
-struct Model {
-    embed: Slot<nn::Embedding>,
-    blocks: Vec<Block>,
-}
-
 fn model(vs: &nn::VarStore) -> Model {
-    let root = vs.root();
-    let linear = |path: nn::Path| Slot::new(nn::linear(path, DIM, DIM, Default::default()));
-    let blocks = (0..2)
-        .map(|i| {
-            let p = &root / "blocks" / i;
-            Block {
-                attn: Attention {
-                    q: linear(&p / "attn" / "q"),
-                    k: linear(&p / "attn" / "k"),
-                    v: linear(&p / "attn" / "v"),
-                },
-                mlp: linear(&p / "mlp"),
-            }
-        })
-        .collect();
-    Model {
-        embed: Slot::new(nn::embedding(
-            &root / "embed",
-            VOCAB,
-            DIM,
-            Default::default(),
-        )),
-        blocks,
-    }
+    common::slot_model::model(vs, VOCAB, DIM)
 }
 
 impl Model {

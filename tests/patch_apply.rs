@@ -1,53 +1,17 @@
 //! Patch strings applied to a whole model: rules from the registry, all or nothing.
+mod common;
+
+use common::slot_model::Model;
 use std::collections::BTreeSet;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-use tch_patch::{
-    apply_patch_string, named_tensors, ModuleTree, ModuleTreeExt, Parameters, PatchError, Slot,
-};
+use tch_patch::{apply_patch_string, named_tensors, ModuleTreeExt, PatchError, Slot};
 
 const CPU: Device = Device::Cpu;
 const DIM: i64 = 8;
 
-#[derive(ModuleTree, Parameters)]
-struct Attention {
-    q: Slot<nn::Linear>,
-    k: Slot<nn::Linear>,
-    v: Slot<nn::Linear>,
-}
-
-#[derive(ModuleTree, Parameters)]
-struct Block {
-    attn: Attention,
-    mlp: Slot<nn::Linear>,
-}
-
-#[derive(ModuleTree, Parameters)]
-struct Model {
-    embed: Slot<nn::Embedding>,
-    blocks: Vec<Block>,
-}
-
 fn model(vs: &nn::VarStore) -> Model {
-    let root = vs.root();
-    let linear = |path: nn::Path| Slot::new(nn::linear(path, DIM, DIM, Default::default()));
-    let blocks = (0..2)
-        .map(|i| {
-            let p = &root / "blocks" / i;
-            Block {
-                attn: Attention {
-                    q: linear(&p / "attn" / "q"),
-                    k: linear(&p / "attn" / "k"),
-                    v: linear(&p / "attn" / "v"),
-                },
-                mlp: linear(&p / "mlp"),
-            }
-        })
-        .collect();
-    Model {
-        embed: Slot::new(nn::embedding(&root / "embed", 16, DIM, Default::default())),
-        blocks,
-    }
+    common::slot_model::model(vs, 16, DIM)
 }
 
 impl Model {

@@ -1,6 +1,8 @@
 //! Modules and helpers shared by the integration tests: real tch layers, real files.
 #![allow(dead_code)]
 
+pub mod slot_model;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, nn::Module, Tensor};
