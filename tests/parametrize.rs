@@ -912,21 +912,10 @@ fn an_outer_transform_of_an_inner_transform_s_own_tensor_is_what_the_inner_one_u
 }
 
 /// A model struct with a parametrized layer inside.
-#[derive(Debug)]
+#[derive(Debug, Parameters)]
 struct TwoLayers {
     fc1: Parametrized<nn::Linear>,
     fc2: nn::Linear,
-}
-
-impl Parameters for TwoLayers {
-    fn visit<'a>(&'a self, visitor: &mut Visitor<'a, '_>) {
-        visitor.child("fc1", &self.fc1);
-        visitor.child("fc2", &self.fc2);
-    }
-    fn visit_mut(&mut self, visitor: &mut VisitorMut<'_>) {
-        visitor.child("fc1", &mut self.fc1);
-        visitor.child("fc2", &mut self.fc2);
-    }
 }
 
 impl Module for TwoLayers {
