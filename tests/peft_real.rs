@@ -72,8 +72,8 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// PEFT's output and per-module scalings for the adapter it wrote as `case`.
-fn peft_wrote(base: &Base, case: &str) -> (Tensor, BTreeMap<String, f64>) {
+/// PEFT writes the adapter of `case` into the base's folder (`peft_real.py write`).
+fn python_writes(base: &Base, case: &str) {
     let out = run_python(
         "peft_real.py",
         &["write".as_ref(), base.dir.path().as_os_str(), case.as_ref()],
@@ -82,6 +82,11 @@ fn peft_wrote(base: &Base, case: &str) -> (Tensor, BTreeMap<String, f64>) {
         out.contains(&format!("peft_real: OK, {case} written")),
         "{out}"
     );
+}
+
+/// PEFT's output and per-module scalings for the adapter it wrote as `case`.
+fn peft_wrote(base: &Base, case: &str) -> (Tensor, BTreeMap<String, f64>) {
+    python_writes(base, case);
     let written = Tensor::read_safetensors(base.dir.join(case).join("peft.safetensors")).unwrap();
     let mut scalings = BTreeMap::new();
     let mut output = None;
@@ -188,14 +193,7 @@ fn options_made_by_peft_that_rust_does_not_implement_are_refused_by_their_field(
             "LoRA on raw parameters",
         ),
     ] {
-        let out = run_python(
-            "peft_real.py",
-            &["write".as_ref(), base.dir.path().as_os_str(), case.as_ref()],
-        );
-        assert!(
-            out.contains(&format!("peft_real: OK, {case} written")),
-            "{out}"
-        );
+        python_writes(&base, case);
         let error = read_peft_lora(base.dir.join(case)).unwrap_err();
         let PatchError::InvalidAdapter { problems, .. } = &error else {
             panic!("{error}")
