@@ -68,8 +68,9 @@ pub(crate) fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, Stri
     read_exact_len(&mut file, len)
 }
 
-/// The bytes of the safetensors file `path`, its header checked ([`check_header`]) before
-/// the rest of the file is read.
+/// The bytes of the safetensors file `path`, its header length checked against the file's
+/// size and [`HEADER_LIMIT`] before the rest is read (the header itself is checked where
+/// the bytes are parsed, by [`check_header`]). The file is read once, into one buffer.
 pub(crate) fn read_safetensors_file(path: &Path) -> Result<Vec<u8>, String> {
     let (mut file, len) = open_regular(path)?;
     let mut prefix = [0u8; 8];
@@ -77,10 +78,11 @@ pub(crate) fn read_safetensors_file(path: &Path) -> Result<Vec<u8>, String> {
         return Err("not a safetensors file: shorter than its 8-byte header length".into());
     }
     header_length(u64::from_le_bytes(prefix), len)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    bytes.extend_from_slice(&prefix);
-    bytes.extend(read_exact_len(&mut file, len - 8)?);
-    check_header(&bytes)?;
+    let len = usize::try_from(len).map_err(|_| "it is too large to read".to_owned())?;
+    let mut bytes = vec![0; len];
+    bytes[..8].copy_from_slice(&prefix);
+    file.read_exact(&mut bytes[8..])
+        .map_err(|error| format!("it could not be read whole: {error}"))?;
     Ok(bytes)
 }
 
