@@ -15,7 +15,7 @@ use criterion::measurement::Measurement;
 use criterion::Criterion;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
-use tch_patch::{functional_call, Parameters, Strictness};
+use tch_patch::{functional::functional_call, functional::Strictness, Parameters};
 
 const SIZES: [i64; 2] = [64, 4096];
 const LAYERS: usize = 300;

@@ -13,7 +13,10 @@ use criterion::measurement::Measurement;
 use criterion::Criterion;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
-use tch_patch::{named_tensors, parametrize, MagnitudePrune, Parametrized, Removal};
+use tch_patch::{
+    named_tensors, parametrize::parametrize, parametrize::MagnitudePrune,
+    parametrize::Parametrized, parametrize::Removal,
+};
 
 const SIZES: [i64; 2] = [64, 4096];
 const SPARSITY: f64 = 0.5;

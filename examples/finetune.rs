@@ -20,8 +20,9 @@ use tch::{CModule, Device, Kind, Tensor};
 use tch_patch::patches::{Lora, MostlyFrozenEmbedding};
 use tch_patch::registry::{apply_specs, Registry};
 use tch_patch::{
-    load_model_adapter, load_safetensors, named_tensors, print_tree, save_model_adapter,
-    save_module, ApplyReport, DynLayer, LoadOptions, ModuleTree, Parameters, Slot,
+    adapter::load_model_adapter, adapter::save_model_adapter, load::load_safetensors,
+    load::LoadOptions, named_tensors, save::save_module, tree::print_tree, tree::ApplyReport,
+    tree::DynLayer, ModuleTree, Parameters, Slot,
 };
 
 #[derive(Parser, Debug)]

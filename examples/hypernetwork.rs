@@ -6,7 +6,7 @@
 //!
 //! Run with `cargo run --example hypernetwork`.
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
-use tch_patch::{Mutable, PatchError};
+use tch_patch::{mutable::Mutable, PatchError};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 

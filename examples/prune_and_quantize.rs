@@ -4,8 +4,9 @@
 //! cargo run --example prune_and_quantize
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 use tch_patch::{
-    sparsity_of, FakeQuantInt8, MagnitudePrune, Parameters, Parametrized, PatchError, Removal,
-    Visitor, VisitorMut,
+    parametrize::sparsity_of, parametrize::FakeQuantInt8, parametrize::MagnitudePrune,
+    parametrize::Parametrized, parametrize::Removal, params::Visitor, params::VisitorMut,
+    Parameters, PatchError,
 };
 
 const INPUTS: i64 = 16;

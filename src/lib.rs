@@ -58,10 +58,67 @@
 //! your package and add `torch-sys` as a direct dependency. See the README.
 #![warn(missing_docs)]
 
-pub use patch_runtime::*;
+// Generated code names this crate `::tch_patch` (through `__private`); this makes that
+// path work inside the crate too, so its own patches need no `crate = ...`.
+extern crate self as tch_patch;
 
+pub mod adapter;
+mod checks;
+pub mod dynamic;
+mod error;
+pub mod export;
+mod forward_checks;
+pub mod functional;
+pub mod load;
+pub mod mutable;
+mod names;
+pub mod parametrize;
+pub mod params;
+mod patch;
+pub mod patches;
+pub mod peft;
+pub mod prelude;
+pub mod registry;
+mod safe_read;
+pub mod save;
+pub mod swap;
+mod tied;
+pub mod tree;
+mod varstore;
+
+pub use error::{PatchError, Result};
+pub use params::parameters::{named_tensors, Parameters};
+pub use patch::{Patch, PatchView};
+pub use patch_macros::{patch, patch_forward, ModuleTree, Parameters};
+pub use registry::apply::apply_patch_string;
+pub use tree::layer::Layer;
+pub use tree::slot::Slot;
+pub use tree::visit::ModuleTree;
+pub use varstore::{register_tensors, unpatch};
+
+/// What generated code refers to. Not public API: names here change without notice.
 #[doc(hidden)]
-pub use patch_runtime::__private;
+pub mod __private {
+    pub use crate::dynamic::PatchTypeInfo;
+    pub use crate::error::Result;
+    pub use crate::forward_checks::{
+        assert_declares_custom_forward, assert_has_custom_forward, assert_module_parent,
+        assert_module_t_parent, assert_plain_patch, assert_train_mode_patch, DeclaresCustomForward,
+        HasCustomForward, ModuleParent, ModuleTParent, NeedsTrainFlag, PlainPatch, TrainModePatch,
+    };
+    pub use crate::params::{TensorRole, Visitor, VisitorMut};
+    pub use crate::patch::{Patch, PatchView};
+    pub use crate::registry;
+    pub use crate::tree::{DynLayer, SlotContent, SlotVisitorMut, TreeVisitor};
+    pub use crate::Parameters;
+    pub use crate::{Layer, ModuleTree};
+    pub use inventory;
+    pub use std::boxed::Box;
+    pub use std::string::String;
+    pub use std::vec;
+    pub use std::vec::Vec;
+    pub use tch;
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -24,7 +24,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::MostlyFrozenEmbedding;
-use tch_patch::{patch, patch_forward, unpatch, MagnitudePrune, Mutable, Parameters, Parametrized};
+use tch_patch::{
+    mutable::Mutable, parametrize::MagnitudePrune, parametrize::Parametrized, patch, patch_forward,
+    unpatch, Parameters,
+};
 
 const THREADS: usize = 8;
 
@@ -101,7 +104,7 @@ impl Net {
             [(
                 "gain",
                 Tensor::rand([32], (Kind::Float, Device::Cpu)),
-                tch_patch::TensorRole::Param,
+                tch_patch::params::TensorRole::Param,
             )],
         )
         .unwrap();
@@ -189,7 +192,8 @@ fn eight_threads_share_one_parametrized_model_behind_a_mutex() {
     let linear = nn::linear(vs.root(), 16, 8, Default::default());
     let original = linear.ws.copy();
     let pruned =
-        tch_patch::parametrize(linear, "weight", MagnitudePrune::new(0.5).unwrap()).unwrap();
+        tch_patch::parametrize::parametrize(linear, "weight", MagnitudePrune::new(0.5).unwrap())
+            .unwrap();
     let inputs: Vec<Tensor> = (0..THREADS)
         .map(|_| Tensor::randn([3, 16], (Kind::Float, Device::Cpu)))
         .collect();

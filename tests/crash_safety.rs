@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 use tch_patch::adapter::{read_adapter, save_adapter, AdapterEntry, AdapterProblem};
 use tch_patch::patches::LoraConfig;
 use tch_patch::registry::PatchArgs;
-use tch_patch::{save_safetensors_atomic, PatchError};
+use tch_patch::{save::save_safetensors_atomic, PatchError};
 
 const CHILD: &str = "TCH_PATCH_CRASH_CHILD";
 const KILLS: usize = 200;

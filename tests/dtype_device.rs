@@ -17,9 +17,11 @@ use tch::{Device, Kind, Tensor};
 use tch_patch::adapter::{load_model_adapter_with, AdapterDtype};
 use tch_patch::patches::Lora;
 use tch_patch::{
-    apply_patch_string, load_model_adapter, load_safetensors, named_tensors, parametrize,
-    parse_patches, replace_tensor, save_model_adapter, save_module, unregistered_tensors, DynLayer,
-    LoadOptions, Mutable, Parameters, PatchError, PatchSpec,
+    adapter::load_model_adapter, adapter::save_model_adapter, apply_patch_string,
+    load::load_safetensors, load::LoadOptions, mutable::Mutable, named_tensors,
+    parametrize::parametrize, params::unregistered_tensors, registry::parse_patches,
+    registry::PatchSpec, save::save_module, swap::replace_tensor, tree::DynLayer, Parameters,
+    PatchError,
 };
 
 const CPU: Device = Device::Cpu;

@@ -5,7 +5,10 @@ use common::{assert_unchanged, snapshot, Mlp, TiedLm};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
-use tch_patch::{functional_call, named_tensors, PatchError, Strictness, TensorProblem};
+use tch_patch::{
+    functional::functional_call, functional::Strictness, named_tensors, params::TensorProblem,
+    PatchError,
+};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 

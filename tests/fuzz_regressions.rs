@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 use tch_patch::adapter::{AdapterManifest, AdapterProblem};
 use tch_patch::registry::{parse_calls, Registry};
-use tch_patch::{Glob, PatchError, Selector};
+use tch_patch::{tree::Glob, tree::Selector, PatchError};
 
 /// Runs `f` on a thread with a small stack (as a program's worker threads may have), so a
 /// recursion as deep as the input shows as an overflow here too.

@@ -26,8 +26,9 @@ use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::MostlyFrozenEmbedding;
 use tch_patch::{
-    functional_call, load_safetensors, parametrize, save_module, unpatch, LoadOptions,
-    MagnitudePrune, Parametrized, Removal, Strictness, WeightNorm,
+    functional::functional_call, functional::Strictness, load::load_safetensors, load::LoadOptions,
+    parametrize::parametrize, parametrize::MagnitudePrune, parametrize::Parametrized,
+    parametrize::Removal, parametrize::WeightNorm, save::save_module, unpatch,
 };
 
 const CYCLES: usize = 10_000;

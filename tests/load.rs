@@ -5,8 +5,8 @@ mod common;
 use common::{assert_unchanged, snapshot, Mlp, TempFile, TiedLm};
 use tch::{nn, Device, Kind, Tensor};
 use tch_patch::{
-    load_safetensors, load_safetensors_with, named_tensors, named_tensors_with_prefix, LoadOptions,
-    LoadReport, PatchError, TensorProblem,
+    load::load_safetensors, load::load_safetensors_with, load::LoadOptions, load::LoadReport,
+    named_tensors, params::named_tensors_with_prefix, params::TensorProblem, PatchError,
 };
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
@@ -64,7 +64,7 @@ fn loads_every_tensor_in_place_keeping_identity() {
         ptrs, after,
         "values must be copied in, not new tensors put in"
     );
-    assert!(tch_patch::unregistered_tensors(&vs, &mlp).is_empty());
+    assert!(tch_patch::params::unregistered_tensors(&vs, &mlp).is_empty());
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 use common::{assert_unchanged, snapshot, Mlp, TempFile};
 use proptest::prelude::*;
 use tch::{nn, Device};
-use tch_patch::{load_safetensors, save_module, LoadOptions, PatchError};
+use tch_patch::{load::load_safetensors, load::LoadOptions, save::save_module, PatchError};
 
 /// One way of damaging a file's bytes; positions are taken modulo the file's length.
 #[derive(Debug, Clone)]

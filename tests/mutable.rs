@@ -4,7 +4,9 @@ mod common;
 
 use common::{Mlp, TiedLm};
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
-use tch_patch::{unregistered_tensors, Mutable, PatchError, TensorProblem};
+use tch_patch::{
+    mutable::Mutable, params::unregistered_tensors, params::TensorProblem, PatchError,
+};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 

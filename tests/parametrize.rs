@@ -4,9 +4,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 use tch_patch::{
-    named_tensors, parametrize, unregistered_tensors, FakeQuantInt8, FnTransform, MagnitudePrune,
-    Parameters, Parametrized, PatchError, Removal, TensorRole, Transform, Visitor, VisitorMut,
-    WeightNorm,
+    named_tensors, parametrize::parametrize, parametrize::FakeQuantInt8, parametrize::FnTransform,
+    parametrize::MagnitudePrune, parametrize::Parametrized, parametrize::Removal,
+    parametrize::Transform, parametrize::WeightNorm, params::unregistered_tensors,
+    params::TensorRole, params::Visitor, params::VisitorMut, Parameters, PatchError,
 };
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
@@ -223,7 +224,7 @@ fn bake_writes_the_transformed_values_into_the_same_tensor() {
     assert!(lin.ws.requires_grad(), "still a trainable leaf");
     assert!(lin.forward(&xs).allclose(&seen, 1e-6, 1e-6, false));
     // Pruned entries are zero; quantization may round a few small kept ones to zero too.
-    assert!(tch_patch::sparsity_of(&lin.ws) >= 0.5);
+    assert!(tch_patch::parametrize::sparsity_of(&lin.ws) >= 0.5);
 }
 
 #[test]
@@ -296,7 +297,7 @@ fn pruned_entries_get_no_gradient_and_stay_zero_while_fine_tuning() {
         );
     }
     assert_eq!(
-        tch_patch::sparsity_of(&p.transformed("weight").unwrap()),
+        tch_patch::parametrize::sparsity_of(&p.transformed("weight").unwrap()),
         0.5
     );
 }
@@ -530,7 +531,7 @@ fn a_whole_model_parametrized_by_dotted_names_loads_plain_checkpoints() {
     p.push_registered(&root, "fc2.weight", WeightNorm::new(0))
         .unwrap();
     assert!(vs.variables().contains_key("mlp.fc2.weight_g"));
-    let names: Vec<_> = tch_patch::named_tensors_with_prefix(&p, "mlp")
+    let names: Vec<_> = tch_patch::params::named_tensors_with_prefix(&p, "mlp")
         .into_iter()
         .map(|t| t.name)
         .collect();

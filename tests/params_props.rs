@@ -2,7 +2,7 @@
 //! same names in the same order, and `visit_mut` round trips leave every tensor in place.
 use proptest::prelude::*;
 use tch::{nn, Device, Tensor};
-use tch_patch::{join_name, named_tensors, named_tensors_with_prefix, Parameters, VisitorMut};
+use tch_patch::{named_tensors, params::named_tensors_with_prefix, params::VisitorMut, Parameters};
 
 #[derive(Parameters)]
 struct Block {
@@ -50,21 +50,6 @@ proptest! {
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
-
-    #[test]
-    fn joined_names_split_back_into_their_segments(
-        prefix in prop::collection::vec(segment(), 0..4),
-        name in prop::collection::vec(segment(), 0..4),
-    ) {
-        let joined = join_name(&prefix.join("."), &name.join("."));
-        let expected: Vec<String> = prefix.iter().chain(&name).cloned().collect();
-        let split: Vec<String> = if joined.is_empty() {
-            Vec::new()
-        } else {
-            joined.split('.').map(String::from).collect()
-        };
-        prop_assert_eq!(split, expected);
-    }
 
     #[test]
     fn names_match_the_var_store_and_the_prefix_composes(

@@ -5,7 +5,7 @@ use common::slot_model::Model;
 use std::collections::BTreeSet;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-use tch_patch::{apply_patch_string, named_tensors, ModuleTreeExt, PatchError, Slot};
+use tch_patch::{apply_patch_string, named_tensors, tree::ModuleTreeExt, PatchError, Slot};
 
 const CPU: Device = Device::Cpu;
 const DIM: i64 = 8;
@@ -171,7 +171,7 @@ fn a_model_adapter_round_trips_onto_a_fresh_base() {
     let mut m = model(&vs);
     let base_file = dir.join("base.safetensors");
     std::fs::create_dir_all(&dir).unwrap();
-    let specs = tch_patch::Registry::global().unwrap().parse(CHAIN).unwrap();
+    let specs = tch_patch::registry::Registry::global().unwrap().parse(CHAIN).unwrap();
     tch_patch::registry::apply_specs(&mut m, &vs, &specs).unwrap();
     let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
     let ids = Tensor::from_slice(&[1i64, 3, 5, 7]);
@@ -180,16 +180,16 @@ fn a_model_adapter_round_trips_onto_a_fresh_base() {
         opt.backward_step(&m.forward(&ids).mse_loss(&target, tch::Reduction::Mean));
     }
     let adapter = dir.join("adapter");
-    tch_patch::save_model_adapter(&adapter, &m, &specs).unwrap();
+    tch_patch::adapter::save_model_adapter(&adapter, &m, &specs).unwrap();
     // Unpatched layers trained too: the base checkpoint is the trained model's (its patch
     // tensors are skipped when loading it into the bare model).
-    tch_patch::save_module(&m, &base_file, "").unwrap();
+    tch_patch::save::save_module(&m, &base_file, "").unwrap();
 
     let fresh_vs = nn::VarStore::new(CPU);
     let mut fresh = model(&fresh_vs);
-    let options = tch_patch::LoadOptions::new().allow_unexpected(true);
-    tch_patch::load_safetensors(&mut fresh, &base_file, &options).unwrap();
-    let reports = tch_patch::load_model_adapter(&mut fresh, &fresh_vs, &adapter).unwrap();
+    let options = tch_patch::load::LoadOptions::new().allow_unexpected(true);
+    tch_patch::load::load_safetensors(&mut fresh, &base_file, &options).unwrap();
+    let reports = tch_patch::adapter::load_model_adapter(&mut fresh, &fresh_vs, &adapter).unwrap();
     assert_eq!(reports.iter().map(|r| r.len()).sum::<usize>(), 7);
     assert!(
         fresh.forward(&ids).equal(&m.forward(&ids)),
@@ -202,7 +202,8 @@ fn a_model_adapter_round_trips_onto_a_fresh_base() {
     let mut narrow = model(&narrow_vs);
     narrow.blocks[0].attn.q = Slot::new(nn::linear(&root / "x", DIM, DIM / 2, Default::default()));
     let before = snapshot(&narrow);
-    let error = tch_patch::load_model_adapter(&mut narrow, &narrow_vs, &adapter).unwrap_err();
+    let error =
+        tch_patch::adapter::load_model_adapter(&mut narrow, &narrow_vs, &adapter).unwrap_err();
     assert!(
         matches!(error, PatchError::InvalidTensors { .. }),
         "{error}"

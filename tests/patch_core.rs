@@ -5,8 +5,8 @@ use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::MostlyFrozenEmbedding;
 use tch_patch::{
-    is_patched, named_tensors, patch, patch_forward, patch_name, register_tensors, unpatch, Patch,
-    PatchView, TensorRole,
+    dynamic::is_patched, dynamic::patch_name, named_tensors, params::TensorRole, patch,
+    patch_forward, register_tensors, unpatch, Patch, PatchView,
 };
 
 const CPU: Device = Device::Cpu;
@@ -108,7 +108,7 @@ fn parent_names_stay_and_added_tensors_follow() {
         &[("scale", TensorRole::Param), ("calls", TensorRole::Buffer)]
     );
     let vs_names: BTreeSet<String> = vs.variables().into_keys().collect();
-    let ours: BTreeSet<String> = tch_patch::named_tensors_with_prefix(&patched, "fc")
+    let ours: BTreeSet<String> = tch_patch::params::named_tensors_with_prefix(&patched, "fc")
         .into_iter()
         .map(|t| t.name)
         .collect();
@@ -365,7 +365,7 @@ fn patches_are_detected_statically_and_dynamically() {
     let patched = Passthrough { base: linear };
     assert_eq!(name_of(&patched), "Passthrough");
     assert!(is_patched(&patched));
-    let boxed: Box<dyn tch_patch::AnyModule> = Box::new(patched);
+    let boxed: Box<dyn tch_patch::dynamic::AnyModule> = Box::new(patched);
     assert_eq!(patch_name(boxed.as_any()), Some("Passthrough"));
     let outer = Outer {
         base: Passthrough {
@@ -373,7 +373,7 @@ fn patches_are_detected_statically_and_dynamically() {
         },
     };
     assert_eq!(patch_name(&outer), Some("outer"));
-    assert!(tch_patch::patch_base_type_name(&outer)
+    assert!(tch_patch::dynamic::patch_base_type_name(&outer)
         .unwrap()
         .ends_with("Passthrough"));
 }

@@ -9,13 +9,14 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
-use tch_patch::adapter::{
-    apply_lora_adapter, read_peft_lora, save_peft_lora, AdapterEntry, PeftOptions,
-    PeftTargetModules, PeftTargets,
-};
+use tch_patch::adapter::{apply_lora_adapter, AdapterEntry};
 use tch_patch::patches::{BiasOnlyConfig, Lora, LoraConfig};
 use tch_patch::registry::PatchArgs;
 use tch_patch::PatchError;
+use tch_patch::{
+    peft::read_peft_lora, peft::save_peft_lora, peft::PeftOptions, peft::PeftTargetModules,
+    peft::PeftTargets,
+};
 
 const CPU: Device = Device::Cpu;
 const FLOAT: (Kind, Device) = (Kind::Float, CPU);

@@ -8,11 +8,11 @@ use common::{run_python, TempDir};
 use std::collections::BTreeMap;
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 use tch_patch::adapter::{
-    apply_lora_adapter, apply_lora_adapter_with, read_peft_lora, save_peft_lora, AdapterDtype,
-    AdapterEntry, AdapterProblem, PeftOptions,
+    apply_lora_adapter, apply_lora_adapter_with, AdapterDtype, AdapterEntry, AdapterProblem,
 };
 use tch_patch::patches::{Lora, LoraConfig};
 use tch_patch::PatchError;
+use tch_patch::{peft::read_peft_lora, peft::save_peft_lora, peft::PeftOptions};
 
 const PATHS: [&str; 6] = [
     "attn.q",

@@ -9,7 +9,8 @@ use tch::nn;
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::MostlyFrozenEmbedding;
 use tch_patch::{
-    load_safetensors, named_tensors, save_module, save_safetensors_atomic, LoadOptions,
+    load::load_safetensors, load::LoadOptions, named_tensors, save::save_module,
+    save::save_safetensors_atomic,
 };
 
 /// Names of the files in `path`'s folder that start with `.{file name}.tmp`.

@@ -4,7 +4,10 @@ mod common;
 
 use common::{assert_unchanged, snapshot, Mlp, TiedLm};
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
-use tch_patch::{replace_tensor, replace_tensors, unregistered_tensors, PatchError, TensorProblem};
+use tch_patch::{
+    params::unregistered_tensors, params::TensorProblem, swap::replace_tensor,
+    swap::replace_tensors, PatchError,
+};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 

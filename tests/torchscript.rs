@@ -8,8 +8,8 @@ use common::{run_python, TempDir};
 use std::path::Path;
 use tch::nn::{self, Module, ModuleT};
 use tch::{CModule, Device, Kind, Tensor};
-use tch_patch::adapter::{load_torchscript, save_torchscript, trace_module};
 use tch_patch::patches::{Lora, LoraConfig};
+use tch_patch::{export::load_torchscript, export::save_torchscript, export::trace_module};
 use tch_patch::{named_tensors, Parameters};
 
 const CPU: Device = Device::Cpu;

@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{BuildPatch, DropoutBefore, DropoutBeforeConfig, Lora, LoraConfig};
 use tch_patch::registry::{PatchArgs, Registry};
 use tch_patch::{
-    apply_patch_string, DynLayer, Layer, ModuleTree, Parameters, Patch, PatchError, Slot,
+    apply_patch_string, tree::DynLayer, Layer, ModuleTree, Parameters, Patch, PatchError, Slot,
 };
 
 const CPU: Device = Device::Cpu;

@@ -4,9 +4,10 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 use tch_patch::{
-    apply_chain, diff, named_tensors, patch, patch_forward, path_in, print_tree, register_tensors,
-    DynLayer, Layer, ModuleTree, ModuleTreeExt, Parameters, PatchError, Refused, Rule, Selector,
-    Slot, TensorRole, TiePolicy,
+    named_tensors, params::TensorRole, patch, patch_forward, register_tensors, tree::apply_chain,
+    tree::diff, tree::path_in, tree::print_tree, tree::DynLayer, tree::ModuleTreeExt,
+    tree::Refused, tree::Rule, tree::Selector, tree::TiePolicy, Layer, ModuleTree, Parameters,
+    PatchError, Slot,
 };
 
 const CPU: Device = Device::Cpu;
@@ -694,7 +695,7 @@ fn a_chain_of_rules_of_several_types_is_all_or_nothing() {
     );
     assert_eq!(model.blocks[1].attn.q.patch_names(), ["Tagged", "Scaled"]);
     assert_eq!(
-        tch_patch::AnyRule::describe(&on_attn),
+        tch_patch::tree::AnyRule::describe(&on_attn),
         "Scaled on `Linear` slots picked by glob `*.attn.{q,v}`"
     );
 }

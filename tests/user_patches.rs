@@ -8,9 +8,9 @@ use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{BuildError, BuildPatch};
 use tch_patch::registry::{apply_specs, PatchArgs, PatchSpec, Registry};
 use tch_patch::{
-    apply_patch_string, leaf_layer, load_model_adapter, named_tensors, patch, patch_forward,
-    register_tensors, save_model_adapter, DynLayer, Layer, ModuleTree, ModuleTreeExt, Parameters,
-    PatchError, Slot, TensorRole,
+    adapter::load_model_adapter, adapter::save_model_adapter, apply_patch_string, leaf_layer,
+    named_tensors, params::TensorRole, patch, patch_forward, register_tensors, tree::DynLayer,
+    tree::ModuleTreeExt, Layer, ModuleTree, Parameters, PatchError, Slot,
 };
 
 const CPU: Device = Device::Cpu;

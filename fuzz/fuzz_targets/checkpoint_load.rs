@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use tch::{nn, Device, Tensor};
-use tch_patch::{load_safetensors, LoadOptions, PatchError};
+use tch_patch::{load::load_safetensors, load::LoadOptions, PatchError};
 
 fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("tch-patch-fuzz-{}-{name}", std::process::id()))

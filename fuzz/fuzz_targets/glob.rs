@@ -3,7 +3,7 @@
 //! prints back to itself, and a path escaped as a glob matches exactly that path.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tch_patch::{Glob, PatchError, Selector};
+use tch_patch::{tree::Glob, PatchError, tree::Selector};
 
 /// `text` as a glob that matches exactly `text`.
 fn escaped(text: &str) -> String {

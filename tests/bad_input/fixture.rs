@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Kind, Tensor};
-use tch_patch::{named_tensors, save_module, ModuleTree, Parameters, Slot};
+use tch_patch::{named_tensors, save::save_module, ModuleTree, Parameters, Slot};
 
 pub const VOCAB: i64 = 16;
 pub const DIM: i64 = 4;

@@ -12,7 +12,7 @@ mod fixture;
 use fingerprint::{Fingerprint, Labelled};
 use fixture::{Fixture, TreeNet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use tch_patch::{ModuleTreeExt, Parameters, PatchError};
+use tch_patch::{tree::ModuleTreeExt, Parameters, PatchError};
 
 /// One bad input: what to set up, the call, and the error it must give.
 pub struct Case {
@@ -45,7 +45,7 @@ macro_rules! case {
 }
 
 /// The one problem of an `InvalidTensors` error, if there is exactly one.
-pub fn only_problem(error: &PatchError) -> Option<&tch_patch::TensorProblem> {
+pub fn only_problem(error: &PatchError) -> Option<&tch_patch::params::TensorProblem> {
     match error {
         PatchError::InvalidTensors { problems, .. } if problems.len() == 1 => problems.first(),
         _ => None,

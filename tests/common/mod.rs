@@ -6,7 +6,7 @@ pub mod slot_model;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, nn::Module, Tensor};
-use tch_patch::{named_tensors, Parameters, Visitor, VisitorMut};
+use tch_patch::{named_tensors, params::Visitor, params::VisitorMut, Parameters};
 
 /// Two linear layers with a ReLU between: tensors `fc1.weight`, `fc1.bias`, `fc2.weight`,
 /// `fc2.bias`, at the same names in the VarStore when built at `vs.root()`.

@@ -13,7 +13,9 @@ use tch_patch::adapter::{
     load_model_adapter_with, AdapterDtype, AdapterProblem, MANIFEST_FILE, TENSORS_FILE,
 };
 use tch_patch::registry::{apply_specs, Registry};
-use tch_patch::{load_model_adapter, save_model_adapter, PatchError, TensorProblem};
+use tch_patch::{
+    adapter::load_model_adapter, adapter::save_model_adapter, params::TensorProblem, PatchError,
+};
 
 /// The saved patches: a LoRA of rank 2 on `blocks.{0,1,2}.q` (`lora_a [2, 4]`, `lora_b
 /// [4, 2]`) and `bias_only` on `blocks.1.v` (`bias_delta [4]`). The manifest lists them

@@ -4,7 +4,10 @@ use crate::fingerprint::Fingerprint;
 use crate::fixture::{floats, Fixture};
 use crate::{only_problem, Case};
 use tch::{nn, Device, Kind, Tensor};
-use tch_patch::{functional_call, Mutable, PatchError, Strictness, TensorProblem};
+use tch_patch::{
+    functional::functional_call, functional::Strictness, mutable::Mutable, params::TensorProblem,
+    PatchError,
+};
 
 fn call(
     fx: &mut Fixture,

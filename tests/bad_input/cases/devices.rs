@@ -5,7 +5,8 @@ use crate::fixture::Fixture;
 use crate::{only_problem, Case};
 use tch::{Device, Kind, Tensor};
 use tch_patch::{
-    functional_call, register_tensors, PatchError, Strictness, TensorProblem, TensorRole,
+    functional::functional_call, functional::Strictness, params::TensorProblem, params::TensorRole,
+    register_tensors, PatchError,
 };
 
 fn on_gpu(shape: &[i64]) -> Tensor {

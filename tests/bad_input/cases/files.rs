@@ -5,7 +5,10 @@ use crate::fixture::{floats, set_entry, Fixture};
 use crate::{only_problem, Case};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
-use tch_patch::{load_safetensors, load_safetensors_with, LoadOptions, PatchError, TensorProblem};
+use tch_patch::{
+    load::load_safetensors, load::load_safetensors_with, load::LoadOptions, params::TensorProblem,
+    PatchError,
+};
 
 fn load(fx: &mut Fixture, path: &Path) -> Result<(), PatchError> {
     load_safetensors(fx.net(), path, &LoadOptions::new()).map(drop)

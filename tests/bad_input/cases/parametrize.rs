@@ -5,8 +5,9 @@ use crate::{only_problem, Case};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Kind, Tensor};
 use tch_patch::{
-    parametrize, FakeQuantInt8, FnTransform, MagnitudePrune, Parametrized, PatchError, Removal,
-    TensorProblem, Transform, WeightNorm,
+    parametrize::parametrize, parametrize::FakeQuantInt8, parametrize::FnTransform,
+    parametrize::MagnitudePrune, parametrize::Parametrized, parametrize::Removal,
+    parametrize::Transform, parametrize::WeightNorm, params::TensorProblem, PatchError,
 };
 
 /// `fc1` wrapped with no parametrization yet, for calls that must leave it as it was.
@@ -121,7 +122,7 @@ pub fn cases() -> Vec<Case> {
             setup: |fx| {
                 let [_g] = tch_patch::register_tensors(
                     &(fx.vs.root() / "fc1"),
-                    [("weight_g", floats(&[8, 1]), tch_patch::TensorRole::Param)],
+                    [("weight_g", floats(&[8, 1]), tch_patch::params::TensorRole::Param)],
                 )
                 .unwrap();
             },

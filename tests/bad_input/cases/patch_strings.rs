@@ -8,7 +8,9 @@ use crate::Case;
 use tch::nn;
 use tch_patch::patches::{BiasOnly, DropoutBefore, Lora};
 use tch_patch::registry::Registry;
-use tch_patch::{apply_chain, AnyRule, ModuleTreeExt, PatchError, Rule, Selector};
+use tch_patch::{
+    tree::apply_chain, tree::AnyRule, tree::ModuleTreeExt, tree::Rule, tree::Selector, PatchError,
+};
 
 /// Parses `text` with the global registry and applies its patches to the tree.
 fn apply_string(fx: &mut Fixture, text: &str) -> Result<(), PatchError> {

@@ -4,7 +4,7 @@ use crate::fixture::{floats, Fixture};
 use crate::{only_problem, Case};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::MostlyFrozenEmbedding;
-use tch_patch::{register_tensors, PatchError, TensorProblem, TensorRole};
+use tch_patch::{params::TensorProblem, params::TensorRole, register_tensors, PatchError};
 
 fn embed(fx: &mut Fixture, ids: &[i64]) -> Result<MostlyFrozenEmbedding, PatchError> {
     let emb = fx.take_net().emb;

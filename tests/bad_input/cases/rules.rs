@@ -8,8 +8,9 @@ use tch::nn;
 use tch::{Kind, Tensor};
 use tch_patch::patches::{BiasOnly, BuildPatch, Lora, LoraConfig};
 use tch_patch::{
-    apply_chain, patch, patch_forward, path_in, register_tensors, AnyRule, DynLayer, Layer,
-    ModuleTreeExt, Patch, PatchError, Refused, Rule, Selector, TensorRole, TiePolicy,
+    params::TensorRole, patch, patch_forward, register_tensors, tree::apply_chain, tree::path_in,
+    tree::AnyRule, tree::DynLayer, tree::ModuleTreeExt, tree::Refused, tree::Rule, tree::Selector,
+    tree::TiePolicy, Layer, Patch, PatchError,
 };
 
 /// Multiplies its base's output by a trainable `scale` (ones): a generic patch, so it

@@ -4,8 +4,8 @@ use crate::fixture::{floats, Fixture};
 use crate::{only_problem, Case};
 use tch::{Device, Kind, Tensor};
 use tch_patch::{
-    load_safetensors, save_module, save_safetensors_atomic, LoadOptions, PatchError, SaveStep,
-    TensorProblem,
+    load::load_safetensors, load::LoadOptions, params::TensorProblem, save::save_module,
+    save::save_safetensors_atomic, save::SaveStep, PatchError,
 };
 
 /// The bad save, then a check that the fixture's checkpoint still loads into the net.

@@ -7,7 +7,8 @@ use crate::Case;
 use tch::{nn, Kind, Tensor};
 use tch_patch::patches::{BuildPatch, Lora, LoraConfig};
 use tch_patch::{
-    path_in, register_tensors, Layer, ModuleTreeExt, PatchError, Refused, Slot, TensorRole,
+    params::TensorRole, register_tensors, tree::path_in, tree::ModuleTreeExt, tree::Refused, Layer,
+    PatchError, Slot,
 };
 
 /// Replaces the content of the tree's slot `path` (a bare linear) by a LoRA built with

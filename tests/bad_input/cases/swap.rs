@@ -3,7 +3,7 @@ use crate::case;
 use crate::fixture::{floats, Fixture};
 use crate::{only_problem, Case};
 use tch::{Device, Kind, Tensor};
-use tch_patch::{replace_tensor, replace_tensors, PatchError, TensorProblem};
+use tch_patch::{params::TensorProblem, swap::replace_tensor, swap::replace_tensors, PatchError};
 
 fn replace(fx: &mut Fixture, values: Vec<(&str, Tensor)>) -> Result<(), PatchError> {
     replace_tensors(fx.net(), values)

@@ -3,7 +3,7 @@
 // compile; `p.with_transformed(|linear| ..)` lends the layer with the transformed tensors in
 // place, `p.original_module()` gives the untransformed one.
 use tch::{nn, nn::Module, Device, Tensor};
-use tch_patch::parametrize;
+use tch_patch::parametrize::parametrize;
 
 fn takes_linear(linear: &nn::Linear, xs: &Tensor) -> Tensor {
     linear.forward(xs)

@@ -1,7 +1,7 @@
 // A generic patch whose bounds sit in a where-clause, with a tensor of its own.
 use std::fmt::Debug;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
-use tch_patch::{patch, Patch, TensorRole};
+use tch_patch::{patch, Patch, params::TensorRole};
 
 #[patch(from = L, name = "Offset")]
 pub struct Offset<L>

@@ -16,6 +16,6 @@ fn main() {
     let patched = LoraLinear {
         base: nn::linear(vs.root(), 3, 2, Default::default()),
     };
-    assert_eq!(tch_patch::patch_name(&patched), Some("lora.Linear"));
+    assert_eq!(tch_patch::dynamic::patch_name(&patched), Some("lora.Linear"));
     assert!(format!("{patched:?}").starts_with("lora.Linear { base: "));
 }

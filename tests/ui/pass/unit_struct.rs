@@ -19,5 +19,5 @@ fn main() {
     assert!(marked.forward(&xs).equal(&expected));
     assert!(marked.added_tensors().is_empty());
     assert_eq!(<Marked as Patch>::NAME, "Marked");
-    assert!(tch_patch::is_patched(&marked));
+    assert!(tch_patch::dynamic::is_patched(&marked));
 }

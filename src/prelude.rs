@@ -1,0 +1,14 @@
+//! What writing patches and patching models needs, in one import:
+//!
+//! ```
+//! use tch_patch::prelude::*;
+//! ```
+//!
+//! The attribute and derive macros, the traits every patch and model implements, slots
+//! and layers, the patch-string entry point, and the error type.
+pub use crate::params::TensorRole;
+pub use crate::tree::ModuleTreeExt;
+pub use crate::{
+    apply_patch_string, named_tensors, patch, patch_forward, register_tensors, unpatch, Layer,
+    ModuleTree, Parameters, Patch, PatchError, PatchView, Slot,
+};

@@ -1,0 +1,236 @@
+//! Whole-model operations on any [`ModuleTree`]: list nodes and slots, select, look up a
+//! slot by path, apply rules, unpatch everything, print.
+use super::rule::{apply_rule, ApplyReport, Rule};
+use super::select::{nearest, Selector};
+use super::slot::{short_type_name, AnySlot, Slot};
+use super::visit::{ModuleTree, SlotVisitorMut, TreeNode, TreeVisitor};
+use crate::error::{PatchError, Result};
+use crate::params::Parameters;
+use std::any::Any;
+use std::fmt;
+use tch::nn;
+
+/// A node of a module tree with its path and depth (the root is at depth 0, path `""`).
+#[derive(Clone, Copy)]
+pub struct NodeRef<'a> {
+    /// Dotted path, e.g. `blocks.0.attn.q`.
+    pub path: &'a str,
+    /// How many fields and indices lead to it.
+    pub depth: usize,
+    /// The node.
+    pub node: TreeNode<'a>,
+}
+
+/// A slot of a model, with its path.
+#[derive(Clone, Copy)]
+pub struct SlotRef<'a> {
+    /// Dotted path.
+    pub path: &'a str,
+    /// The slot.
+    pub slot: &'a dyn AnySlot,
+}
+
+/// A slot of a model, mutably, with its path.
+pub struct SlotMut<'a> {
+    /// Dotted path.
+    pub path: String,
+    /// The slot.
+    pub slot: &'a mut dyn AnySlot,
+}
+
+/// Every node of a model, parents first: owned paths, borrowed nodes.
+pub struct Nodes<'a> {
+    entries: Vec<(String, usize, TreeNode<'a>)>,
+}
+
+impl<'a> Nodes<'a> {
+    /// Walks `model`.
+    pub fn of<M: ModuleTree + ?Sized>(model: &'a M) -> Self {
+        let mut entries = Vec::new();
+        let mut collect = |path: &str, depth: usize, node: TreeNode<'a>| {
+            entries.push((path.to_owned(), depth, node));
+        };
+        model.visit_tree(&mut TreeVisitor::new(&mut collect));
+        Nodes { entries }
+    }
+
+    /// The nodes, parents first.
+    pub fn iter(&self) -> impl Iterator<Item = NodeRef<'_>> + '_ {
+        self.entries.iter().map(|(path, depth, node)| NodeRef {
+            path,
+            depth: *depth,
+            node: *node,
+        })
+    }
+
+    /// The slots, in the model's order.
+    pub fn slots(&self) -> impl Iterator<Item = SlotRef<'_>> + '_ {
+        self.entries
+            .iter()
+            .filter_map(|(path, _, node)| match node {
+                TreeNode::Slot(slot) => Some(SlotRef { path, slot: *slot }),
+                _ => None,
+            })
+    }
+}
+
+/// What [`ModuleTreeExt::unpatch_all`] removed: each patched slot's path and the patch
+/// names taken off it, outermost first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpatchReport {
+    /// Slot paths with the patches removed from each.
+    pub removed: Vec<(String, Vec<&'static str>)>,
+}
+
+impl UnpatchReport {
+    /// How many patches were removed in all.
+    pub fn patches(&self) -> usize {
+        self.removed.iter().map(|(_, names)| names.len()).sum()
+    }
+}
+
+impl fmt::Display for UnpatchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unpatched {} slot(s)", self.removed.len())?;
+        for (index, (path, names)) in self.removed.iter().enumerate() {
+            let sep = if index == 0 { ": " } else { ", " };
+            write!(f, "{sep}{path} ({})", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Operations on a whole model, for every [`ModuleTree`].
+pub trait ModuleTreeExt: ModuleTree {
+    /// Every slot, with its path, in the model's order.
+    fn slots<'a>(&'a self) -> Vec<(String, &'a dyn AnySlot)> {
+        let mut out = Vec::new();
+        let mut collect = |path: &str, _depth: usize, node: TreeNode<'a>| {
+            if let TreeNode::Slot(slot) = node {
+                out.push((path.to_owned(), slot));
+            }
+        };
+        self.visit_tree(&mut TreeVisitor::new(&mut collect));
+        out
+    }
+
+    /// Every slot, mutably, with its path, in the model's order.
+    fn slots_mut<'a>(&'a mut self) -> Vec<SlotMut<'a>> {
+        let mut out = Vec::new();
+        let mut collect = |path: &str, slot: &'a mut dyn AnySlot| {
+            out.push(SlotMut {
+                path: path.to_owned(),
+                slot,
+            });
+        };
+        self.visit_slots_mut(&mut SlotVisitorMut::new(&mut collect));
+        out
+    }
+
+    /// The paths of the slots `selector` picks, in the model's order.
+    ///
+    /// ```
+    /// use tch::{nn, Device};
+    /// use tch_patch::{ModuleTree, tree::ModuleTreeExt, tree::Selector, Slot};
+    ///
+    /// #[derive(ModuleTree)]
+    /// struct Attention { q: Slot<nn::Linear>, k: Slot<nn::Linear> }
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let linear = |name: &str| Slot::new(nn::linear(vs.root() / name, 4, 4, Default::default()));
+    /// let attn = Attention { q: linear("q"), k: linear("k") };
+    /// assert_eq!(attn.select(&Selector::glob("{q,v}")?), ["q"]);
+    /// # Ok::<(), tch_patch::PatchError>(())
+    /// ```
+    fn select(&self, selector: &Selector) -> Vec<String> {
+        self.slots()
+            .into_iter()
+            .filter(|(path, slot)| selector.matches(path, *slot))
+            .map(|(path, _)| path)
+            .collect()
+    }
+
+    /// The `Slot<T>` at `path`: [`PatchError::NoSuchSlot`] (with the nearest paths) or
+    /// [`PatchError::WrongSlotType`] when there is none.
+    fn slot<T: 'static>(&self, path: &str) -> Result<&Slot<T>> {
+        let slots = self.slots();
+        let found = find_slot::<T>(&slots, path)?;
+        Ok(slots[found]
+            .1
+            .downcast_ref::<T>()
+            .expect("find_slot checked the type"))
+    }
+
+    /// The `Slot<T>` at `path`, mutably (errors as [`slot`](Self::slot)).
+    fn slot_mut<T: 'static>(&mut self, path: &str) -> Result<&mut Slot<T>> {
+        let found = find_slot::<T>(&self.slots(), path)?;
+        let slot = self.slots_mut().swap_remove(found).slot;
+        Ok(slot
+            .downcast_mut::<T>()
+            .expect("find_slot checked the type"))
+    }
+
+    /// Applies `rule` to every slot it picks, all or nothing; see [`Rule`].
+    fn apply<T: Parameters + Any + Send>(&mut self, rule: &Rule<T>) -> Result<ApplyReport> {
+        apply_rule(self, rule)
+    }
+
+    /// Removes every patch from every slot; the slots' layers keep their very tensors.
+    /// Tensors patches registered in a VarStore stay there: see
+    /// [`unpatch_all_from`](Self::unpatch_all_from).
+    fn unpatch_all(&mut self) -> UnpatchReport {
+        unpatch_every_slot(self, None)
+    }
+
+    /// Like [`unpatch_all`](Self::unpatch_all), also taking the tensors the patches added
+    /// out of `vs`, so the same patches can be applied again.
+    fn unpatch_all_from(&mut self, vs: &nn::VarStore) -> UnpatchReport {
+        unpatch_every_slot(self, Some(vs))
+    }
+}
+
+impl<M: ModuleTree + ?Sized> ModuleTreeExt for M {}
+
+fn find_slot<T: 'static>(slots: &[(String, &dyn AnySlot)], path: &str) -> Result<usize> {
+    let Some(index) = slots.iter().position(|(p, _)| p == path) else {
+        let selector = Selector::glob(&escape_glob(path)).unwrap_or_else(|_| Selector::all());
+        return Err(PatchError::NoSuchSlot {
+            path: path.to_owned(),
+            nearest: nearest(&selector, slots.iter().map(|(p, _)| p.as_str()), 5),
+        });
+    };
+    let slot = slots[index].1;
+    if slot.root_type_id() != std::any::TypeId::of::<T>() {
+        return Err(PatchError::WrongSlotType {
+            path: path.to_owned(),
+            expected: short_type_name(std::any::type_name::<T>()),
+            actual: short_type_name(slot.root_type_name()),
+        });
+    }
+    Ok(index)
+}
+
+/// A glob matching exactly `text`.
+pub(crate) fn escape_glob(text: &str) -> String {
+    text.chars().flat_map(|c| ['\\', c]).collect()
+}
+
+fn unpatch_every_slot<M: ModuleTree + ?Sized>(
+    model: &mut M,
+    vs: Option<&nn::VarStore>,
+) -> UnpatchReport {
+    let mut removed = Vec::new();
+    for SlotMut { path, slot } in model.slots_mut() {
+        let mut names = Vec::new();
+        while let Some((name, added)) = slot.peel_one() {
+            if let Some(vs) = vs {
+                crate::varstore::forget_tensors(&vs.variables_, &added);
+            }
+            names.push(name);
+        }
+        if !names.is_empty() {
+            removed.push((path, names));
+        }
+    }
+    UnpatchReport { removed }
+}

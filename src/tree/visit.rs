@@ -1,0 +1,271 @@
+//! The [`ModuleTree`] trait and its visitors: every node of a model with its dotted path.
+use super::slot::AnySlot;
+use crate::params::{join_name, Parameters, TensorRole};
+use tch::Tensor;
+
+/// A model whose modules have paths: the nodes a `#[derive(ModuleTree)]` struct reaches
+/// through its fields, nested structs, `Vec`s, arrays, `Option`s and `Box`es.
+///
+/// Paths use the dotted convention of [`Parameters`](crate::Parameters): `blocks.3.attn.q`,
+/// with `Vec` and array children named by index. A [`Slot`](crate::Slot) is a node that can
+/// be patched; a leaf layer (see [`leaf_layer!`](crate::leaf_layer)) or a `Tensor` field is a
+/// fixed node, shown in [`print_tree`](crate::tree::print_tree) and [`diff`](crate::tree::diff) but never
+/// patched.
+///
+/// Derive it; the methods that work on a whole model are in [`ModuleTreeExt`](crate::tree::ModuleTreeExt).
+/// Every field must be a node: a `Slot<_>`, a leaf layer, a `Tensor`, another
+/// `ModuleTree` struct, or a `Vec`, array, `Option` or `Box` of those. Anything else is a
+/// compile error at the field, unless it is marked `#[tree(skip)]` (or `#[param(skip)]`,
+/// which `#[derive(Parameters)]` reads too). `#[tree(rename = "name")]` (or
+/// `#[param(rename = "name")]`) changes a field's path segment; a `Tensor` field marked
+/// `#[buffer]` is shown as a buffer. `#[tree(rename = "name")]` (or
+/// `#[param(rename = "name")]`) changes a field's path segment, as it changes its tensors'
+/// names. The tree never holds a patch's insides: a slot is one node whatever it holds.
+///
+/// ```
+/// use tch::{nn, Device, Tensor};
+/// use tch_patch::{ModuleTree, tree::ModuleTreeExt, Parameters, Slot};
+///
+/// #[derive(ModuleTree, Parameters)]
+/// struct Attention { q: Slot<nn::Linear>, v: Slot<nn::Linear> }
+///
+/// #[derive(ModuleTree, Parameters)]
+/// struct Model {
+///     embed: Slot<nn::Embedding>,
+///     blocks: Vec<Attention>,
+///     experts: [Slot<nn::Linear>; 2],
+///     norm: Option<nn::LayerNorm>,      // a fixed leaf: shown, never patched
+///     #[param(rename = "lm_head")]
+///     head: Box<Slot<nn::Linear>>,
+///     #[buffer]
+///     positions: Tensor,
+///     #[param(skip)]
+///     n_heads: i64,                     // not a module: skipped by both derives
+/// }
+///
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let p = vs.root();
+/// let linear = |p: nn::Path| Slot::new(nn::linear(p, 4, 4, Default::default()));
+/// let model = Model {
+///     embed: Slot::new(nn::embedding(&p / "embed", 10, 4, Default::default())),
+///     blocks: (0..2)
+///         .map(|i| Attention { q: linear(&p / "blocks" / i / "q"), v: linear(&p / "blocks" / i / "v") })
+///         .collect(),
+///     experts: [linear(&p / "experts" / 0), linear(&p / "experts" / 1)],
+///     norm: None,
+///     head: Box::new(linear(&p / "lm_head")),
+///     positions: Tensor::arange(8, (tch::Kind::Int64, Device::Cpu)),
+///     n_heads: 2,
+/// };
+/// let paths: Vec<String> = model.slots().into_iter().map(|(path, _)| path).collect();
+/// assert_eq!(paths, [
+///     "embed", "blocks.0.q", "blocks.0.v", "blocks.1.q", "blocks.1.v",
+///     "experts.0", "experts.1", "lm_head",
+/// ]);
+/// // The same paths prefix the tensors' names.
+/// assert!(tch_patch::named_tensors(&model).iter().any(|t| t.name == "lm_head.weight"));
+/// # let _ = model.n_heads;
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a node of a module tree",
+    label = "this field's type cannot be walked by `#[derive(ModuleTree)]`",
+    note = "hold a patchable layer in a `Slot<_>`, derive `ModuleTree` on a nested model struct, call `tch_patch::leaf_layer!({Self})` for a fixed leaf module, or mark the field `#[tree(skip)]`"
+)]
+pub trait ModuleTree {
+    /// Reports this node and its children, in field order.
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>);
+    /// Reports every slot under this node mutably, in the order of `visit_tree`.
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>);
+}
+
+/// One node of a module tree, as a visitor sees it.
+#[derive(Clone, Copy)]
+pub enum TreeNode<'a> {
+    /// A node with children: a model struct, a `Vec` or an array.
+    Branch {
+        /// Its Rust type name.
+        type_name: &'static str,
+    },
+    /// A fixed module or tensor: part of the model, never patched.
+    Leaf {
+        /// Its Rust type name.
+        type_name: &'static str,
+        /// Its tensors.
+        module: &'a dyn Parameters,
+    },
+    /// A slot: a layer that may be patched.
+    Slot(&'a dyn AnySlot),
+    /// A tensor field of a model struct.
+    Tensor {
+        /// The tensor.
+        tensor: &'a Tensor,
+        /// Parameter, or buffer (a field marked `#[buffer]`).
+        role: TensorRole,
+    },
+}
+
+type TreeFn<'a, 'f> = dyn FnMut(&str, usize, TreeNode<'a>) + 'f;
+type SlotMutFn<'a, 'f> = dyn FnMut(&str, &'a mut dyn AnySlot) + 'f;
+
+/// Receives the nodes of a module tree by shared reference, with their paths and depths.
+pub struct TreeVisitor<'a, 'f> {
+    path: String,
+    depth: usize,
+    callback: &'f mut TreeFn<'a, 'f>,
+}
+
+impl<'a, 'f> TreeVisitor<'a, 'f> {
+    /// A visitor calling `callback(path, depth, node)` for every node, parents first.
+    pub fn new(callback: &'f mut TreeFn<'a, 'f>) -> Self {
+        TreeVisitor {
+            path: String::new(),
+            depth: 0,
+            callback,
+        }
+    }
+
+    /// Reports the current node as a branch (its children follow through [`child`](Self::child)).
+    pub fn branch(&mut self, type_name: &'static str) {
+        (self.callback)(&self.path, self.depth, TreeNode::Branch { type_name });
+    }
+
+    /// Reports the current node as a fixed leaf.
+    pub fn leaf(&mut self, type_name: &'static str, module: &'a dyn Parameters) {
+        (self.callback)(&self.path, self.depth, TreeNode::Leaf { type_name, module });
+    }
+
+    /// Reports the current node as a slot.
+    pub fn slot(&mut self, slot: &'a dyn AnySlot) {
+        (self.callback)(&self.path, self.depth, TreeNode::Slot(slot));
+    }
+
+    /// Reports the current node as a tensor.
+    pub fn tensor(&mut self, tensor: &'a Tensor, role: TensorRole) {
+        (self.callback)(&self.path, self.depth, TreeNode::Tensor { tensor, role });
+    }
+
+    /// Reports a tensor child under `name` (`#[buffer]` fields use this with
+    /// [`TensorRole::Buffer`]).
+    pub fn child_tensor(&mut self, name: &str, tensor: &'a Tensor, role: TensorRole) {
+        let saved = std::mem::take(&mut self.path);
+        self.path = join_name(&saved, name);
+        self.depth += 1;
+        self.tensor(tensor, role);
+        self.depth -= 1;
+        self.path = saved;
+    }
+
+    /// Visits a child node under `name`.
+    pub fn child<M: ModuleTree + ?Sized>(&mut self, name: &str, child: &'a M) {
+        let saved = std::mem::take(&mut self.path);
+        self.path = join_name(&saved, name);
+        self.depth += 1;
+        child.visit_tree(self);
+        self.depth -= 1;
+        self.path = saved;
+    }
+}
+
+/// Receives the slots of a module tree mutably, with their paths.
+pub struct SlotVisitorMut<'a, 'f> {
+    path: String,
+    callback: &'f mut SlotMutFn<'a, 'f>,
+}
+
+impl<'a, 'f> SlotVisitorMut<'a, 'f> {
+    /// A visitor calling `callback(path, slot)` for every slot.
+    pub fn new(callback: &'f mut SlotMutFn<'a, 'f>) -> Self {
+        SlotVisitorMut {
+            path: String::new(),
+            callback,
+        }
+    }
+
+    /// Reports the current node as a slot.
+    pub fn slot(&mut self, slot: &'a mut dyn AnySlot) {
+        (self.callback)(&self.path, slot);
+    }
+
+    /// Visits a child node under `name`.
+    pub fn child<M: ModuleTree + ?Sized>(&mut self, name: &str, child: &'a mut M) {
+        let saved = std::mem::take(&mut self.path);
+        self.path = join_name(&saved, name);
+        child.visit_slots_mut(self);
+        self.path = saved;
+    }
+}
+
+/// A `Tensor` field of a model is a tensor node named by the field: a parameter, or a
+/// buffer when the field is marked `#[buffer]`.
+impl ModuleTree for Tensor {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        visitor.tensor(self, TensorRole::Param);
+    }
+    fn visit_slots_mut<'a>(&'a mut self, _visitor: &mut SlotVisitorMut<'a, '_>) {}
+}
+
+/// `None` has no nodes; `Some(m)` is `m` at the same path.
+impl<T: ModuleTree> ModuleTree for Option<T> {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        if let Some(inner) = self {
+            inner.visit_tree(visitor);
+        }
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        if let Some(inner) = self {
+            inner.visit_slots_mut(visitor);
+        }
+    }
+}
+
+impl<T: ModuleTree + ?Sized> ModuleTree for Box<T> {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        (**self).visit_tree(visitor);
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        (**self).visit_slots_mut(visitor);
+    }
+}
+
+/// A sequence's node (titled with its own type, `Vec<..>` or `[..; N]`) and its items as
+/// children `0`, `1`, ...
+fn visit_items<'a, T: ModuleTree>(
+    type_name: &'static str,
+    items: &'a [T],
+    visitor: &mut TreeVisitor<'a, '_>,
+) {
+    visitor.branch(type_name);
+    for (index, item) in items.iter().enumerate() {
+        visitor.child(&index.to_string(), item);
+    }
+}
+
+/// Children named `0`, `1`, ... as in [`Parameters`](crate::Parameters).
+impl<T: ModuleTree> ModuleTree for [T] {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        visit_items(std::any::type_name::<Self>(), self, visitor);
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        for (index, item) in self.iter_mut().enumerate() {
+            visitor.child(&index.to_string(), item);
+        }
+    }
+}
+
+impl<T: ModuleTree> ModuleTree for Vec<T> {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        visit_items(std::any::type_name::<Self>(), self, visitor);
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        self.as_mut_slice().visit_slots_mut(visitor);
+    }
+}
+
+impl<T: ModuleTree, const N: usize> ModuleTree for [T; N] {
+    fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
+        visit_items(std::any::type_name::<Self>(), self, visitor);
+    }
+    fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
+        self.as_mut_slice().visit_slots_mut(visitor);
+    }
+}
