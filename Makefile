@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs libtorch 2.13.0 first when it is missing.
-.PHONY: demo test lint libtorch bench ui-bless
+.PHONY: demo test lint libtorch bench ui-bless public-paths public-paths-check rustdoc-json
 
 CARGO ?= cargo
 
@@ -16,6 +16,7 @@ test: libtorch
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+	$(MAKE) public-paths-check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
@@ -52,6 +53,20 @@ bench: libtorch
 		$(CARGO) bench $(foreach b,$(COUNTED_BENCHES),--bench $(b))
 	PYTHONPATH=.libtorch python3 bench/compare.py --out bench/python.json
 	$(CARGO) run --release -p bench-report
+
+# Every public path of the crate (rustdoc's JSON output, which stable rustdoc writes under
+# RUSTC_BOOTSTRAP=1; only rustdoc sees it, through scripts/rustdoc-json): public-paths.txt.
+# The check fails on an item with two public paths (besides the prelude) or on a list that
+# differs from the committed one; `make public-paths` rewrites it: review the diff.
+RUSTDOC_JSON := target/doc/tch_patch.json
+rustdoc-json:
+	RUSTDOC=$(CURDIR)/scripts/rustdoc-json $(CARGO) rustdoc --lib -p tch-patch -- -Z unstable-options --output-format json
+
+public-paths: libtorch rustdoc-json
+	python3 scripts/public_paths.py $(RUSTDOC_JSON) --write public-paths.txt
+
+public-paths-check: libtorch rustdoc-json
+	python3 scripts/public_paths.py $(RUSTDOC_JSON) --check public-paths.txt > /dev/null
 
 # Re-writes tests/ui/*.stderr from the compiler's output: review every diff before committing.
 ui-bless: libtorch

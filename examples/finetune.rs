@@ -17,12 +17,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{CModule, Device, Kind, Tensor};
-use tch_patch::patches::{Lora, MostlyFrozenEmbedding};
-use tch_patch::registry::{apply_specs, Registry};
+use tch_patch::prelude::*;
 use tch_patch::{
     adapter::load_model_adapter, adapter::save_model_adapter, load::load_safetensors,
-    load::LoadOptions, named_tensors, save::save_module, tree::print_tree, tree::ApplyReport,
-    tree::DynLayer, ModuleTree, Parameters, Slot,
+    load::LoadOptions, patches::Lora, patches::MostlyFrozenEmbedding, registry::apply_specs,
+    registry::Registry, save::save_module, tree::print_tree, tree::ApplyReport, tree::DynLayer,
 };
 
 #[derive(Parser, Debug)]
@@ -210,7 +209,7 @@ fn train(
 
 /// A tiny alias so `?` works on every error type the example meets.
 mod anyhow_free {
-    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+    pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 }
 
 fn main() -> anyhow_free::Result<()> {

@@ -6,7 +6,8 @@
 //!
 //! Run with `cargo run --example hypernetwork`.
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
-use tch_patch::{mutable::Mutable, PatchError};
+use tch_patch::mutable::Mutable;
+use tch_patch::prelude::*;
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::MostlyFrozenEmbedding;
-use tch_patch::{named_tensors, Patch};
+use tch_patch::prelude::*;
 
 const VOCAB: i64 = 64;
 const DIM: i64 = 16;

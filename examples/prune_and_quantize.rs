@@ -3,10 +3,10 @@
 //!
 //! cargo run --example prune_and_quantize
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch_patch::prelude::*;
 use tch_patch::{
     parametrize::sparsity_of, parametrize::FakeQuantInt8, parametrize::MagnitudePrune,
     parametrize::Parametrized, parametrize::Removal, params::Visitor, params::VisitorMut,
-    Parameters, PatchError,
 };
 
 const INPUTS: i64 = 16;

@@ -72,6 +72,7 @@ pub mod functional;
 pub mod load;
 pub mod mutable;
 mod names;
+mod nearest;
 pub mod parametrize;
 pub mod params;
 mod patch;

@@ -5,8 +5,10 @@
 //! ```
 //!
 //! The attribute and derive macros, the traits every patch and model implements, slots
-//! and layers, the patch-string entry point, and the error type.
+//! and layers, the patch-string entry point, and the error type. Everything else is in
+//! its concept's module (`tch_patch::tree`, `tch_patch::adapter`, ...).
 pub use crate::params::TensorRole;
+pub use crate::registry::PatchArgs;
 pub use crate::tree::ModuleTreeExt;
 pub use crate::{
     apply_patch_string, named_tensors, patch, patch_forward, register_tensors, unpatch, Layer,

@@ -46,6 +46,7 @@ fn memory() -> (i64, i64) {
     let pages: i64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     // SAFETY: sysconf and mallinfo2 only read process state.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as i64;
+    // SAFETY: as above.
     let info = unsafe { libc::mallinfo2() };
     (pages * page, (info.uordblks + info.hblkhd) as i64)
 }

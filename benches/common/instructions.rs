@@ -10,14 +10,14 @@ use perf_event::{Builder, Counter};
 use std::cell::RefCell;
 
 /// The instructions retired by this thread, in user space (kernel and hypervisor excluded).
-pub struct Instructions {
+pub(crate) struct Instructions {
     counter: RefCell<Counter>,
 }
 
 impl Instructions {
     /// An enabled counter, or why perf events cannot count here (no hardware counters in
     /// the VM, `perf_event_paranoid` too strict).
-    pub fn new() -> std::io::Result<Self> {
+    pub(crate) fn new() -> std::io::Result<Self> {
         let mut counter = Builder::new().kind(Hardware::INSTRUCTIONS).build()?;
         counter.enable()?;
         Ok(Instructions {

@@ -7,7 +7,7 @@
 mod instructions;
 mod paired;
 
-pub use instructions::Instructions;
+pub(crate) use instructions::Instructions;
 
 use criterion::measurement::Measurement;
 use criterion::{Bencher, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
@@ -17,12 +17,12 @@ use std::time::Duration;
 const POLICY_JSON: &str = include_str!("../../bench/policy.json");
 
 /// Rows of the input batch of the forward cases (both sides).
-pub const BATCH: i64 = 16;
+pub(crate) const BATCH: i64 = 16;
 
 /// An iteration policy of `bench/policy.json`: `Fast` for sub-millisecond cases, `Slow` for
 /// multi-millisecond ones, `Huge` for second-long ones (copies of 1 GiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
+pub(crate) enum Policy {
     Fast,
     Slow,
     Huge,
@@ -38,7 +38,7 @@ impl Policy {
     }
 
     /// For a `size`x`size` Linear: `Fast` up to 256, else `Slow`.
-    pub fn for_linear(size: i64) -> Self {
+    pub(crate) fn for_linear(size: i64) -> Self {
         if size <= 256 {
             Policy::Fast
         } else {
@@ -53,7 +53,7 @@ fn policy_file() -> Value {
 
 /// The intra-op thread counts every case runs with: those of the policy file when timing,
 /// 1 when counting instructions (the counter sees the calling thread only) or alternating.
-pub fn thread_counts() -> Vec<i32> {
+pub(crate) fn thread_counts() -> Vec<i32> {
     if counting_instructions() || alternating() {
         return vec![1];
     }
@@ -67,31 +67,31 @@ pub fn thread_counts() -> Vec<i32> {
 
 /// `cargo bench` passes `--bench`; `cargo test --all-targets` runs each case once without it.
 /// Cases too slow for a test run (1 GiB tables) are left out then.
-pub fn full_run() -> bool {
+pub(crate) fn full_run() -> bool {
     std::env::args().any(|arg| arg == "--bench")
 }
 
 /// `BENCH_MEASURE=instructions`: the bench files count instructions instead of timing (see
 /// [`Instructions`]; `make bench` runs them so with `CRITERION_HOME=target/criterion-instructions`).
-pub fn counting_instructions() -> bool {
+pub(crate) fn counting_instructions() -> bool {
     std::env::var("BENCH_MEASURE").is_ok_and(|m| m == "instructions")
 }
 
 /// `BENCH_MEASURE=paired`: each variant is timed in alternation with its group's baseline
 /// instead of by criterion (see `paired.rs`).
-pub fn alternating() -> bool {
+pub(crate) fn alternating() -> bool {
     std::env::var("BENCH_MEASURE").is_ok_and(|m| m == "paired")
 }
 
 /// The criterion configuration of every bench file: fewer bootstrap resamples than the
 /// default (the report uses the point estimates only), so that analysis stays short.
-pub fn criterion() -> Criterion {
+pub(crate) fn criterion() -> Criterion {
     Criterion::default().nresamples(10_000).without_plots()
 }
 
 /// [`criterion`] counting instructions, or `None` (with the reason on stderr) where perf
 /// events cannot count.
-pub fn instruction_criterion() -> Option<Criterion<Instructions>> {
+pub(crate) fn instruction_criterion() -> Option<Criterion<Instructions>> {
     match Instructions::new() {
         Ok(counter) => Some(criterion().with_measurement(counter)),
         Err(error) => {
@@ -125,7 +125,7 @@ macro_rules! bench_main {
 }
 
 /// A benchmark group configured with `policy`, and (when [`alternating`]) its baseline.
-pub struct Group<'c, 'f, M: Measurement> {
+pub(crate) struct Group<'c, 'f, M: Measurement> {
     criterion: BenchmarkGroup<'c, M>,
     name: String,
     /// How long a variant and the baseline alternate: twice the policy's measurement time.
@@ -134,13 +134,13 @@ pub struct Group<'c, 'f, M: Measurement> {
 }
 
 impl<M: Measurement> Group<'_, '_, M> {
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         self.criterion.finish();
     }
 }
 
 /// A benchmark group configured with `policy`.
-pub fn group<'c, 'f, M: Measurement>(
+pub(crate) fn group<'c, 'f, M: Measurement>(
     c: &'c mut Criterion<M>,
     name: &str,
     policy: Policy,
@@ -168,7 +168,7 @@ pub fn group<'c, 'f, M: Measurement>(
 
 /// Benchmarks the group's baseline, `by_hand` (the same computation without the library),
 /// which every other variant of the group is compared with. Call it before the variants.
-pub fn baseline<'f, M: Measurement, O>(
+pub(crate) fn baseline<'f, M: Measurement, O>(
     group: &mut Group<'_, 'f, M>,
     mut routine: impl FnMut() -> O + 'f,
 ) {
@@ -180,11 +180,11 @@ pub fn baseline<'f, M: Measurement, O>(
 }
 
 /// The name of every group's baseline variant (`bench/report` compares the others with it).
-pub const BASELINE: &str = "by_hand";
+pub(crate) const BASELINE: &str = "by_hand";
 
 /// Benchmarks `routine` as `variant/t{n}` once per thread count of the policy file; when
 /// [`alternating`], times it in alternation with the group's [`baseline`] instead.
-pub fn case<M: Measurement, O>(
+pub(crate) fn case<M: Measurement, O>(
     group: &mut Group<'_, '_, M>,
     variant: &str,
     mut routine: impl FnMut() -> O,
@@ -205,7 +205,7 @@ pub fn case<M: Measurement, O>(
 
 /// Like [`case`], for a routine that drives criterion's `Bencher` itself (`iter_batched`
 /// with a fresh input per iteration, `iter_custom`). Not alternated.
-pub fn case_with<M: Measurement>(
+pub(crate) fn case_with<M: Measurement>(
     group: &mut Group<'_, '_, M>,
     variant: &str,
     mut bench: impl FnMut(&mut Bencher<'_, M>),

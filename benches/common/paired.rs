@@ -14,7 +14,7 @@ const WARM_UP: Duration = Duration::from_millis(300);
 
 /// The outcome for one variant: the median of the per-round ratios, and each side's median
 /// time per iteration.
-pub struct Paired {
+pub(super) struct Paired {
     pub ratio: f64,
     pub baseline_ns: f64,
     pub variant_ns: f64,
@@ -22,7 +22,7 @@ pub struct Paired {
 }
 
 /// Alternates `baseline` and `variant` for about `total` in all.
-pub fn alternate(baseline: &mut dyn FnMut(), variant: &mut dyn FnMut(), total: Duration) -> Paired {
+pub(super) fn alternate(baseline: &mut dyn FnMut(), variant: &mut dyn FnMut(), total: Duration) -> Paired {
     let start = Instant::now();
     let mut warm_up_iterations = 0u64;
     while start.elapsed() < WARM_UP || warm_up_iterations == 0 {
@@ -67,7 +67,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// Writes `{dir}/{group}/{variant}.json` (dir: `$BENCH_PAIRED_DIR`, else `target/paired`),
 /// which `bench/report` reads, and prints the outcome.
-pub fn record(group: &str, variant: &str, threads: i32, paired: &Paired) {
+pub(super) fn record(group: &str, variant: &str, threads: i32, paired: &Paired) {
     println!(
         "{group}/{variant}/t{threads}: {:.4} of by_hand in alternation ({:.0} vs {:.0} ns)",
         paired.ratio, paired.variant_ns, paired.baseline_ns

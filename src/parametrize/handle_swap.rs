@@ -27,7 +27,9 @@ unsafe fn exchange(a: &Tensor, b: &Tensor) {
     let a = a.as_ptr() as *mut *mut c_void;
     let b = b.as_ptr() as *mut *mut c_void;
     if a != b {
-        std::ptr::swap(a, b);
+        // SAFETY: both point to the one-pointer `at::Tensor` objects of live handles (the
+        // caller's contract), which `std::ptr::swap` may read and write; `a != b`.
+        unsafe { std::ptr::swap(a, b) };
     }
 }
 

@@ -1,6 +1,6 @@
 //! Checking given arguments against a schema: the one place every argument error is made.
 use super::args::{ArgProblem, ValidatedArgs};
-use super::nearest::nearest;
+use crate::nearest::nearest;
 use super::parse::{CallArg, Span};
 use super::spec::PatchSchema;
 use super::value::Value;

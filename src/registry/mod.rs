@@ -34,7 +34,6 @@
 pub(crate) mod apply;
 mod args;
 mod check;
-pub(crate) mod nearest;
 mod parse;
 mod spec;
 mod value;
@@ -200,7 +199,7 @@ impl Registry {
         PatchError::UnknownPatch {
             name: name.to_owned(),
             column,
-            nearest: nearest::nearest(name, self.names()),
+            nearest: crate::nearest::nearest(name, self.names()),
             known: self.names().map(str::to_owned).collect(),
         }
     }

@@ -111,7 +111,7 @@ pub fn parse_calls(input: &str) -> Result<Vec<PatchCall>> {
 }
 
 /// Writes a string literal as the parser reads it (quoted, escaped).
-pub fn quote(text: &str) -> String {
+pub(super) fn quote(text: &str) -> String {
     let mut out = String::new();
     let _ = write_quoted(&mut out, text);
     out

@@ -2,6 +2,7 @@
 use super::glob::Glob;
 use super::slot::{short_type_name, AnySlot};
 use crate::error::{PatchError, Result};
+use crate::nearest::edit_distance;
 use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
@@ -205,27 +206,9 @@ fn join(f: &mut fmt::Formatter<'_>, parts: &[Selector], separator: &str) -> fmt:
     Ok(())
 }
 
-/// Levenshtein distance between two strings, by characters.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for j in 1..=b.len() {
-            let above = row[j];
-            row[j] = (above + 1)
-                .min(row[j - 1] + 1)
-                .min(diagonal + usize::from(ca != b[j - 1]));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 /// The (at most `limit`) `paths` nearest to being picked by `selector`, nearest first;
 /// ties keep the model's order.
-pub fn nearest<'p>(
+pub(super) fn nearest<'p>(
     selector: &Selector,
     paths: impl IntoIterator<Item = &'p str>,
     limit: usize,
@@ -246,14 +229,6 @@ pub fn nearest<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("", ""), 0);
-        assert_eq!(edit_distance("abc", ""), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("attn", "atn"), 1);
-    }
 
     #[test]
     fn bad_regex_is_an_error() {

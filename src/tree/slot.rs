@@ -380,7 +380,7 @@ impl<T: Parameters + Any + Send> AnySlot for Slot<T> {
 }
 
 /// A Rust type name without module paths: `alloc::vec::Vec<my::Block>` gives `Vec<Block>`.
-pub fn short_type_name(name: &str) -> String {
+pub(crate) fn short_type_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut segment = String::new();
     let mut chars = name.chars().peekable();

@@ -62,7 +62,7 @@ pub(crate) struct TieIndex {
 }
 
 impl TieIndex {
-    pub fn new(entries: &[TensorEntry]) -> Self {
+    pub(super) fn new(entries: &[TensorEntry]) -> Self {
         let mut by_pointer: HashMap<usize, Vec<usize>> = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
             if let Some(pointer) = pointer(&entry.tensor) {
@@ -73,7 +73,7 @@ impl TieIndex {
     }
 
     /// Entries that are the same tensor as `tensor`, in the model's order.
-    pub fn same_tensor<'e>(
+    pub(super) fn same_tensor<'e>(
         &self,
         entries: &'e [TensorEntry],
         tensor: &Tensor,
@@ -90,7 +90,7 @@ impl TieIndex {
     }
 
     /// The first entry before `index` that is the same tensor, if any.
-    pub fn tied_before<'e>(
+    pub(super) fn tied_before<'e>(
         &self,
         entries: &'e [TensorEntry],
         index: usize,
@@ -102,7 +102,7 @@ impl TieIndex {
 
     /// For each tensor of the slot's innermost layer, the entries of other nodes that are
     /// the same tensor: `(the tensor's full name, the other entry)`.
-    pub fn partners_of_root<'e>(
+    pub(super) fn partners_of_root<'e>(
         &self,
         entries: &'e [TensorEntry],
         node: usize,

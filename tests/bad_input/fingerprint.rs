@@ -57,23 +57,23 @@ impl Print {
 }
 
 /// Prints of a set of named tensors, plus the number of trainable VarStore variables.
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     tensors: BTreeMap<String, Print>,
     trainable: usize,
 }
 
 /// A module to fingerprint: its tensors are named `{label}:{name}`.
-pub type Labelled<'a> = (&'static str, &'a dyn Parameters);
+pub(crate) type Labelled<'a> = (&'static str, &'a dyn Parameters);
 
 impl Fingerprint {
     /// Every variable of `vs` (as `vs:{name}`) and, if given, every tensor of `module`
     /// (as `module:{name}`).
-    pub fn take<M: Parameters>(vs: &nn::VarStore, module: Option<&M>) -> Self {
+    pub(crate) fn take<M: Parameters>(vs: &nn::VarStore, module: Option<&M>) -> Self {
         Self::take_all(vs, &labelled(module))
     }
 
     /// Every variable of `vs` and every tensor of each module (as `{label}:{name}`).
-    pub fn take_all(vs: &nn::VarStore, modules: &[Labelled<'_>]) -> Self {
+    pub(crate) fn take_all(vs: &nn::VarStore, modules: &[Labelled<'_>]) -> Self {
         Fingerprint {
             tensors: entries(vs, modules)
                 .iter()
@@ -84,13 +84,13 @@ impl Fingerprint {
     }
 
     /// Every difference between this fingerprint and the tensors now there.
-    pub fn differences<M: Parameters>(&self, vs: &nn::VarStore, module: Option<&M>) -> Vec<String> {
+    pub(crate) fn differences<M: Parameters>(&self, vs: &nn::VarStore, module: Option<&M>) -> Vec<String> {
         self.differences_all(vs, &labelled(module))
     }
 
     /// Every difference between this fingerprint and the tensors of `vs` and `modules` now.
     /// A module left out (moved into a failed call, so gone) is not compared.
-    pub fn differences_all(&self, vs: &nn::VarStore, modules: &[Labelled<'_>]) -> Vec<String> {
+    pub(crate) fn differences_all(&self, vs: &nn::VarStore, modules: &[Labelled<'_>]) -> Vec<String> {
         let now = entries(vs, modules);
         let mut out = Vec::new();
         let names: Vec<&String> = now.keys().collect();

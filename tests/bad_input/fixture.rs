@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Kind, Tensor};
 use tch_patch::{named_tensors, save::save_module, ModuleTree, Parameters, Slot};
 
-pub const VOCAB: i64 = 16;
-pub const DIM: i64 = 4;
-pub const HIDDEN: i64 = 8;
+pub(crate) const VOCAB: i64 = 16;
+pub(crate) const DIM: i64 = 4;
+pub(crate) const HIDDEN: i64 = 8;
 
 /// `emb.weight [16, 4]`, `fc1.weight [8, 4]`, `fc1.bias [8]`, `fc2.weight [4, 8]`,
 /// `fc2.bias [4]`, and `head.weight`, which is `emb.weight` (tied).
@@ -57,7 +57,7 @@ pub struct TreeNet {
 }
 
 /// The VarStore folder of [`TreeNet`]'s variables.
-pub const TREE: &str = "tree";
+pub(crate) const TREE: &str = "tree";
 
 impl TreeNet {
     /// A fresh tree with its variables in `vs` under [`TREE`].
@@ -170,7 +170,7 @@ impl Fixture {
 }
 
 /// Replaces the value of `name` in a checkpoint's entries.
-pub fn set_entry(entries: &mut [(String, Tensor)], name: &str, value: Tensor) {
+pub(crate) fn set_entry(entries: &mut [(String, Tensor)], name: &str, value: Tensor) {
     let entry = entries
         .iter_mut()
         .find(|(n, _)| n == name)
@@ -178,6 +178,6 @@ pub fn set_entry(entries: &mut [(String, Tensor)], name: &str, value: Tensor) {
     entry.1 = value;
 }
 
-pub fn floats(shape: &[i64]) -> Tensor {
+pub(crate) fn floats(shape: &[i64]) -> Tensor {
     Tensor::randn(shape, (Kind::Float, Device::Cpu))
 }

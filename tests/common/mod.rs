@@ -1,7 +1,7 @@
 //! Modules and helpers shared by the integration tests: real tch layers, real files.
 #![allow(dead_code)]
 
-pub mod slot_model;
+pub(crate) mod slot_model;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,13 +11,13 @@ use tch_patch::{named_tensors, params::Visitor, params::VisitorMut, Parameters};
 /// Two linear layers with a ReLU between: tensors `fc1.weight`, `fc1.bias`, `fc2.weight`,
 /// `fc2.bias`, at the same names in the VarStore when built at `vs.root()`.
 #[derive(Debug)]
-pub struct Mlp {
+pub(crate) struct Mlp {
     pub fc1: nn::Linear,
     pub fc2: nn::Linear,
 }
 
 impl Mlp {
-    pub fn new(p: &nn::Path, input: i64, hidden: i64, output: i64) -> Self {
+    pub(crate) fn new(p: &nn::Path, input: i64, hidden: i64, output: i64) -> Self {
         Mlp {
             fc1: nn::linear(p / "fc1", input, hidden, Default::default()),
             fc2: nn::linear(p / "fc2", hidden, output, Default::default()),
@@ -45,13 +45,13 @@ impl Parameters for Mlp {
 /// A tiny language model whose output head is tied to its embedding table: `emb.weight` and
 /// `head.weight` are one tensor.
 #[derive(Debug)]
-pub struct TiedLm {
+pub(crate) struct TiedLm {
     pub emb: nn::Embedding,
     pub head: nn::Linear,
 }
 
 impl TiedLm {
-    pub fn new(p: &nn::Path, vocab: i64, dim: i64) -> Self {
+    pub(crate) fn new(p: &nn::Path, vocab: i64, dim: i64) -> Self {
         let emb = nn::embedding(p / "emb", vocab, dim, Default::default());
         let head = nn::Linear {
             ws: emb.ws.shallow_clone(),
@@ -79,7 +79,7 @@ impl Parameters for TiedLm {
 }
 
 /// Deep copies of every tensor of a module, by name, to compare with later.
-pub fn snapshot<M: Parameters + ?Sized>(module: &M) -> Vec<(String, Tensor)> {
+pub(crate) fn snapshot<M: Parameters + ?Sized>(module: &M) -> Vec<(String, Tensor)> {
     named_tensors(module)
         .into_iter()
         .map(|t| (t.name, t.tensor.detach().copy()))
@@ -87,7 +87,7 @@ pub fn snapshot<M: Parameters + ?Sized>(module: &M) -> Vec<(String, Tensor)> {
 }
 
 /// Asserts every tensor of `module` has the name, shape, dtype and values of the snapshot.
-pub fn assert_unchanged<M: Parameters + ?Sized>(module: &M, before: &[(String, Tensor)]) {
+pub(crate) fn assert_unchanged<M: Parameters + ?Sized>(module: &M, before: &[(String, Tensor)]) {
     let now = named_tensors(module);
     assert_eq!(now.len(), before.len());
     for (now, (name, was)) in now.iter().zip(before) {
@@ -97,17 +97,17 @@ pub fn assert_unchanged<M: Parameters + ?Sized>(module: &M, before: &[(String, T
 }
 
 /// A file path in the temp folder, unique to this process and call, removed on drop.
-pub struct TempFile(pub PathBuf);
+pub(crate) struct TempFile(pub PathBuf);
 
 impl TempFile {
-    pub fn new(stem: &str) -> Self {
+    pub(crate) fn new(stem: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("tch-patch-{stem}-{}-{n}.safetensors", std::process::id());
         TempFile(std::env::temp_dir().join(name))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -120,10 +120,10 @@ impl Drop for TempFile {
 
 /// A folder path in the temp folder, unique to this process and call, removed (with its
 /// contents) on drop. Not created: the code under test creates it.
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new(stem: &str) -> Self {
+    pub(crate) fn new(stem: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("tch-patch-{stem}-{}-{n}", std::process::id());
@@ -132,11 +132,11 @@ impl TempDir {
         TempDir(dir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
-    pub fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -149,7 +149,7 @@ impl Drop for TempDir {
 
 /// Runs `tests/python/<script>` with `args` on the repository's libtorch (Python torch of
 /// the same build: `PYTHONPATH=<repo>/.libtorch`). Panics if Python cannot start.
-pub fn python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> std::process::Output {
+pub(crate) fn python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> std::process::Output {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::process::Command::new("python3")
         .arg(repo.join("tests").join("python").join(script))
@@ -164,7 +164,7 @@ pub fn python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> std::proce
 
 /// [`python`], returning its standard output; panics, failing the test, if the script
 /// fails: a cross-check never skips.
-pub fn run_python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> String {
+pub(crate) fn run_python<A: AsRef<std::ffi::OsStr>>(script: &str, args: &[A]) -> String {
     let output = python(script, args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);

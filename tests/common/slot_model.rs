@@ -5,26 +5,26 @@ use tch::nn;
 use tch_patch::{ModuleTree, Parameters, Slot};
 
 #[derive(ModuleTree, Parameters)]
-pub struct Attention {
+pub(crate) struct Attention {
     pub q: Slot<nn::Linear>,
     pub k: Slot<nn::Linear>,
     pub v: Slot<nn::Linear>,
 }
 
 #[derive(ModuleTree, Parameters)]
-pub struct Block {
+pub(crate) struct Block {
     pub attn: Attention,
     pub mlp: Slot<nn::Linear>,
 }
 
 #[derive(ModuleTree, Parameters)]
-pub struct Model {
+pub(crate) struct Model {
     pub embed: Slot<nn::Embedding>,
     pub blocks: Vec<Block>,
 }
 
 /// The model at the root of `vs`, with an embedding of `vocab` rows.
-pub fn model(vs: &nn::VarStore, vocab: i64, dim: i64) -> Model {
+pub(crate) fn model(vs: &nn::VarStore, vocab: i64, dim: i64) -> Model {
     let root = vs.root();
     let linear = |path: nn::Path| Slot::new(nn::linear(path, dim, dim, Default::default()));
     let blocks = (0..2)

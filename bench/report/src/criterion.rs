@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Every case of the criterion folder whose id has the `group/variant/tN` shape. A missing
 /// folder gives no results (the Rust suite did not run).
-pub fn load(dir: &Path) -> Result<Results, String> {
+pub(crate) fn load(dir: &Path) -> Result<Results, String> {
     let mut results = Results::new();
     if dir.is_dir() {
         visit(dir, &mut results)?;

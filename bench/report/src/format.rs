@@ -1,7 +1,7 @@
 //! Durations and ratios as the report prints them.
 
 /// `812 ns`, `3.41 µs`, `12.0 ms`, `1.30 s`: three significant digits.
-pub fn duration(ns: f64) -> String {
+pub(crate) fn duration(ns: f64) -> String {
     if !ns.is_finite() {
         return "—".to_owned();
     }
@@ -15,7 +15,7 @@ pub fn duration(ns: f64) -> String {
 }
 
 /// An instruction count as a whole number with thousands separators: `40,336`.
-pub fn count(value: f64) -> String {
+pub(crate) fn count(value: f64) -> String {
     if !value.is_finite() {
         return "—".to_owned();
     }
@@ -31,7 +31,7 @@ pub fn count(value: f64) -> String {
 }
 
 /// A median with its spread: `3.41 µs ± 0.05`, the spread in the median's unit.
-pub fn with_spread(median_ns: f64, spread_ns: f64) -> String {
+pub(crate) fn with_spread(median_ns: f64, spread_ns: f64) -> String {
     let scale = match median_ns {
         n if n >= 1e9 => 1e9,
         n if n >= 1e6 => 1e6,
@@ -50,7 +50,7 @@ pub fn with_spread(median_ns: f64, spread_ns: f64) -> String {
 }
 
 /// `1.004`, `0.731`, `12.3`, `2104`: a ratio with three decimals near 1.
-pub fn ratio(value: f64) -> String {
+pub(crate) fn ratio(value: f64) -> String {
     match value {
         v if !v.is_finite() => "—".to_owned(),
         v if v < 10.0 => format!("{v:.3}"),

@@ -3,7 +3,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// What the report's header says about the run.
-pub struct Machine {
+pub(crate) struct Machine {
     pub cpu: String,
     pub cores: String,
     pub date: String,
@@ -16,7 +16,7 @@ pub struct Machine {
 
 /// Reads `lscpu`, `date`, the workspace's `Cargo.lock` and libtorch's `version.py` (in
 /// `$LIBTORCH`, which `.cargo/config.toml` sets for `cargo run`).
-pub fn describe(workspace: &Path) -> Machine {
+pub(crate) fn describe(workspace: &Path) -> Machine {
     let lscpu = command_output("lscpu", &[]);
     let field = |name: &str| {
         lscpu

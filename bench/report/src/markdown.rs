@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// Everything the report is made of.
-pub struct Report<'a> {
+pub(crate) struct Report<'a> {
     pub machine: &'a Machine,
     pub rust: &'a Results,
     /// The Rust cases counted in retired instructions instead of timed (one thread).
@@ -23,7 +23,7 @@ pub struct Report<'a> {
 }
 
 impl Report<'_> {
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         self.header(&mut out);
         self.zero_cost(&mut out);

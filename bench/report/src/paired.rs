@@ -7,14 +7,14 @@ use std::path::Path;
 
 /// One variant timed in alternation with its group's baseline.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Alternated {
+pub(crate) struct Alternated {
     pub ratio: f64,
     pub baseline_ns: f64,
     pub variant_ns: f64,
 }
 
 /// Every record under `dir`; a missing folder gives none (the pass did not run).
-pub fn load(dir: &Path) -> Result<BTreeMap<CaseId, Alternated>, String> {
+pub(crate) fn load(dir: &Path) -> Result<BTreeMap<CaseId, Alternated>, String> {
     let mut out = BTreeMap::new();
     if !dir.is_dir() {
         return Ok(out);

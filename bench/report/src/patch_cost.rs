@@ -2,7 +2,7 @@
 use crate::results::{parse_size, Results};
 
 /// The variants of the patch-cost groups, with what each side measures under that id.
-pub const VARIANTS: [(&str, &str, &str); 3] = [
+pub(crate) const VARIANTS: [(&str, &str, &str); 3] = [
     (
         "fieldless",
         "field-less patch + `into_base`",
@@ -23,7 +23,7 @@ pub const VARIANTS: [(&str, &str, &str); 3] = [
 const PREFIX: &str = "patch_cost_";
 
 /// `(bytes, median ns)` of `variant` at `threads`, by increasing size.
-pub fn series(results: &Results, variant: &str, threads: u32) -> Vec<(u64, f64)> {
+pub(crate) fn series(results: &Results, variant: &str, threads: u32) -> Vec<(u64, f64)> {
     let mut points: Vec<(u64, f64)> = results
         .iter()
         .filter(|(id, _)| id.variant == variant && id.threads == threads)
@@ -34,7 +34,7 @@ pub fn series(results: &Results, variant: &str, threads: u32) -> Vec<(u64, f64)>
 }
 
 /// Every size that either side measured.
-pub fn sizes(sides: &[&Results]) -> Vec<u64> {
+pub(crate) fn sizes(sides: &[&Results]) -> Vec<u64> {
     let mut sizes: Vec<u64> = sides
         .iter()
         .flat_map(|results| results.keys())
@@ -46,7 +46,7 @@ pub fn sizes(sides: &[&Results]) -> Vec<u64> {
 }
 
 /// `1 KiB`, `32 MiB`, `1 GiB`.
-pub fn size_label(bytes: u64) -> String {
+pub(crate) fn size_label(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{} GiB", b >> 30),
         b if b >= 1 << 20 => format!("{} MiB", b >> 20),
@@ -56,6 +56,6 @@ pub fn size_label(bytes: u64) -> String {
 }
 
 /// The group name of a size, as the benches write it (`patch_cost_32MiB`).
-pub fn group(bytes: u64) -> String {
+pub(crate) fn group(bytes: u64) -> String {
     format!("{PREFIX}{}", size_label(bytes).replace(' ', ""))
 }

@@ -75,7 +75,7 @@ fn lines(rust: &Results, python: &Results, threads: u32) -> Vec<Line> {
 }
 
 /// Draws the plot at `threads` intra-op threads; an error when nothing was measured.
-pub fn draw(
+pub(crate) fn draw(
     path: &std::path::Path,
     rust: &Results,
     python: &Results,

@@ -4,13 +4,13 @@ use serde_json::Value;
 use std::path::Path;
 
 /// The PyTorch side: its metadata (torch version, date, ...) and its cases.
-pub struct PythonSide {
+pub(crate) struct PythonSide {
     pub meta: Value,
     pub results: Results,
 }
 
 /// Reads the file; a missing file gives an empty side (the script did not run).
-pub fn load(path: &Path) -> Result<PythonSide, String> {
+pub(crate) fn load(path: &Path) -> Result<PythonSide, String> {
     if !path.exists() {
         return Ok(PythonSide {
             meta: Value::Null,

@@ -5,28 +5,28 @@ use std::collections::BTreeMap;
 /// One case of one side: the median of its samples' per-iteration times and their median
 /// absolute deviation (criterion's `median_abs_dev`), in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Measurement {
+pub(crate) struct Measurement {
     pub median_ns: f64,
     pub spread_ns: f64,
 }
 
 /// `group/variant/t{threads}`, the id both sides give a case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaseId {
+pub(crate) struct CaseId {
     pub group: String,
     pub variant: String,
     pub threads: u32,
 }
 
 /// The results of one side, by case id.
-pub type Results = BTreeMap<CaseId, Measurement>;
+pub(crate) type Results = BTreeMap<CaseId, Measurement>;
 
 /// The baseline variant of a group: every other variant is compared with it.
-pub const BASELINE: &str = "by_hand";
+pub(crate) const BASELINE: &str = "by_hand";
 
 impl CaseId {
     /// Parses `group/variant/tN`; `None` for any other shape.
-    pub fn parse(id: &str) -> Option<CaseId> {
+    pub(crate) fn parse(id: &str) -> Option<CaseId> {
         let mut parts = id.split('/');
         let (group, variant, threads) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() || group.is_empty() || variant.is_empty() {
@@ -41,7 +41,7 @@ impl CaseId {
     }
 
     /// The same case with another variant.
-    pub fn with_variant(&self, variant: &str) -> CaseId {
+    pub(crate) fn with_variant(&self, variant: &str) -> CaseId {
         CaseId {
             variant: variant.to_owned(),
             ..self.clone()
@@ -56,7 +56,7 @@ impl std::fmt::Display for CaseId {
 }
 
 /// A size label of a group name (`1KiB`, `32MiB`, `1GiB`) in bytes.
-pub fn parse_size(label: &str) -> Option<u64> {
+pub(crate) fn parse_size(label: &str) -> Option<u64> {
     let units = [("KiB", 1u64 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)];
     units.iter().find_map(|(unit, scale)| {
         let number: u64 = label.strip_suffix(unit)?.parse().ok()?;

@@ -141,7 +141,7 @@ fn tensor_problems(error: &PatchError) -> &[TensorProblem] {
     }
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     let mut cases = manifest_cases();
     cases.extend(tensor_cases());
     cases.extend(fit_cases());

@@ -32,7 +32,7 @@ fn mutable(
     result
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "functional_call: unknown name",

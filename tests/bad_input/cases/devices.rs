@@ -17,7 +17,7 @@ fn call(fx: &mut Fixture, name: &str, value: Tensor) -> Result<(), PatchError> {
     functional_call(fx.net(), [(name, value)], Strictness::Partial, |_| ())
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     if !tch::Cuda::is_available() {
         return Vec::new();
     }

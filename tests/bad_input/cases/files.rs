@@ -90,7 +90,7 @@ fn load_into_expanded(fx: &mut Fixture) -> Result<(), PatchError> {
     result
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "load: a tensor of the module is an expanded view (all or none)",

@@ -13,7 +13,7 @@ mod swap;
 
 use crate::Case;
 
-pub fn all() -> Vec<Case> {
+pub(crate) fn all() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend(patching::cases());
     cases.extend(calls::cases());

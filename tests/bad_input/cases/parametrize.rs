@@ -46,7 +46,7 @@ fn fails_on_bias(fx: &mut Fixture) -> Parametrized<nn::Linear> {
     p
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "bake: the second transform fails (the first is not written either)",

@@ -35,7 +35,7 @@ fn syntax(error: &PatchError, at: usize, starts: &str) -> bool {
     matches!(error, PatchError::PatchSyntax { column, message, .. } if *column == at && message.starts_with(starts))
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "patch string: unterminated string",

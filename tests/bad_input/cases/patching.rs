@@ -20,7 +20,7 @@ fn register(
     register_tensors(&(fx.vs.root() / "fc1"), [(name, tensor, role)]).map(drop)
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "embedding: empty id list",

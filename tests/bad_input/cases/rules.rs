@@ -57,7 +57,7 @@ fn scaled(
 }
 
 /// A `Scaled` rule on the linear slots `glob` picks; it refuses at `fail_at`.
-pub fn scale_rule(
+pub(super) fn scale_rule(
     vs: &nn::VarStore,
     glob: &str,
     fail_at: Option<&'static str>,
@@ -84,7 +84,7 @@ pub fn scale_rule(
 /// A rule putting patch `P`, built from `config`, on the bare linear slots `selector`
 /// picks; `P` registers its tensors at `tree.{path}`. A slot that is already patched, or
 /// a build that fails, is refused with the content handed back.
-pub fn built_rule<P>(vs: &nn::VarStore, selector: Selector, config: P::Config) -> Rule<nn::Linear>
+pub(super) fn built_rule<P>(vs: &nn::VarStore, selector: Selector, config: P::Config) -> Rule<nn::Linear>
 where
     P: BuildPatch<nn::Linear> + Layer<Root = nn::Linear> + Patch,
 {
@@ -109,7 +109,7 @@ where
 }
 
 /// A LoRA rule of rank 2 on the linear slots `glob` picks.
-pub fn lora_rule(vs: &nn::VarStore, glob: &str) -> Rule<nn::Linear> {
+pub(super) fn lora_rule(vs: &nn::VarStore, glob: &str) -> Rule<nn::Linear> {
     let config = LoraConfig {
         rank: 2,
         ..Default::default()
@@ -135,7 +135,7 @@ fn tag_rule(glob: &str) -> Rule<nn::Linear> {
 #[patch(from = L, module_t)]
 pub struct Tagged<L: Layer> {}
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "rule: glob matching no slot",

@@ -18,7 +18,7 @@ fn then_checkpoint_loads(
     result
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "save: target is a folder",

@@ -40,7 +40,7 @@ fn lora_at<'a>(fx: &'a mut Fixture, path: &str) -> Result<&'a mut Lora<nn::Linea
         .expect("the setup put a LoRA there"))
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "slot: unpatch of an unpatched slot",

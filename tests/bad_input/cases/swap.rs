@@ -9,7 +9,7 @@ fn replace(fx: &mut Fixture, values: Vec<(&str, Tensor)>) -> Result<(), PatchErr
     replace_tensors(fx.net(), values)
 }
 
-pub fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
             "replace_tensor: unknown name",

@@ -20,8 +20,9 @@ pub(crate) fn nearest<'a>(
         .map(|(_, candidate)| candidate.to_owned())
 }
 
-/// Optimal-string-alignment distance (Damerau-Levenshtein without repeated edits).
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Optimal-string-alignment distance (Damerau-Levenshtein without repeated edits), by
+/// characters.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let width = b.len() + 1;
@@ -57,6 +58,9 @@ mod tests {
         assert_eq!(edit_distance("rnak", "rank"), 1);
         assert_eq!(edit_distance("lorra", "lora"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("attn", "atn"), 1);
     }
 
     #[test]
