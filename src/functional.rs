@@ -1,8 +1,8 @@
 //! `torch.func.functional_call`: run a module with some of its tensors replaced by given
 //! ones, gradients flowing to the given tensors.
-use crate::checks::{fit_problems, given_index, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters, VisitorMut};
+use crate::tensor_fit::{fit_problems, given_index, Fit};
 use crate::tied::{tie_leaders, Agreement, TiedValues};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};

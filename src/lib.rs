@@ -63,7 +63,6 @@
 extern crate self as tch_patch;
 
 pub mod adapter;
-mod checks;
 pub mod dynamic;
 mod error;
 pub mod export;
@@ -83,6 +82,7 @@ pub mod registry;
 mod safe_read;
 pub mod save;
 pub mod swap;
+mod tensor_fit;
 mod tied;
 pub mod tree;
 mod varstore;

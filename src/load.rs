@@ -2,9 +2,9 @@
 //! each tensor passing through a hook on the way in, every key, shape and dtype checked
 //! before anything is written.
 use crate::adapter::tensors;
-use crate::checks::{fit_problems, has_internal_overlap, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
+use crate::tensor_fit::{fit_problems, has_internal_overlap, Fit};
 use crate::tied::{tie_leaders, Agreement, TiedValues};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

@@ -1,10 +1,10 @@
 //! torch-mutable-modules: a module whose tensors take assignment and in-place arithmetic
 //! while autograd records it, so one network can write another's weights and be trained
 //! through them (hypernetworks).
-use crate::checks::{exchange_handles, fit_problems, position, Fit};
 use crate::error::{PatchError, Result};
 use crate::names::{device_name, is_floating, kind_name};
 use crate::params::{named_tensors, Parameters, Visitor, VisitorMut};
+use crate::tensor_fit::{exchange_handles, fit_problems, position, Fit};
 use crate::tied::tie_leaders;
 use std::collections::HashMap;
 use std::fmt;

@@ -1,9 +1,9 @@
 //! `torch.utils.swap_tensors`: give a module's tensor a new value, shape or dtype while it
 //! stays the same tensor object, so the VarStore and every optimizer built from it keep
 //! training it.
-use crate::checks::{fit_problems, given_index, Fit};
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters};
+use crate::tensor_fit::{fit_problems, given_index, Fit};
 use crate::tied::{tie_leaders, Agreement, TiedValues};
 use std::borrow::Borrow;
 use std::collections::HashSet;

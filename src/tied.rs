@@ -1,8 +1,8 @@
 //! Tied tensors (several names, one tensor): which of a module's names are one tensor, and
 //! the one value each tied tensor is given when values come by name.
-use crate::checks::same_tensor;
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::NamedTensor;
+use crate::tensor_fit::same_tensor;
 use std::collections::HashMap;
 use tch::Tensor;
 
@@ -50,8 +50,9 @@ pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {
 }
 
 /// The address of a strided tensor's first element; `None` for layouts without one (sparse,
-/// MKL-DNN: tch's `data_ptr` would panic), which are all compared with each other.
-fn first_element_address(tensor: &Tensor) -> Option<usize> {
+/// MKL-DNN: tch's `data_ptr` would panic), which are all compared with each other. Tied
+/// tensors have one address, so every tie detector buckets by it.
+pub(crate) fn first_element_address(tensor: &Tensor) -> Option<usize> {
     if tensor.is_sparse() || tensor.is_mkldnn() {
         None
     } else {

@@ -1,8 +1,8 @@
 //! Putting a patch's own tensors into the VarStore under its parent's path, taking them
 //! out again, and finding module tensors that a VarStore does not hold.
-use crate::checks::same_tensor;
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::params::{named_tensors, Parameters, TensorRole};
+use crate::tensor_fit::same_tensor;
 use crate::Patch;
 use std::sync::Mutex;
 use tch::{nn, Tensor};

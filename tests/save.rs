@@ -1,6 +1,6 @@
 //! Atomic saves through the public API, on real files: round trips (a patched model
 //! included), replacing an existing file completely, and no temporary file left behind.
-//! (Failures injected at every step of a save are in `patch-runtime/src/state/fault_tests.rs`,
+//! (Failures injected at every step of a save are in `src/save/fault_tests.rs`,
 //! where the file-system seam is.)
 mod common;
 

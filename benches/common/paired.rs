@@ -22,7 +22,11 @@ pub(super) struct Paired {
 }
 
 /// Alternates `baseline` and `variant` for about `total` in all.
-pub(super) fn alternate(baseline: &mut dyn FnMut(), variant: &mut dyn FnMut(), total: Duration) -> Paired {
+pub(super) fn alternate(
+    baseline: &mut dyn FnMut(),
+    variant: &mut dyn FnMut(),
+    total: Duration,
+) -> Paired {
     let start = Instant::now();
     let mut warm_up_iterations = 0u64;
     while start.elapsed() < WARM_UP || warm_up_iterations == 0 {

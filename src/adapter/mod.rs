@@ -50,10 +50,9 @@
 //! with the tensors of another save.
 //!
 //! Every file is written through one private function, after every check passed.
-mod adapter_manifest;
 mod apply;
 mod args;
-pub(crate) mod check;
+pub(crate) mod check_entries;
 mod dtype;
 pub(crate) mod entry;
 pub(crate) mod io;
@@ -65,18 +64,19 @@ mod manifest;
 mod model;
 pub(crate) mod problem;
 mod read;
+mod read_manifest;
 pub(crate) mod save;
 pub(crate) mod tensors;
 
-pub use adapter_manifest::{AdapterManifest, ManifestPatch, ManifestTensor};
 pub use apply::{apply_lora_adapter, apply_lora_adapter_with};
 pub use dtype::AdapterDtype;
 pub use entry::{Adapter, AdapterEntry, AdapterSummary};
 pub use load_model::{load_model_adapter, load_model_adapter_with};
-pub use manifest::{
-    ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, LIBRARY_VERSION, MANIFEST_FILE, TENSORS_FILE,
-};
+pub use manifest::{AdapterManifest, ManifestPatch, ManifestTensor};
 pub use model::{model_adapter_entries, save_model_adapter};
 pub use problem::AdapterProblem;
 pub use read::{read_adapter, read_adapter_with};
+pub use read_manifest::{
+    ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, LIBRARY_VERSION, MANIFEST_FILE, TENSORS_FILE,
+};
 pub use save::{save_adapter, save_adapter_with};

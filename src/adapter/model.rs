@@ -2,10 +2,10 @@
 //! string spec that re-creates it, saved by path (re-applied by
 //! [`load_model_adapter`](super::load_model_adapter)).
 use super::{save_adapter, AdapterEntry, AdapterSummary};
-use crate::checks::same_tensor;
 use crate::error::{PatchError, Result};
 use crate::params::named_tensors;
 use crate::registry::PatchSpec;
+use crate::tensor_fit::same_tensor;
 use crate::tree::{AnySlot, Glob, ModuleTreeExt};
 use crate::ModuleTree;
 use std::path::Path;

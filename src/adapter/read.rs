@@ -1,12 +1,12 @@
 //! Reading an adapter folder and checking every part of it before returning anything.
-use super::adapter_manifest::{ManifestPatch, ManifestTensor};
 use super::args::check_spec;
 use super::entry::{local_name_problem, path_problem, Adapter, AdapterEntry};
 use super::io;
-use super::manifest::{
+use super::manifest::{ManifestPatch, ManifestTensor};
+use super::problem::AdapterProblem;
+use super::read_manifest::{
     read_manifest, PatchIn, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, SAVE_ID_KEY, TENSORS_FILE,
 };
-use super::problem::AdapterProblem;
 use super::tensors::{self, FileTensor};
 use crate::error::{PatchError, Result};
 use crate::names::shape_text;

@@ -1,11 +1,11 @@
 //! Saving an adapter folder: `adapter.safetensors` (only the patches' tensors) and
 //! `adapter.json` (which patch, where, with which arguments, and each tensor's shape and
 //! dtype).
-use super::adapter_manifest::AdapterManifest;
-use super::check::check_entries;
+use super::check_entries::check_entries;
 use super::entry::{AdapterEntry, AdapterSummary};
 use super::io;
-use super::manifest::{
+use super::manifest::AdapterManifest;
+use super::read_manifest::{
     ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, SAVE_ID_KEY, TENSORS_FILE,
 };
 use super::tensors::to_safetensors_bytes;

@@ -3,10 +3,10 @@
 use super::nesting;
 use super::parametrized::{check_same_layout, require_defined, Parametrized};
 use super::registration;
-use crate::checks::has_internal_overlap;
 use crate::error::{PatchError, Result};
 use crate::names::{kind_name, shape_text};
 use crate::params::Parameters;
+use crate::tensor_fit::has_internal_overlap;
 use tch::{nn, Tensor};
 
 /// What [`Parametrized::remove`] does with the originals.

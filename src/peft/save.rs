@@ -2,7 +2,7 @@
 use super::config::{config_bytes, PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
 use super::pattern::{exact_key, PeftPattern};
 use super::{peft_key, PEFT_CONFIG_FILE, PEFT_TENSORS_FILE};
-use crate::adapter::check::check_entries;
+use crate::adapter::check_entries::check_entries;
 use crate::adapter::entry::{AdapterEntry, AdapterSummary};
 use crate::adapter::problem::AdapterProblem;
 use crate::adapter::save::write_pair;

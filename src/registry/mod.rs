@@ -33,7 +33,7 @@
 //! ```
 pub(crate) mod apply;
 mod args;
-mod check;
+mod check_args;
 mod parse;
 mod spec;
 mod value;
@@ -236,8 +236,8 @@ impl Registry {
         let Some(schema) = self.schemas.get(&call.name) else {
             return Err(self.unknown_patch(&call.name, Some(call.span.column)));
         };
-        let given = call.args.iter().map(check::given).collect();
-        let (args, targets) = check::check_values_at(schema, given, true, Some(call.span))?;
+        let given = call.args.iter().map(check_args::given).collect();
+        let (args, targets) = check_args::check_values_at(schema, given, true, Some(call.span))?;
         Ok(PatchSpec {
             name: call.name.clone(),
             args,

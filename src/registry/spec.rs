@@ -1,7 +1,7 @@
 //! Patch schemas (what a registered patch accepts), checked patch specs (what a string
 //! asked for) and the `PatchArgs` trait of typed config structs.
 use super::args::{ArgSpec, ValidatedArgs};
-use super::check::check_values;
+use super::check_args::check_values;
 use super::value::Value;
 use super::{Registry, TARGETS};
 use crate::error::{PatchError, Result};

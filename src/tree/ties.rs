@@ -1,10 +1,12 @@
 //! Tied tensors: one tensor reachable under two paths (an input embedding and an output
 //! head sharing one table). Found with `Tensor::is_set_to` (same storage, offset, sizes and
-//! strides), bucketed by data pointer so a model is scanned in near-linear time.
+//! strides), bucketed by first-element address as in [`crate::tied`] (sparse tensors, whose
+//! `data_ptr` would panic, in one bucket) so a model is scanned in near-linear time.
 use super::query::Nodes;
 use super::slot::AnySlot;
 use super::visit::TreeNode;
 use crate::params::{named_tensors_with_prefix, TensorRole};
+use crate::tied::first_element_address;
 use std::collections::HashMap;
 use tch::Tensor;
 
@@ -52,18 +54,20 @@ pub(crate) fn tensor_entries(nodes: &Nodes<'_>) -> Vec<TensorEntry> {
     entries
 }
 
-fn pointer(tensor: &Tensor) -> Option<usize> {
-    tensor.defined().then(|| tensor.data_ptr() as usize)
+/// The bucket of a tensor: its first element's address (`Some(None)` for a sparse or MKL-DNN
+/// tensor, compared with all others of its kind), `None` for an undefined one.
+fn pointer(tensor: &Tensor) -> Option<Option<usize>> {
+    tensor.defined().then(|| first_element_address(tensor))
 }
 
-/// Tensors grouped by data pointer, to find ties quickly.
+/// Tensors grouped by address, to find ties quickly.
 pub(crate) struct TieIndex {
-    by_pointer: HashMap<usize, Vec<usize>>,
+    by_pointer: HashMap<Option<usize>, Vec<usize>>,
 }
 
 impl TieIndex {
     pub(super) fn new(entries: &[TensorEntry]) -> Self {
-        let mut by_pointer: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut by_pointer: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
             if let Some(pointer) = pointer(&entry.tensor) {
                 by_pointer.entry(pointer).or_default().push(index);

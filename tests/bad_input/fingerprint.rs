@@ -84,13 +84,21 @@ impl Fingerprint {
     }
 
     /// Every difference between this fingerprint and the tensors now there.
-    pub(crate) fn differences<M: Parameters>(&self, vs: &nn::VarStore, module: Option<&M>) -> Vec<String> {
+    pub(crate) fn differences<M: Parameters>(
+        &self,
+        vs: &nn::VarStore,
+        module: Option<&M>,
+    ) -> Vec<String> {
         self.differences_all(vs, &labelled(module))
     }
 
     /// Every difference between this fingerprint and the tensors of `vs` and `modules` now.
     /// A module left out (moved into a failed call, so gone) is not compared.
-    pub(crate) fn differences_all(&self, vs: &nn::VarStore, modules: &[Labelled<'_>]) -> Vec<String> {
+    pub(crate) fn differences_all(
+        &self,
+        vs: &nn::VarStore,
+        modules: &[Labelled<'_>],
+    ) -> Vec<String> {
         let now = entries(vs, modules);
         let mut out = Vec::new();
         let names: Vec<&String> = now.keys().collect();

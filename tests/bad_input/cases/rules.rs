@@ -84,7 +84,11 @@ pub(super) fn scale_rule(
 /// A rule putting patch `P`, built from `config`, on the bare linear slots `selector`
 /// picks; `P` registers its tensors at `tree.{path}`. A slot that is already patched, or
 /// a build that fails, is refused with the content handed back.
-pub(super) fn built_rule<P>(vs: &nn::VarStore, selector: Selector, config: P::Config) -> Rule<nn::Linear>
+pub(super) fn built_rule<P>(
+    vs: &nn::VarStore,
+    selector: Selector,
+    config: P::Config,
+) -> Rule<nn::Linear>
 where
     P: BuildPatch<nn::Linear> + Layer<Root = nn::Linear> + Patch,
 {

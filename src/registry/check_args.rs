@@ -1,11 +1,11 @@
 //! Checking given arguments against a schema: the one place every argument error is made.
 use super::args::{ArgProblem, ValidatedArgs};
-use crate::nearest::nearest;
 use super::parse::{CallArg, Span};
 use super::spec::PatchSchema;
 use super::value::Value;
 use super::TARGETS;
 use crate::error::{PatchError, Result};
+use crate::nearest::nearest;
 
 /// A given argument: name, value and, for a parsed string, where the name and the value
 /// start.
