@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs libtorch 2.13.0 first when it is missing.
-.PHONY: demo test lint libtorch bench ui-bless public-paths public-paths-check rustdoc-json
+.PHONY: demo test lint libtorch bench ui-bless public-paths public-paths-check rustdoc-json msrv
 
 CARGO ?= cargo
 
@@ -17,6 +17,7 @@ test: libtorch
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 	$(MAKE) public-paths-check
+	$(MAKE) msrv
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
@@ -53,6 +54,13 @@ bench: libtorch
 		$(CARGO) bench $(foreach b,$(COUNTED_BENCHES),--bench $(b))
 	PYTHONPATH=.libtorch python3 bench/compare.py --out bench/python.json
 	$(CARGO) run --release -p bench-report
+
+# The declared rust-version (Cargo.toml) builds the libraries: rustup fetches that
+# toolchain (minimal profile) the first time; its own target folder keeps the main one warm.
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+msrv: libtorch
+	rustup toolchain install $(MSRV) --profile minimal --no-self-update
+	$(CARGO) +$(MSRV) check --workspace --lib --target-dir target/msrv
 
 # Every public path of the crate (rustdoc's JSON output, which stable rustdoc writes under
 # RUSTC_BOOTSTRAP=1; only rustdoc sees it, through scripts/rustdoc-json): public-paths.txt.

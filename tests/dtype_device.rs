@@ -136,7 +136,7 @@ fn var_store_conversions_reach_every_patch_tensor_and_keep_integer_buffers() {
         // Row 256 is not trainable: it must not get row 257's delta.
         let frozen_row = m
             .embed
-            .base()
+            .root()
             .forward_t(&Tensor::from_slice(&[256i64]), false);
         assert!(m
             .embed
@@ -246,7 +246,7 @@ fn set_kind_converts_float_patches_and_the_embedding_patch_refuses_rounded_ids()
 fn a_merged_lora_unmerges_after_a_kind_change() {
     let mut vs = nn::VarStore::new(CPU);
     let (mut m, _) = patched(&vs);
-    let original = m.blocks[0].attn.q.base().ws.copy();
+    let original = m.blocks[0].attn.q.root().ws.copy();
     let lora = m.blocks[0]
         .attn
         .q
@@ -260,7 +260,7 @@ fn a_merged_lora_unmerges_after_a_kind_change() {
         .find_mut::<Lora<DynLayer<nn::Linear>>>()
         .unwrap();
     lora.unmerge().unwrap();
-    let weight = &m.blocks[0].attn.q.base().ws;
+    let weight = &m.blocks[0].attn.q.root().ws;
     assert_eq!(weight.kind(), Kind::Double);
     assert!(weight
         .to_kind(Kind::Float)

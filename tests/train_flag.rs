@@ -277,12 +277,12 @@ fn batch_norm_in_a_slot_under_dropout_before_updates_its_stats_iff_train() {
     })
     .unwrap();
     let xs = Tensor::randn([16, 4], FLOAT) * 3.0 + 1.0;
-    let mean = slot.base().running_mean.copy();
+    let mean = slot.root().running_mean.copy();
     let _ = slot.forward_t(&xs, false);
-    assert!(slot.base().running_mean.equal(&mean), "eval leaves them");
+    assert!(slot.root().running_mean.equal(&mean), "eval leaves them");
     let _ = xs.apply_t(&slot, true);
     assert!(
-        !slot.base().running_mean.equal(&mean),
+        !slot.root().running_mean.equal(&mean),
         "training moves them"
     );
 }

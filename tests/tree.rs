@@ -364,7 +364,7 @@ fn checks_and_patch_names_are_enforced_before_anything_stays_changed() {
             Tagged { base }
         })
         .check(
-            |path, slot| match path.ends_with(".o") && slot.base().bs.is_some() {
+            |path, slot| match path.ends_with(".o") && slot.root().bs.is_some() {
                 true => Err(PatchError::Empty {
                     what: "a bias-free `o`",
                 }),
@@ -425,7 +425,7 @@ fn downcasts_and_lookups_by_path() {
     assert!(q.downcast_ref::<Scaled<DynLayer<nn::Linear>>>().is_none());
     assert!(q.find::<Scaled<DynLayer<nn::Linear>>>().is_some());
     assert_eq!(q.layers().len(), 3);
-    assert_eq!(q.base().ws.size(), [DIM, DIM]);
+    assert_eq!(q.root().ws.size(), [DIM, DIM]);
     // The type-erased view of a slot gets the typed slot back.
     let slots = model.slots();
     let (path, erased) = &slots[1];
@@ -460,7 +460,7 @@ fn the_printed_tree_shows_patches_shapes_and_counts() {
         |_, base| Tagged { base },
     );
     model.apply(&tagged).unwrap();
-    let _ = model.embed.base().ws.set_requires_grad(false);
+    let _ = model.embed.root().ws.set_requires_grad(false);
     let expected = "\
 TinyLm
   embed: Embedding: weight [10, 4] (frozen)
@@ -555,7 +555,7 @@ fn a_rule_touching_one_side_of_a_tie_must_say_how_to_treat_it() {
     model.apply(&tag("head").tie(TiePolicy::Allow)).unwrap();
     assert!(model.head.is_patched());
     // Patching keeps the tie: the very same tensor on both sides.
-    assert!(model.head.base().ws.is_set_to(&model.embed.base().ws));
+    assert!(model.head.root().ws.is_set_to(&model.embed.root().ws));
     assert_eq!(
         print_tree(&model),
         "\
@@ -598,7 +598,7 @@ fn patch_all_extends_a_rule_to_every_slot_sharing_the_tensor() {
         head: linear(vs.root() / "h2", DIM, VOCAB),
         aux_head: None,
     };
-    let shared = pair.head.base().ws.shallow_clone();
+    let shared = pair.head.root().ws.shallow_clone();
     pair.aux_head = Some(Slot::new(nn::Linear {
         ws: shared,
         bs: None,
@@ -617,7 +617,7 @@ fn patch_all_extends_a_rule_to_every_slot_sharing_the_tensor() {
     let report = pair.apply(&tag_all).unwrap();
     assert_eq!(report.paths(), ["head", "aux_head"]);
     let aux = pair.aux_head.as_ref().unwrap();
-    assert!(aux.base().ws.is_set_to(&pair.head.base().ws));
+    assert!(aux.root().ws.is_set_to(&pair.head.root().ws));
 }
 
 #[test]
@@ -652,7 +652,7 @@ fn statically_built_patches_and_train_mode_layers_fit_in_slots() {
     assert_eq!(slot.patch_names(), ["Tagged", "Scaled"]);
     assert!(slot.downcast_ref::<Tagged<Scaled<nn::Linear>>>().is_some());
     assert_eq!(slot.unpatch_all(), ["Tagged", "Scaled"]);
-    assert_eq!(slot.base().ws.data_ptr(), weight);
+    assert_eq!(slot.root().ws.data_ptr(), weight);
     assert!(matches!(slot.unpatch(), Err(PatchError::NotPatched { .. })));
 
     let mut norm = Slot::new(nn::batch_norm1d(vs.root() / "bn", DIM, Default::default()));
@@ -777,7 +777,7 @@ fn a_non_generic_patch_wraps_the_bare_layer_of_a_slot() {
         )
         // The constructor consumes the table even when it fails: validate before.
         .check(
-            move |_, slot| match ids.iter().all(|&id| id < slot.base().ws.size()[0]) {
+            move |_, slot| match ids.iter().all(|&id| id < slot.root().ws.size()[0]) {
                 true => Ok(()),
                 false => Err(PatchError::IndexOutOfRange {
                     what: "token id",

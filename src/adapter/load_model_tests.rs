@@ -88,7 +88,7 @@ fn a_base_weight_in_the_adapter_is_refused_and_left_as_it_was() {
     };
     assert!(matches!(&problems[..], [TensorProblem::Unexpected { name }] if name == "1.weight"));
     assert!(model.iter().all(|slot| !slot.is_patched()));
-    assert!(model[1].base().ws.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    assert!(model[1].root().ws.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     assert!(!vs.variables().contains_key("1.lora_a"));
 }
 

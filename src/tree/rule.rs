@@ -285,7 +285,7 @@ where
     T: Parameters + Any + Send,
 {
     let names_before = slot.patch_names();
-    let root_before = named_tensors(slot.base());
+    let root_before = named_tensors(slot.root());
     slot.replace_with(|content| (rule.patch)(path, content))
         .map_err(|source| PatchError::PatchFailed {
             rule: rule.name.clone(),
@@ -293,7 +293,7 @@ where
             source: Box::new(source),
         })?;
     let names = slot.patch_names();
-    let root = named_tensors(slot.base());
+    let root = named_tensors(slot.root());
     let kept = names.ends_with(&names_before)
         && root.len() == root_before.len()
         && root

@@ -34,7 +34,7 @@ pub type DynLayer<T> = Box<dyn SlotContent<T>>;
 ///
 /// let vs = nn::VarStore::new(Device::Cpu);
 /// let mut slot = Slot::new(nn::linear(vs.root() / "q", 4, 4, Default::default()));
-/// let weight = slot.base().ws.data_ptr();
+/// let weight = slot.root().ws.data_ptr();
 /// assert!(!slot.is_patched());
 /// slot.replace_with(|content| Ok(Box::new(Tagged { base: content })))?;
 /// assert_eq!(slot.patch_name(), Some("Tagged"));
@@ -42,7 +42,7 @@ pub type DynLayer<T> = Box<dyn SlotContent<T>>;
 /// let xs = Tensor::ones([2, 4], tch::kind::FLOAT_CPU);
 /// let _ys = slot.forward_eval(&xs); // eval mode; `xs.apply_t(&slot, train)` to train
 /// assert_eq!(slot.unpatch()?, "Tagged");
-/// assert_eq!(slot.base().ws.data_ptr(), weight);
+/// assert_eq!(slot.root().ws.data_ptr(), weight);
 /// assert!(slot.unpatch().is_err()); // nothing left to peel
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
@@ -125,13 +125,14 @@ impl<T: Parameters + Any + Send> Slot<T> {
         self.content().patch_names()
     }
 
-    /// The innermost `T`, whatever patches wrap it.
-    pub fn base(&self) -> &T {
+    /// The innermost `T`, whatever patches wrap it (its root layer; `Patch::base` of a
+    /// patch is one level down instead).
+    pub fn root(&self) -> &T {
         self.content().root()
     }
 
     /// The innermost `T`, mutably.
-    pub fn base_mut(&mut self) -> &mut T {
+    pub fn root_mut(&mut self) -> &mut T {
         self.content_mut().root_mut()
     }
 
