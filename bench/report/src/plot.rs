@@ -117,7 +117,7 @@ pub(crate) fn draw(
         .x_labels(x_ticks)
         .x_label_formatter(&|x| {
             let rounded = x.round();
-            if (x - rounded).abs() < 1e-6 && rounded as u32 % 5 == 0 {
+            if (x - rounded).abs() < 1e-6 && (rounded as u32).is_multiple_of(5) {
                 size_label(2f64.powf(rounded) as u64)
             } else {
                 String::new()

@@ -1,0 +1,561 @@
+//! Llama (`LlamaForCausalLM` of transformers): RMSNorm, rotary position embeddings (default
+//! and `llama3` scaling), grouped-query attention, SwiGLU MLP, tied or untied head.
+//!
+//! Every linear layer and the embedding is a [`Slot`], so patch strings and rules reach them
+//! (`lora(targets="*.self_attn.{q_proj,v_proj}")`); tensor names are transformers' own
+//! (`model.layers.0.self_attn.q_proj.weight`), so a transformers `model.safetensors` loads
+//! by name.
+use crate::config::{read_object, Field, Reader};
+use crate::error::ModelError;
+use std::path::Path;
+use tch::{nn, Kind, Tensor};
+use tch_patch::prelude::*;
+
+/// `rope_parameters` of a Llama config.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rope {
+    /// The original RoPE: `inv_freq = 1 / theta^(2i / head_dim)`.
+    Default {
+        /// `rope_theta`.
+        theta: f64,
+    },
+    /// Llama 3's frequency-dependent scaling of the default frequencies.
+    Llama3 {
+        /// `rope_theta`.
+        theta: f64,
+        /// `factor`.
+        factor: f64,
+        /// `low_freq_factor`.
+        low_freq_factor: f64,
+        /// `high_freq_factor`.
+        high_freq_factor: f64,
+        /// `original_max_position_embeddings`.
+        original_max_position_embeddings: i64,
+    },
+}
+
+/// The fields of `LlamaConfig` this crate reads, with transformers' names and defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// `vocab_size`.
+    pub vocab_size: i64,
+    /// `hidden_size`.
+    pub hidden_size: i64,
+    /// `intermediate_size`.
+    pub intermediate_size: i64,
+    /// `num_hidden_layers`.
+    pub num_hidden_layers: i64,
+    /// `num_attention_heads`.
+    pub num_attention_heads: i64,
+    /// `num_key_value_heads` (defaults to `num_attention_heads`).
+    pub num_key_value_heads: i64,
+    /// `head_dim` (defaults to `hidden_size / num_attention_heads`).
+    pub head_dim: i64,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: i64,
+    /// `rms_norm_eps`.
+    pub rms_norm_eps: f64,
+    /// `rope_parameters` (or the older `rope_theta` and `rope_scaling`).
+    pub rope: Rope,
+    /// `tie_word_embeddings`: the head reuses the embedding table.
+    pub tie_word_embeddings: bool,
+    /// `attention_bias`: q, k, v and o projections have biases.
+    pub attention_bias: bool,
+    /// `mlp_bias`: gate, up and down projections have biases.
+    pub mlp_bias: bool,
+}
+
+/// Every field of transformers' `LlamaConfig` as `save_pretrained` writes it.
+const FIELDS: &[Field] = &[
+    Field::Info("architectures"),
+    Field::Read("attention_bias"),
+    Field::Read("attention_dropout"),
+    Field::Info("bos_token_id"),
+    Field::Info("dtype"),
+    Field::Info("torch_dtype"),
+    Field::Info("eos_token_id"),
+    Field::Read("head_dim"),
+    Field::Read("hidden_act"),
+    Field::Read("hidden_size"),
+    Field::Info("initializer_range"),
+    Field::Read("intermediate_size"),
+    Field::Read("max_position_embeddings"),
+    Field::Read("mlp_bias"),
+    Field::Read("model_type"),
+    Field::Read("num_attention_heads"),
+    Field::Read("num_hidden_layers"),
+    Field::Read("num_key_value_heads"),
+    Field::Info("pad_token_id"),
+    Field::Read("pretraining_tp"),
+    Field::Read("rms_norm_eps"),
+    Field::Read("rope_parameters"),
+    Field::Read("rope_scaling"),
+    Field::Read("rope_theta"),
+    Field::Read("tie_word_embeddings"),
+    Field::Info("transformers_version"),
+    Field::Info("use_cache"),
+    Field::Read("vocab_size"),
+];
+
+const ROPE_FIELDS: &[Field] = &[
+    Field::Read("rope_type"),
+    Field::Read("type"),
+    Field::Read("rope_theta"),
+    Field::Read("factor"),
+    Field::Read("low_freq_factor"),
+    Field::Read("high_freq_factor"),
+    Field::Read("original_max_position_embeddings"),
+    Field::Read("partial_rotary_factor"),
+];
+
+impl LlamaConfig {
+    /// Reads a transformers `config.json` of `model_type` `llama`. Every field is read,
+    /// accepted as information (token ids, versions, initialisation) or refused by name.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ModelError> {
+        let path = path.as_ref();
+        let object = read_object(path)?;
+        let mut r = Reader::new(path, "", &object);
+        let model_type = r.str_or("model_type", "llama")?;
+        if model_type != "llama" {
+            return Err(r.unsupported("model_type", format!("{model_type:?}"), "\"llama\""));
+        }
+        let hidden_act = r.str_or("hidden_act", "silu")?;
+        if hidden_act != "silu" {
+            return Err(r.unsupported("hidden_act", format!("{hidden_act:?}"), "\"silu\""));
+        }
+        let dropout = r.f64_or("attention_dropout", Some(0.0))?;
+        if dropout != 0.0 {
+            return Err(r.unsupported("attention_dropout", dropout.to_string(), "0.0"));
+        }
+        let tp = r.i64_or("pretraining_tp", Some(1))?;
+        if tp != 1 {
+            return Err(r.unsupported("pretraining_tp", tp.to_string(), "1"));
+        }
+        let hidden_size = r.i64_or("hidden_size", Some(4096))?;
+        let num_attention_heads = r.i64_or("num_attention_heads", Some(32))?;
+        let num_key_value_heads = r.i64_or("num_key_value_heads", Some(num_attention_heads))?;
+        if num_attention_heads % num_key_value_heads != 0 {
+            return Err(r.unsupported(
+                "num_key_value_heads",
+                num_key_value_heads.to_string(),
+                "a divisor of num_attention_heads",
+            ));
+        }
+        let head_dim = r.i64_or("head_dim", Some(hidden_size / num_attention_heads))?;
+        let max_position_embeddings = r.i64_or("max_position_embeddings", Some(2048))?;
+        let legacy_theta = r.value("rope_theta").cloned();
+        let legacy_scaling = r.value("rope_scaling").cloned();
+        let rope_parameters = r.value("rope_parameters").cloned();
+        let config = LlamaConfig {
+            vocab_size: r.i64_or("vocab_size", Some(32000))?,
+            hidden_size,
+            intermediate_size: r.i64_or("intermediate_size", Some(11008))?,
+            num_hidden_layers: r.i64_or("num_hidden_layers", Some(32))?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            max_position_embeddings,
+            rms_norm_eps: r.f64_or("rms_norm_eps", Some(1e-6))?,
+            rope: read_rope(
+                path,
+                rope_parameters,
+                legacy_theta,
+                legacy_scaling,
+                max_position_embeddings,
+            )?,
+            tie_word_embeddings: r.bool_or("tie_word_embeddings", false)?,
+            attention_bias: r.bool_or("attention_bias", false)?,
+            mlp_bias: r.bool_or("mlp_bias", false)?,
+        };
+        r.finish(FIELDS)?;
+        Ok(config)
+    }
+}
+
+/// `rope_parameters` (transformers 5), or `rope_theta` with `rope_scaling` (earlier files).
+fn read_rope(
+    path: &Path,
+    parameters: Option<serde_json::Value>,
+    legacy_theta: Option<serde_json::Value>,
+    legacy_scaling: Option<serde_json::Value>,
+    max_position_embeddings: i64,
+) -> Result<Rope, ModelError> {
+    let mut object = match (parameters, legacy_scaling) {
+        (Some(serde_json::Value::Object(p)), _) => p,
+        (Some(other), _) => {
+            return Err(ModelError::InvalidField {
+                path: path.to_owned(),
+                field: "rope_parameters".into(),
+                expected: "an object".into(),
+                found: other.to_string(),
+            })
+        }
+        (None, Some(serde_json::Value::Object(s))) => s,
+        (None, _) => serde_json::Map::new(),
+    };
+    if let Some(theta) = legacy_theta {
+        object.entry("rope_theta").or_insert(theta);
+    }
+    let mut r = Reader::new(path, "rope_parameters", &object);
+    let legacy_type = r.str_or("type", "default")?;
+    let kind = r.str_or("rope_type", legacy_type)?;
+    let theta = r.f64_or("rope_theta", Some(10000.0))?;
+    let partial = r.f64_or("partial_rotary_factor", Some(1.0))?;
+    if partial != 1.0 {
+        return Err(r.unsupported("partial_rotary_factor", partial.to_string(), "1.0"));
+    }
+    let rope = match kind {
+        "default" => Rope::Default { theta },
+        "llama3" => Rope::Llama3 {
+            theta,
+            factor: r.f64_or("factor", None)?,
+            low_freq_factor: r.f64_or("low_freq_factor", None)?,
+            high_freq_factor: r.f64_or("high_freq_factor", None)?,
+            original_max_position_embeddings: r.i64_or(
+                "original_max_position_embeddings",
+                Some(max_position_embeddings),
+            )?,
+        },
+        other => {
+            return Err(r.unsupported("rope_type", format!("{other:?}"), "\"default\", \"llama3\""))
+        }
+    };
+    r.finish(ROPE_FIELDS)?;
+    Ok(rope)
+}
+
+/// Root-mean-square layer norm, computed in float32 as transformers does.
+#[derive(Debug, ModuleTree, Parameters)]
+pub struct LlamaRmsNorm {
+    /// The per-feature scale.
+    pub weight: Tensor,
+    #[param(skip)]
+    eps: f64,
+}
+
+impl LlamaRmsNorm {
+    fn new(path: nn::Path, size: i64, eps: f64) -> Self {
+        LlamaRmsNorm {
+            weight: path.ones("weight", &[size]),
+            eps,
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let kind = xs.kind();
+        let hidden = xs.to_kind(Kind::Float);
+        let variance = hidden.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let hidden = hidden * (variance + self.eps).rsqrt();
+        &self.weight * hidden.to_kind(kind)
+    }
+}
+
+/// Inverse frequencies of the rotary embedding, `[head_dim / 2]`, float32.
+fn inv_freq(rope: &Rope, head_dim: i64) -> Tensor {
+    let exponents = Tensor::arange_start_step(0, head_dim, 2, (Kind::Int64, tch::Device::Cpu))
+        .to_kind(Kind::Float)
+        / head_dim as f64;
+    let theta = match rope {
+        Rope::Default { theta } | Rope::Llama3 { theta, .. } => *theta,
+    };
+    let base = Tensor::pow_scalar(theta, &exponents).reciprocal();
+    let Rope::Llama3 {
+        factor,
+        low_freq_factor,
+        high_freq_factor,
+        original_max_position_embeddings,
+        ..
+    } = *rope
+    else {
+        return base;
+    };
+    let old = original_max_position_embeddings as f64;
+    let low_freq_wavelen = old / low_freq_factor;
+    let high_freq_wavelen = old / high_freq_factor;
+    let wavelen = base.reciprocal() * (2.0 * std::f64::consts::PI);
+    let scaled = base.where_self(&wavelen.le(low_freq_wavelen), &(&base / factor));
+    let smooth =
+        ((wavelen.reciprocal() * old) - low_freq_factor) / (high_freq_factor - low_freq_factor);
+    let smoothed: Tensor = (-&smooth + 1.0) * &scaled / factor + &smooth * &scaled;
+    let medium = wavelen
+        .ge(high_freq_wavelen)
+        .logical_and(&wavelen.le(low_freq_wavelen));
+    smoothed.where_self(&medium, &scaled)
+}
+
+fn rotate_half(xs: &Tensor) -> Tensor {
+    let half = xs.size().last().copied().unwrap_or(0) / 2;
+    let x1 = xs.narrow(-1, 0, half);
+    let x2 = xs.narrow(-1, half, half);
+    Tensor::cat(&[-x2, x1], -1)
+}
+
+/// Grouped-query self-attention.
+#[derive(ModuleTree, Parameters)]
+pub struct LlamaAttention {
+    /// Query projection.
+    pub q_proj: Slot<nn::Linear>,
+    /// Key projection.
+    pub k_proj: Slot<nn::Linear>,
+    /// Value projection.
+    pub v_proj: Slot<nn::Linear>,
+    /// Output projection.
+    pub o_proj: Slot<nn::Linear>,
+    #[param(skip)]
+    heads: i64,
+    #[param(skip)]
+    kv_heads: i64,
+    #[param(skip)]
+    head_dim: i64,
+}
+
+fn linear(path: nn::Path, inputs: i64, outputs: i64, bias: bool) -> Slot<nn::Linear> {
+    Slot::new(nn::linear(
+        path,
+        inputs,
+        outputs,
+        nn::LinearConfig {
+            bias,
+            ..Default::default()
+        },
+    ))
+}
+
+impl LlamaAttention {
+    fn new(path: nn::Path, c: &LlamaConfig) -> Self {
+        let (h, kv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        LlamaAttention {
+            q_proj: linear(&path / "q_proj", c.hidden_size, h * d, c.attention_bias),
+            k_proj: linear(&path / "k_proj", c.hidden_size, kv * d, c.attention_bias),
+            v_proj: linear(&path / "v_proj", c.hidden_size, kv * d, c.attention_bias),
+            o_proj: linear(&path / "o_proj", h * d, c.hidden_size, c.attention_bias),
+            heads: h,
+            kv_heads: kv,
+            head_dim: d,
+        }
+    }
+
+    fn forward_t(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let (b, t) = (xs.size()[0], xs.size()[1]);
+        let split = |ys: Tensor, heads: i64| ys.view([b, t, heads, self.head_dim]).transpose(1, 2);
+        let q = split(xs.apply_t(&self.q_proj, train), self.heads);
+        let k = split(xs.apply_t(&self.k_proj, train), self.kv_heads);
+        let v = split(xs.apply_t(&self.v_proj, train), self.kv_heads);
+        let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1));
+        let q = &q * &cos + rotate_half(&q) * &sin;
+        let k = &k * &cos + rotate_half(&k) * &sin;
+        let groups = self.heads / self.kv_heads;
+        let repeat = |ys: Tensor| {
+            if groups == 1 {
+                return ys;
+            }
+            let s = ys.size();
+            ys.unsqueeze(2)
+                .expand([s[0], s[1], groups, s[2], s[3]], false)
+                .reshape([s[0], s[1] * groups, s[2], s[3]])
+        };
+        let (k, v) = (repeat(k), repeat(v));
+        let scores = q.matmul(&k.transpose(2, 3)) * (self.head_dim as f64).powf(-0.5) + mask;
+        let weights = scores.softmax(-1, Kind::Float).to_kind(q.kind());
+        let out = weights
+            .matmul(&v)
+            .transpose(1, 2)
+            .contiguous()
+            .reshape([b, t, -1]);
+        out.apply_t(&self.o_proj, train)
+    }
+}
+
+/// SwiGLU: `down(silu(gate(x)) * up(x))`.
+#[derive(ModuleTree, Parameters)]
+pub struct LlamaMlp {
+    /// Gate projection.
+    pub gate_proj: Slot<nn::Linear>,
+    /// Up projection.
+    pub up_proj: Slot<nn::Linear>,
+    /// Down projection.
+    pub down_proj: Slot<nn::Linear>,
+}
+
+impl LlamaMlp {
+    fn new(path: nn::Path, c: &LlamaConfig) -> Self {
+        LlamaMlp {
+            gate_proj: linear(
+                &path / "gate_proj",
+                c.hidden_size,
+                c.intermediate_size,
+                c.mlp_bias,
+            ),
+            up_proj: linear(
+                &path / "up_proj",
+                c.hidden_size,
+                c.intermediate_size,
+                c.mlp_bias,
+            ),
+            down_proj: linear(
+                &path / "down_proj",
+                c.intermediate_size,
+                c.hidden_size,
+                c.mlp_bias,
+            ),
+        }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let gate = xs.apply_t(&self.gate_proj, train).silu();
+        (gate * xs.apply_t(&self.up_proj, train)).apply_t(&self.down_proj, train)
+    }
+}
+
+/// One decoder layer: pre-norm attention and pre-norm MLP, each with a residual.
+#[derive(ModuleTree, Parameters)]
+pub struct LlamaDecoderLayer {
+    /// Attention.
+    pub self_attn: LlamaAttention,
+    /// MLP.
+    pub mlp: LlamaMlp,
+    /// Norm before attention.
+    pub input_layernorm: LlamaRmsNorm,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: LlamaRmsNorm,
+}
+
+/// The decoder stack (`LlamaModel`).
+#[derive(ModuleTree, Parameters)]
+pub struct LlamaModel {
+    /// Token embedding.
+    pub embed_tokens: Slot<nn::Embedding>,
+    /// Decoder layers.
+    pub layers: Vec<LlamaDecoderLayer>,
+    /// Final norm.
+    pub norm: LlamaRmsNorm,
+    #[param(skip)]
+    inv_freq: Tensor,
+}
+
+/// `LlamaForCausalLM`: the decoder and its language-model head.
+#[derive(ModuleTree, Parameters)]
+pub struct LlamaForCausalLM {
+    /// The decoder.
+    pub model: LlamaModel,
+    /// The head; `None` when tied to the embedding (`tie_word_embeddings`).
+    pub lm_head: Option<Slot<nn::Linear>>,
+    #[param(skip)]
+    config: LlamaConfig,
+}
+
+impl LlamaForCausalLM {
+    /// A model with fresh weights at `path` (the VarStore root for transformers' names).
+    pub fn new(path: &nn::Path, config: &LlamaConfig) -> Self {
+        let c = config;
+        let m = path / "model";
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| {
+                let p = &m / "layers" / i;
+                LlamaDecoderLayer {
+                    self_attn: LlamaAttention::new(&p / "self_attn", c),
+                    mlp: LlamaMlp::new(&p / "mlp", c),
+                    input_layernorm: LlamaRmsNorm::new(
+                        &p / "input_layernorm",
+                        c.hidden_size,
+                        c.rms_norm_eps,
+                    ),
+                    post_attention_layernorm: LlamaRmsNorm::new(
+                        &p / "post_attention_layernorm",
+                        c.hidden_size,
+                        c.rms_norm_eps,
+                    ),
+                }
+            })
+            .collect();
+        let model = LlamaModel {
+            embed_tokens: Slot::new(nn::embedding(
+                &m / "embed_tokens",
+                c.vocab_size,
+                c.hidden_size,
+                Default::default(),
+            )),
+            layers,
+            norm: LlamaRmsNorm::new(&m / "norm", c.hidden_size, c.rms_norm_eps),
+            inv_freq: inv_freq(&c.rope, c.head_dim).to_device(path.device()),
+        };
+        let lm_head = (!c.tie_word_embeddings)
+            .then(|| linear(path / "lm_head", c.hidden_size, c.vocab_size, false));
+        LlamaForCausalLM {
+            model,
+            lm_head,
+            config: c.clone(),
+        }
+    }
+
+    /// The config the model was built from.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]` (int64), causal
+    /// attention over the whole sequence, positions `0..seq`.
+    // `xs = xs + ..`, not `xs += ..`: an in-place add would overwrite a tensor the norms keep
+    // for the backward pass.
+    #[allow(clippy::assign_op_pattern)]
+    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
+        let (b, t) = (input_ids.size()[0], input_ids.size()[1]);
+        let device = input_ids.device();
+        let mut xs = input_ids.apply_t(&self.model.embed_tokens, train);
+        let positions = Tensor::arange(t, (Kind::Float, device))
+            .unsqueeze(0)
+            .expand([b, t], false);
+        let freqs = positions.unsqueeze(-1) * self.model.inv_freq.unsqueeze(0).unsqueeze(0);
+        let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        let (cos, sin) = (emb.cos().to_kind(xs.kind()), emb.sin().to_kind(xs.kind()));
+        let min = if xs.kind() == Kind::Float {
+            f32::MIN as f64
+        } else {
+            f64::from(half_min(xs.kind()))
+        };
+        let mask = Tensor::ones([t, t], (Kind::Bool, device))
+            .triu(1)
+            .to_kind(xs.kind())
+            * min;
+        for layer in &self.model.layers {
+            let h = layer.input_layernorm.forward(&xs);
+            xs = xs + layer.self_attn.forward_t(&h, &cos, &sin, &mask, train);
+            let h = layer.post_attention_layernorm.forward(&xs);
+            xs = xs + layer.mlp.forward_t(&h, train);
+        }
+        let xs = self.model.norm.forward(&xs);
+        match &self.lm_head {
+            Some(head) => xs.apply_t(head, train),
+            None => xs.matmul(&self.model.embed_tokens.root().ws.tr()),
+        }
+    }
+}
+
+/// The lowest finite value of a 16-bit float kind, for the additive attention mask.
+fn half_min(kind: Kind) -> f32 {
+    match kind {
+        Kind::BFloat16 => -3.389_531_4e38,
+        _ => -65504.0,
+    }
+}
+
+impl nn::ModuleT for LlamaForCausalLM {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        LlamaForCausalLM::forward_t(self, xs, train)
+    }
+}
+
+impl std::fmt::Debug for LlamaForCausalLM {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaForCausalLM")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,201 @@
+//! Llama against transformers: tiny models with random weights built and saved by the real
+//! `transformers` (tests/python/llama_real.py), loaded from their folders here, logits
+//! compared on the same input ids.
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Tensor};
+use tch_patch_models::llama::{LlamaConfig, LlamaForCausalLM, Rope};
+use tch_patch_models::ModelError;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(stem: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("tch-patch-models-{stem}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `tests/python/<script>` on the repository's libtorch and its pinned transformers.
+fn run_python(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new("python3")
+        .arg(package.join("tests").join("python").join(script))
+        .args(args)
+        .env("PYTHONPATH", package.join("..").join(".libtorch"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .output()
+        .expect("python3 starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "python {script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn transformers_folder(case: &str) -> TempDir {
+    let dir = TempDir::new(case);
+    let out = run_python(
+        "llama_real.py",
+        &["write".as_ref(), dir.0.as_os_str(), case.as_ref()],
+    );
+    assert!(
+        out.contains(&format!("llama_real: OK, {case} written")),
+        "{out}"
+    );
+    dir
+}
+
+fn expected(dir: &Path) -> (Tensor, Tensor) {
+    let tensors = Tensor::read_safetensors(dir.join("expected.safetensors")).unwrap();
+    let get = |name: &str| {
+        tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+            .shallow_clone()
+    };
+    (get("input_ids"), get("logits"))
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+fn check_logits(case: &str) -> LlamaConfig {
+    let dir = transformers_folder(case);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = LlamaForCausalLM::from_folder(&dir.0, &vs).unwrap();
+    let (ids, logits) = expected(&dir.0);
+    let ours = tch::no_grad(|| model.forward_t(&ids, false));
+    assert_eq!(ours.size(), logits.size());
+    let diff = max_abs_diff(&ours, &logits);
+    eprintln!("{case}: max abs logit diff against transformers {diff:e}");
+    assert!(diff <= 1e-4, "{case}: max abs diff {diff}");
+    model.config().clone()
+}
+
+#[test]
+fn logits_match_transformers_with_llama3_rope_and_grouped_query_attention() {
+    let config = check_logits("llama3_gqa");
+    assert_eq!(config.num_key_value_heads, 2);
+    assert!(matches!(config.rope, Rope::Llama3 { .. }));
+}
+
+#[test]
+fn logits_match_transformers_with_a_tied_head_and_attention_biases() {
+    let config = check_logits("tied_default");
+    assert!(config.tie_word_embeddings && config.attention_bias);
+    assert_eq!(config.head_dim, 16);
+}
+
+#[test]
+fn every_linear_layer_and_the_embedding_is_a_slot_with_transformers_names() {
+    let dir = transformers_folder("llama3_gqa");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = LlamaForCausalLM::from_folder(&dir.0, &vs).unwrap();
+    use tch_patch::prelude::*;
+    let slots: Vec<String> = model.slots().into_iter().map(|(path, _)| path).collect();
+    assert_eq!(slots.len(), 1 + 2 * 7 + 1);
+    assert_eq!(slots[0], "model.embed_tokens");
+    assert_eq!(slots[1], "model.layers.0.self_attn.q_proj");
+    assert_eq!(slots.last().unwrap(), "lm_head");
+    let names: Vec<String> = named_tensors(&model).into_iter().map(|t| t.name).collect();
+    let file = Tensor::read_safetensors(dir.0.join("model.safetensors")).unwrap();
+    let mut in_file: Vec<String> = file.into_iter().map(|(n, _)| n).collect();
+    let mut ours = names.clone();
+    in_file.sort();
+    ours.sort();
+    assert_eq!(ours, in_file);
+}
+
+#[test]
+fn unknown_and_unsupported_config_fields_are_refused_by_name() {
+    let dir = transformers_folder("tied_default");
+    let config_path = dir.0.join("config.json");
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    let edit = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&config_path, text.replacen(from, to, 1)).unwrap();
+        LlamaConfig::from_file(&config_path).unwrap_err()
+    };
+    let unknown = edit("\"use_cache\"", "\"sliding_window\": 4, \"use_cache\"");
+    assert!(
+        matches!(&unknown, ModelError::UnknownFields { fields, known, .. }
+        if fields == &["sliding_window"] && known.iter().any(|k| k == "rope_parameters")),
+        "{unknown}"
+    );
+    let act = edit("\"silu\"", "\"gelu\"");
+    assert!(
+        act.to_string()
+            .contains("`hidden_act` = \"gelu\" is not supported"),
+        "{act}"
+    );
+    let rope = edit("\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"");
+    assert!(
+        rope.to_string()
+            .contains("`rope_parameters.rope_type` = \"yarn\""),
+        "{rope}"
+    );
+    std::fs::write(&config_path, &text).unwrap();
+    std::fs::remove_file(dir.0.join("model.safetensors")).unwrap();
+    std::fs::write(dir.0.join("model.safetensors.index.json"), "{}").unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let sharded = LlamaForCausalLM::from_folder(&dir.0, &vs).unwrap_err();
+    assert!(
+        sharded.to_string().contains("sharded checkpoint"),
+        "{sharded}"
+    );
+}
+
+#[test]
+fn a_patch_string_puts_lora_on_the_attention_of_a_loaded_model() {
+    use tch_patch::prelude::*;
+    let dir = transformers_folder("llama3_gqa");
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let mut model = LlamaForCausalLM::from_folder(&dir.0, &vs).unwrap();
+    vs.freeze();
+    let (ids, logits) = expected(&dir.0);
+    let reports = apply_patch_string(
+        &mut model,
+        &vs,
+        r#"lora(rank=2, alpha=4, targets="*.self_attn.{q_proj,v_proj}")"#,
+    )
+    .unwrap();
+    assert_eq!(reports[0].patched.len(), 4);
+    // LoRA's B starts at zero: the patched model computes transformers' logits still.
+    let ours = tch::no_grad(|| model.forward_t(&ids, false));
+    assert!(max_abs_diff(&ours, &logits) <= 1e-4);
+    // One training step reaches the adapters only.
+    let loss = model.forward_t(&ids, true).mean(None);
+    loss.backward();
+    let variables = vs.variables();
+    let mut with_grad: Vec<&String> = variables
+        .iter()
+        .filter(|(_, t)| t.requires_grad())
+        .inspect(|(_, t)| assert!(t.grad().defined()))
+        .map(|(name, _)| name)
+        .collect();
+    with_grad.sort();
+    assert_eq!(with_grad.len(), 8, "{with_grad:?}");
+    assert!(
+        with_grad.iter().all(|name| name.contains(".lora_")),
+        "{with_grad:?}"
+    );
+    let names: Vec<String> = named_tensors(&model).into_iter().map(|t| t.name).collect();
+    assert!(names
+        .iter()
+        .any(|n| n == "model.layers.1.self_attn.v_proj.lora_b"));
+}

@@ -1,0 +1,53 @@
+"""Builds tiny transformers Llama models with random weights (fixed seeds), saves each as a
+transformers folder, and the logits transformers computes for fixed input ids beside it.
+
+  llama_real.py write DIR CASE    CASE: llama3_gqa | tied_default
+"""
+import sys
+
+import torch
+from safetensors.torch import save_file
+from transformers import LlamaConfig, LlamaForCausalLM
+
+CASES = {
+    # GQA (4 query heads over 2 key/value heads), llama3 RoPE scaling, untied head.
+    "llama3_gqa": dict(
+        vocab_size=97, hidden_size=32, intermediate_size=56, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 16},
+    ),
+    # Default RoPE, tied head, biases on the attention projections, head_dim set apart.
+    "tied_default": dict(
+        vocab_size=61, hidden_size=24, intermediate_size=40, num_hidden_layers=3,
+        num_attention_heads=3, num_key_value_heads=3, head_dim=16, max_position_embeddings=64,
+        tie_word_embeddings=True, attention_bias=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    ),
+}
+
+
+def write(folder, case):
+    torch.manual_seed(0)
+    config = LlamaConfig(**CASES[case])
+    model = LlamaForCausalLM(config).eval()
+    # Untrained norms are all ones: give them values so a wrong norm shows.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    ids = torch.randint(0, config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    save_file({"input_ids": ids, "logits": logits.contiguous()}, f"{folder}/expected.safetensors")
+    print(f"llama_real: OK, {case} written")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "write":
+        write(sys.argv[2], sys.argv[3])
+    else:
+        raise SystemExit(f"unknown command {sys.argv[1]!r}")
