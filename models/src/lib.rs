@@ -12,22 +12,48 @@ mod folder;
 pub mod llama;
 
 pub use error::ModelError;
-pub use folder::{CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
+pub use folder::{LoadDtype, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 
 use std::path::Path;
 use tch::nn;
-use tch_patch::load::{load_safetensors, LoadOptions};
 
 impl llama::LlamaForCausalLM {
-    /// Builds the model of a transformers folder (`config.json`, `model.safetensors`) at the
-    /// root of `vs` and loads its weights: every key, shape and dtype checked before any
-    /// tensor is written; a key the model lacks or a tensor the file lacks is an error.
-    pub fn from_folder(dir: impl AsRef<Path>, vs: &nn::VarStore) -> Result<Self, ModelError> {
+    /// Builds the model of a transformers folder (`config.json`, and `model.safetensors` or
+    /// the shards of `model.safetensors.index.json`) at the root of `vs`, in the dtype the
+    /// weights are stored in, and loads them: every key, shape and dtype checked; a key the
+    /// model lacks or a tensor no file holds is an error, and no model is returned. Every
+    /// variable of `vs` takes that dtype: give the model a VarStore of its own.
+    pub fn from_folder(dir: impl AsRef<Path>, vs: &mut nn::VarStore) -> Result<Self, ModelError> {
+        Self::from_folder_with(dir, vs, LoadDtype::AsStored)
+    }
+
+    /// [`from_folder`](Self::from_folder) with the dtype chosen: as stored, or every weight
+    /// converted to a floating kind.
+    pub fn from_folder_with(
+        dir: impl AsRef<Path>,
+        vs: &mut nn::VarStore,
+        dtype: LoadDtype,
+    ) -> Result<Self, ModelError> {
         let dir = dir.as_ref();
         let config = llama::LlamaConfig::from_file(dir.join(CONFIG_FILE))?;
-        let weights = folder::weights_file(dir)?;
+        let kind = match dtype {
+            LoadDtype::AsStored => config.dtype,
+            LoadDtype::Convert(
+                kind @ (tch::Kind::Float
+                | tch::Kind::Double
+                | tch::Kind::Half
+                | tch::Kind::BFloat16),
+            ) => kind,
+            LoadDtype::Convert(kind) => {
+                return Err(ModelError::Checkpoint {
+                    path: dir.to_owned(),
+                    message: format!("cannot load the weights as {kind:?}: not a floating kind"),
+                })
+            }
+        };
         let mut model = llama::LlamaForCausalLM::new(&vs.root(), &config);
-        load_safetensors(&mut model, &weights, &LoadOptions::new())?;
+        vs.set_kind(kind);
+        folder::load_weights(&mut model, dir, dtype)?;
         Ok(model)
     }
 }

@@ -63,6 +63,8 @@ pub struct LlamaConfig {
     pub attention_bias: bool,
     /// `mlp_bias`: gate, up and down projections have biases.
     pub mlp_bias: bool,
+    /// `dtype` (or `torch_dtype`): the kind the weights are stored in.
+    pub dtype: Kind,
 }
 
 /// Every field of transformers' `LlamaConfig` as `save_pretrained` writes it.
@@ -71,8 +73,8 @@ const FIELDS: &[Field] = &[
     Field::Read("attention_bias"),
     Field::Read("attention_dropout"),
     Field::Info("bos_token_id"),
-    Field::Info("dtype"),
-    Field::Info("torch_dtype"),
+    Field::Read("dtype"),
+    Field::Read("torch_dtype"),
     Field::Info("eos_token_id"),
     Field::Read("head_dim"),
     Field::Read("hidden_act"),
@@ -146,6 +148,8 @@ impl LlamaConfig {
         let legacy_theta = r.value("rope_theta").cloned();
         let legacy_scaling = r.value("rope_scaling").cloned();
         let rope_parameters = r.value("rope_parameters").cloned();
+        let legacy_dtype = r.str_or("torch_dtype", "float32")?;
+        let dtype = crate::folder::stored_kind(path, Some(r.str_or("dtype", legacy_dtype)?))?;
         let config = LlamaConfig {
             vocab_size: r.i64_or("vocab_size", Some(32000))?,
             hidden_size,
@@ -166,6 +170,7 @@ impl LlamaConfig {
             tie_word_embeddings: r.bool_or("tie_word_embeddings", false)?,
             attention_bias: r.bool_or("attention_bias", false)?,
             mlp_bias: r.bool_or("mlp_bias", false)?,
+            dtype,
         };
         r.finish(FIELDS)?;
         Ok(config)

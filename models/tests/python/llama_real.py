@@ -1,7 +1,7 @@
 """Builds tiny transformers Llama models with random weights (fixed seeds), saves each as a
 transformers folder, and the logits transformers computes for fixed input ids beside it.
 
-  llama_real.py write DIR CASE    CASE: llama3_gqa | tied_default
+  llama_real.py write DIR CASE    CASE: llama3_gqa | tied_default | sharded | bf16
 """
 import sys
 
@@ -29,19 +29,26 @@ CASES = {
 }
 
 
+# The same model, saved another way.
+VARIANTS = {"sharded": "llama3_gqa", "bf16": "llama3_gqa"}
+
+
 def write(folder, case):
     torch.manual_seed(0)
-    config = LlamaConfig(**CASES[case])
+    config = LlamaConfig(**CASES[VARIANTS.get(case, case)])
     model = LlamaForCausalLM(config).eval()
     # Untrained norms are all ones: give them values so a wrong norm shows.
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.copy_(1 + 0.1 * torch.randn_like(p))
-    model.save_pretrained(folder)
+    if case == "bf16":
+        model = model.to(torch.bfloat16)
+    # 20 KB shards: the tiny model spreads over several files and an index.
+    model.save_pretrained(folder, max_shard_size="20KB" if case == "sharded" else "50GB")
     ids = torch.randint(0, config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        logits = model(input_ids=ids).logits
+        logits = model(input_ids=ids).logits.float()
     save_file({"input_ids": ids, "logits": logits.contiguous()}, f"{folder}/expected.safetensors")
     print(f"llama_real: OK, {case} written")
 
