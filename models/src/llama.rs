@@ -346,6 +346,7 @@ impl LlamaAttention {
         cos: &Tensor,
         sin: &Tensor,
         mask: &Tensor,
+        cache: &mut Option<(Tensor, Tensor)>,
         train: bool,
     ) -> Tensor {
         let (b, t) = (xs.size()[0], xs.size()[1]);
@@ -356,6 +357,11 @@ impl LlamaAttention {
         let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1));
         let q = &q * &cos + rotate_half(&q) * &sin;
         let k = &k * &cos + rotate_half(&k) * &sin;
+        let (k, v) = match cache.take() {
+            Some((past_k, past_v)) => (Tensor::cat(&[past_k, k], 2), Tensor::cat(&[past_v, v], 2)),
+            None => (k, v),
+        };
+        *cache = Some((k.shallow_clone(), v.shallow_clone()));
         let groups = self.heads / self.kv_heads;
         let repeat = |ys: Tensor| {
             if groups == 1 {
@@ -507,31 +513,59 @@ impl LlamaForCausalLM {
 
     /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]` (int64), causal
     /// attention over the whole sequence, positions `0..seq`.
+    /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]` (int64), causal
+    /// attention over the whole sequence, positions `0..seq`.
+    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
+        let mask = Tensor::ones(input_ids.size(), (Kind::Int64, input_ids.device()));
+        let mut cache = KvCache::new(self.model.layers.len());
+        self.forward_cached(input_ids, &mask, &mut cache, train)
+    }
+
+    /// Logits for `input_ids` `[batch, new]` that follow the tokens already in `cache`.
+    /// `attention_mask` `[batch, cached + new]` is 1 for a token and 0 for padding (left
+    /// padding for prompts of different lengths); positions count the unmasked tokens, as
+    /// transformers' `generate` does. The new keys and values are appended to `cache`.
     // `xs = xs + ..`, not `xs += ..`: an in-place add would overwrite a tensor the norms keep
     // for the backward pass.
     #[allow(clippy::assign_op_pattern)]
-    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
-        let (b, t) = (input_ids.size()[0], input_ids.size()[1]);
+    pub fn forward_cached(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: &mut KvCache,
+        train: bool,
+    ) -> Tensor {
+        let t = input_ids.size()[1];
+        let total = attention_mask.size()[1];
+        let past = total - t;
         let device = input_ids.device();
         let mut xs = input_ids.apply_t(&self.model.embed_tokens, train);
-        let positions = Tensor::arange(t, (Kind::Float, device))
-            .unsqueeze(0)
-            .expand([b, t], false);
+        let kind = xs.kind();
+        let present = attention_mask.ne(0);
+        let positions = (attention_mask.to_kind(Kind::Int64).cumsum(-1, Kind::Int64) - 1)
+            .masked_fill(&present.logical_not(), 0)
+            .narrow(1, past, t)
+            .to_kind(Kind::Float);
         let freqs = positions.unsqueeze(-1) * self.model.inv_freq.unsqueeze(0).unsqueeze(0);
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        let (cos, sin) = (emb.cos().to_kind(xs.kind()), emb.sin().to_kind(xs.kind()));
-        let min = if xs.kind() == Kind::Float {
-            f32::MIN as f64
+        let (cos, sin) = (emb.cos().to_kind(kind), emb.sin().to_kind(kind));
+        let min = if kind == Kind::Float {
+            f64::from(f32::MIN)
         } else {
-            f64::from(half_min(xs.kind()))
+            f64::from(half_min(kind))
         };
-        let mask = Tensor::ones([t, t], (Kind::Bool, device))
-            .triu(1)
-            .to_kind(xs.kind())
-            * min;
-        for layer in &self.model.layers {
+        // Query i (at cached + i) sees key j when j <= cached + i and j is not padding.
+        let future = Tensor::ones([t, total], (Kind::Bool, device)).triu(past + 1);
+        let hidden = future
+            .unsqueeze(0)
+            .logical_or(&present.logical_not().unsqueeze(1));
+        let mask = hidden.unsqueeze(1).to_kind(kind) * min;
+        for (layer, layer_cache) in self.model.layers.iter().zip(&mut cache.layers) {
             let h = layer.input_layernorm.forward(&xs);
-            xs = xs + layer.self_attn.forward_t(&h, &cos, &sin, &mask, train);
+            xs = xs
+                + layer
+                    .self_attn
+                    .forward_t(&h, &cos, &sin, &mask, layer_cache, train);
             let h = layer.post_attention_layernorm.forward(&xs);
             xs = xs + layer.mlp.forward_t(&h, train);
         }
@@ -540,6 +574,74 @@ impl LlamaForCausalLM {
             Some(head) => xs.apply_t(head, train),
             None => xs.matmul(&self.model.embed_tokens.root().ws.tr()),
         }
+    }
+
+    /// Greedy decoding with a KV cache, as transformers' `generate(do_sample=False)`:
+    /// `input_ids` and `attention_mask` `[batch, prompt]` (prompts left-padded), up to
+    /// `max_new_tokens` more tokens each, the arg-max of the last logits at every step.
+    /// A sequence that produced `eos` is continued with `pad`; decoding stops when all
+    /// have. Returns `[batch, prompt + generated]`.
+    pub fn generate_greedy(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        max_new_tokens: i64,
+        eos: Option<i64>,
+        pad: i64,
+    ) -> Tensor {
+        tch::no_grad(|| {
+            let mut cache = KvCache::new(self.model.layers.len());
+            let mut sequences = input_ids.shallow_clone();
+            let mut mask = attention_mask.to_kind(Kind::Int64);
+            let mut next_input = input_ids.shallow_clone();
+            let mut finished =
+                Tensor::zeros([input_ids.size()[0]], (Kind::Bool, input_ids.device()));
+            for _ in 0..max_new_tokens {
+                let logits = self.forward_cached(&next_input, &mask, &mut cache, false);
+                let last = logits.select(1, logits.size()[1] - 1);
+                let mut token = last.argmax(-1, false);
+                token = token.where_self(&finished.logical_not(), &token.full_like(pad));
+                if let Some(eos) = eos {
+                    finished = finished.logical_or(&token.eq(eos));
+                }
+                let token = token.unsqueeze(1);
+                sequences = Tensor::cat(&[&sequences, &token], 1);
+                mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
+                next_input = token;
+                if eos.is_some() && finished.all().int64_value(&[]) == 1 {
+                    break;
+                }
+            }
+            sequences
+        })
+    }
+}
+
+/// The keys and values every layer has seen, `[batch, kv_heads, seq, head_dim]` each, for
+/// decoding one token at a time.
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// An empty cache for a model of `layers` layers.
+    pub fn new(layers: usize) -> Self {
+        KvCache {
+            layers: (0..layers).map(|_| None).collect(),
+        }
+    }
+
+    /// How many positions the cache holds (0 when empty).
+    pub fn len(&self) -> i64 {
+        self.layers
+            .first()
+            .and_then(|layer| layer.as_ref())
+            .map_or(0, |(k, _)| k.size()[2])
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

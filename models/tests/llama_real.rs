@@ -2,6 +2,7 @@
 //! `transformers` (tests/python/llama_real.py), loaded from their folders here, logits
 //! compared on the same input ids.
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Tensor};
 use tch_patch_models::llama::{LlamaConfig, LlamaForCausalLM, Rope};
 use tch_patch_models::ModelError;
@@ -10,8 +11,10 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(stem: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("tch-patch-models-{stem}-{}", std::process::id()));
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tch-patch-models-{stem}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -238,4 +241,62 @@ fn a_patch_string_puts_lora_on_the_attention_of_a_loaded_model() {
     assert!(names
         .iter()
         .any(|n| n == "model.layers.1.self_attn.v_proj.lora_b"));
+}
+
+/// transformers' `generate(do_sample=False)`, 32 new tokens for a batch of 3 left-padded
+/// prompts of lengths 5, 9 and 3: the same tokens from `generate_greedy` and its KV cache.
+#[test]
+fn greedy_decoding_gives_transformers_tokens() {
+    for case in ["llama3_gqa", "tied_default"] {
+        let dir = transformers_folder(case);
+        let out = run_python("llama_real.py", &["generate".as_ref(), dir.0.as_os_str()]);
+        assert!(out.contains("llama_real: OK, generated"), "{out}");
+        let file = Tensor::read_safetensors(dir.0.join("generated.safetensors")).unwrap();
+        let get = |name: &str| {
+            file.iter()
+                .find(|(n, _)| n == name)
+                .unwrap()
+                .1
+                .shallow_clone()
+        };
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let model = LlamaForCausalLM::from_folder(&dir.0, &mut vs).unwrap();
+        let ours = model.generate_greedy(&get("input_ids"), &get("attention_mask"), 32, None, 0);
+        let theirs = get("sequences");
+        assert_eq!(ours.size(), [3, 9 + 32]);
+        let differing = ours
+            .ne_tensor(&theirs)
+            .sum(tch::Kind::Int64)
+            .int64_value(&[]);
+        assert_eq!(differing, 0, "{case}: ours {ours:?} theirs {theirs:?}");
+    }
+}
+
+/// Decoding token by token through the cache gives the logits of one full forward.
+#[test]
+fn the_kv_cache_gives_the_logits_of_the_full_sequence() {
+    let dir = transformers_folder("llama3_gqa");
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = LlamaForCausalLM::from_folder(&dir.0, &mut vs).unwrap();
+    let (ids, logits) = expected(&dir.0);
+    let mut cache = tch_patch_models::llama::KvCache::new(2);
+    let t = ids.size()[1];
+    tch::no_grad(|| {
+        let first = model.forward_cached(
+            &ids.narrow(1, 0, 4),
+            &ids.narrow(1, 0, 4).ones_like(),
+            &mut cache,
+            false,
+        );
+        assert!(max_abs_diff(&first, &logits.narrow(1, 0, 4)) <= 1e-4);
+        for i in 4..t {
+            let mask = ids.narrow(1, 0, i + 1).ones_like();
+            let step = model.forward_cached(&ids.narrow(1, i, 1), &mask, &mut cache, false);
+            assert!(
+                max_abs_diff(&step, &logits.narrow(1, i, 1)) <= 1e-4,
+                "position {i}"
+            );
+        }
+    });
+    assert_eq!(cache.len(), t);
 }

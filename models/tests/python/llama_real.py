@@ -2,6 +2,7 @@
 transformers folder, and the logits transformers computes for fixed input ids beside it.
 
   llama_real.py write DIR CASE    CASE: llama3_gqa | tied_default | sharded | bf16
+  llama_real.py generate DIR      greedy tokens of transformers' generate for the model in DIR
 """
 import sys
 
@@ -53,8 +54,29 @@ def write(folder, case):
     print(f"llama_real: OK, {case} written")
 
 
+def generate(folder):
+    """Greedy decoding of 32 tokens for 3 prompts of lengths 5, 9 and 3, left-padded with 0."""
+    model = LlamaForCausalLM.from_pretrained(folder).eval()
+    generator = torch.Generator().manual_seed(2)
+    lengths = [5, 9, 3]
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        ids[row, width - n:] = torch.randint(3, model.config.vocab_size, (n,), generator=generator)
+        mask[row, width - n:] = 1
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=32, min_new_tokens=32,
+                             do_sample=False, pad_token_id=0, eos_token_id=None)
+    save_file({"input_ids": ids, "attention_mask": mask, "sequences": out.contiguous()},
+              f"{folder}/generated.safetensors")
+    print("llama_real: OK, generated")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "write":
         write(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "generate":
+        generate(sys.argv[2])
     else:
         raise SystemExit(f"unknown command {sys.argv[1]!r}")
