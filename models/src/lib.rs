@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod config;
+pub mod decoding;
 mod error;
 mod folder;
 pub mod llama;

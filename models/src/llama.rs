@@ -6,6 +6,7 @@
 //! (`model.layers.0.self_attn.q_proj.weight`), so a transformers `model.safetensors` loads
 //! by name.
 use crate::config::{read_object, Field, Reader};
+use crate::decoding::{self, CausalLm, KvCache};
 use crate::error::ModelError;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
@@ -357,11 +358,7 @@ impl LlamaAttention {
         let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1));
         let q = &q * &cos + rotate_half(&q) * &sin;
         let k = &k * &cos + rotate_half(&k) * &sin;
-        let (k, v) = match cache.take() {
-            Some((past_k, past_v)) => (Tensor::cat(&[past_k, k], 2), Tensor::cat(&[past_v, v], 2)),
-            None => (k, v),
-        };
-        *cache = Some((k.shallow_clone(), v.shallow_clone()));
+        let (k, v) = decoding::append(cache, k, v);
         let groups = self.heads / self.kv_heads;
         let repeat = |ys: Tensor| {
             if groups == 1 {
@@ -538,29 +535,14 @@ impl LlamaForCausalLM {
         let t = input_ids.size()[1];
         let total = attention_mask.size()[1];
         let past = total - t;
-        let device = input_ids.device();
         let mut xs = input_ids.apply_t(&self.model.embed_tokens, train);
         let kind = xs.kind();
-        let present = attention_mask.ne(0);
-        let positions = (attention_mask.to_kind(Kind::Int64).cumsum(-1, Kind::Int64) - 1)
-            .masked_fill(&present.logical_not(), 0)
-            .narrow(1, past, t)
-            .to_kind(Kind::Float);
+        let positions = decoding::positions(attention_mask, past, t).to_kind(Kind::Float);
         let freqs = positions.unsqueeze(-1) * self.model.inv_freq.unsqueeze(0).unsqueeze(0);
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
         let (cos, sin) = (emb.cos().to_kind(kind), emb.sin().to_kind(kind));
-        let min = if kind == Kind::Float {
-            f64::from(f32::MIN)
-        } else {
-            f64::from(half_min(kind))
-        };
-        // Query i (at cached + i) sees key j when j <= cached + i and j is not padding.
-        let future = Tensor::ones([t, total], (Kind::Bool, device)).triu(past + 1);
-        let hidden = future
-            .unsqueeze(0)
-            .logical_or(&present.logical_not().unsqueeze(1));
-        let mask = hidden.unsqueeze(1).to_kind(kind) * min;
-        for (layer, layer_cache) in self.model.layers.iter().zip(&mut cache.layers) {
+        let mask = decoding::additive_mask(attention_mask, past, t, kind);
+        for (layer, layer_cache) in self.model.layers.iter().zip(cache.layers_mut()) {
             let h = layer.input_layernorm.forward(&xs);
             xs = xs
                 + layer
@@ -575,81 +557,21 @@ impl LlamaForCausalLM {
             None => xs.matmul(&self.model.embed_tokens.root().ws.tr()),
         }
     }
+}
 
-    /// Greedy decoding with a KV cache, as transformers' `generate(do_sample=False)`:
-    /// `input_ids` and `attention_mask` `[batch, prompt]` (prompts left-padded), up to
-    /// `max_new_tokens` more tokens each, the arg-max of the last logits at every step.
-    /// A sequence that produced `eos` is continued with `pad`; decoding stops when all
-    /// have. Returns `[batch, prompt + generated]`.
-    pub fn generate_greedy(
+impl CausalLm for LlamaForCausalLM {
+    fn layers(&self) -> usize {
+        self.model.layers.len()
+    }
+
+    fn forward_cached(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
-        max_new_tokens: i64,
-        eos: Option<i64>,
-        pad: i64,
+        cache: &mut KvCache,
+        train: bool,
     ) -> Tensor {
-        tch::no_grad(|| {
-            let mut cache = KvCache::new(self.model.layers.len());
-            let mut sequences = input_ids.shallow_clone();
-            let mut mask = attention_mask.to_kind(Kind::Int64);
-            let mut next_input = input_ids.shallow_clone();
-            let mut finished =
-                Tensor::zeros([input_ids.size()[0]], (Kind::Bool, input_ids.device()));
-            for _ in 0..max_new_tokens {
-                let logits = self.forward_cached(&next_input, &mask, &mut cache, false);
-                let last = logits.select(1, logits.size()[1] - 1);
-                let mut token = last.argmax(-1, false);
-                token = token.where_self(&finished.logical_not(), &token.full_like(pad));
-                if let Some(eos) = eos {
-                    finished = finished.logical_or(&token.eq(eos));
-                }
-                let token = token.unsqueeze(1);
-                sequences = Tensor::cat(&[&sequences, &token], 1);
-                mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
-                next_input = token;
-                if eos.is_some() && finished.all().int64_value(&[]) == 1 {
-                    break;
-                }
-            }
-            sequences
-        })
-    }
-}
-
-/// The keys and values every layer has seen, `[batch, kv_heads, seq, head_dim]` each, for
-/// decoding one token at a time.
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-}
-
-impl KvCache {
-    /// An empty cache for a model of `layers` layers.
-    pub fn new(layers: usize) -> Self {
-        KvCache {
-            layers: (0..layers).map(|_| None).collect(),
-        }
-    }
-
-    /// How many positions the cache holds (0 when empty).
-    pub fn len(&self) -> i64 {
-        self.layers
-            .first()
-            .and_then(|layer| layer.as_ref())
-            .map_or(0, |(k, _)| k.size()[2])
-    }
-
-    /// Whether the cache holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The lowest finite value of a 16-bit float kind, for the additive attention mask.
-fn half_min(kind: Kind) -> f32 {
-    match kind {
-        Kind::BFloat16 => -3.389_531_4e38,
-        _ => -65504.0,
+        LlamaForCausalLM::forward_cached(self, input_ids, attention_mask, cache, train)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Tensor};
+use tch_patch_models::decoding::{CausalLm, KvCache};
 use tch_patch_models::llama::{LlamaConfig, LlamaForCausalLM, Rope};
 use tch_patch_models::ModelError;
 
@@ -279,7 +280,7 @@ fn the_kv_cache_gives_the_logits_of_the_full_sequence() {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = LlamaForCausalLM::from_folder(&dir.0, &mut vs).unwrap();
     let (ids, logits) = expected(&dir.0);
-    let mut cache = tch_patch_models::llama::KvCache::new(2);
+    let mut cache = KvCache::new(2);
     let t = ids.size()[1];
     tch::no_grad(|| {
         let first = model.forward_cached(
