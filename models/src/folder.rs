@@ -77,6 +77,20 @@ fn weights(dir: &Path) -> Result<Weights, ModelError> {
     Ok(Weights::Sharded { shards, weight_map })
 }
 
+/// The kind a model is loaded in: the stored one, or a floating kind asked for.
+pub(crate) fn target_kind(dir: &Path, dtype: LoadDtype, stored: Kind) -> Result<Kind, ModelError> {
+    match dtype {
+        LoadDtype::AsStored => Ok(stored),
+        LoadDtype::Convert(kind @ (Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)) => {
+            Ok(kind)
+        }
+        LoadDtype::Convert(kind) => Err(ModelError::Checkpoint {
+            path: dir.to_owned(),
+            message: format!("cannot load the weights as {kind:?}: not a floating kind"),
+        }),
+    }
+}
+
 /// The kind named by a config's `dtype` (or `torch_dtype`) field.
 pub(crate) fn stored_kind(config: &Path, name: Option<&str>) -> Result<Kind, ModelError> {
     match name.unwrap_or("float32") {

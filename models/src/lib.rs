@@ -10,6 +10,7 @@ mod config;
 pub mod decoding;
 mod error;
 mod folder;
+pub mod gpt2;
 pub mod llama;
 
 pub use error::ModelError;
@@ -18,43 +19,40 @@ pub use folder::{LoadDtype, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use std::path::Path;
 use tch::nn;
 
-impl llama::LlamaForCausalLM {
-    /// Builds the model of a transformers folder (`config.json`, and `model.safetensors` or
-    /// the shards of `model.safetensors.index.json`) at the root of `vs`, in the dtype the
-    /// weights are stored in, and loads them: every key, shape and dtype checked; a key the
-    /// model lacks or a tensor no file holds is an error, and no model is returned. Every
-    /// variable of `vs` takes that dtype: give the model a VarStore of its own.
-    pub fn from_folder(dir: impl AsRef<Path>, vs: &mut nn::VarStore) -> Result<Self, ModelError> {
-        Self::from_folder_with(dir, vs, LoadDtype::AsStored)
-    }
-
-    /// [`from_folder`](Self::from_folder) with the dtype chosen: as stored, or every weight
-    /// converted to a floating kind.
-    pub fn from_folder_with(
-        dir: impl AsRef<Path>,
-        vs: &mut nn::VarStore,
-        dtype: LoadDtype,
-    ) -> Result<Self, ModelError> {
-        let dir = dir.as_ref();
-        let config = llama::LlamaConfig::from_file(dir.join(CONFIG_FILE))?;
-        let kind = match dtype {
-            LoadDtype::AsStored => config.dtype,
-            LoadDtype::Convert(
-                kind @ (tch::Kind::Float
-                | tch::Kind::Double
-                | tch::Kind::Half
-                | tch::Kind::BFloat16),
-            ) => kind,
-            LoadDtype::Convert(kind) => {
-                return Err(ModelError::Checkpoint {
-                    path: dir.to_owned(),
-                    message: format!("cannot load the weights as {kind:?}: not a floating kind"),
-                })
+macro_rules! from_folder {
+    ($model:ty, $config:ty) => {
+        impl $model {
+            /// Builds the model of a transformers folder (`config.json`, and
+            /// `model.safetensors` or the shards of `model.safetensors.index.json`) at the
+            /// root of `vs`, in the dtype the weights are stored in, and loads them: every
+            /// key, shape and dtype checked; a key the model lacks or a tensor no file holds
+            /// is an error, and no model is returned. Every variable of `vs` takes that
+            /// dtype: give the model a VarStore of its own.
+            pub fn from_folder(
+                dir: impl AsRef<Path>,
+                vs: &mut nn::VarStore,
+            ) -> Result<Self, ModelError> {
+                Self::from_folder_with(dir, vs, LoadDtype::AsStored)
             }
-        };
-        let mut model = llama::LlamaForCausalLM::new(&vs.root(), &config);
-        vs.set_kind(kind);
-        folder::load_weights(&mut model, dir, dtype)?;
-        Ok(model)
-    }
+
+            /// [`from_folder`](Self::from_folder) with the dtype chosen: as stored, or every
+            /// weight converted to a floating kind.
+            pub fn from_folder_with(
+                dir: impl AsRef<Path>,
+                vs: &mut nn::VarStore,
+                dtype: LoadDtype,
+            ) -> Result<Self, ModelError> {
+                let dir = dir.as_ref();
+                let config = <$config>::from_file(dir.join(CONFIG_FILE))?;
+                let kind = folder::target_kind(dir, dtype, config.dtype)?;
+                let mut model = <$model>::new(&vs.root(), &config);
+                vs.set_kind(kind);
+                folder::load_weights(&mut model, dir, dtype)?;
+                Ok(model)
+            }
+        }
+    };
 }
+
+from_folder!(llama::LlamaForCausalLM, llama::LlamaConfig);
+from_folder!(gpt2::Gpt2LmHeadModel, gpt2::Gpt2Config);

@@ -1,52 +1,14 @@
 //! Llama against transformers: tiny models with random weights built and saved by the real
 //! `transformers` (tests/python/llama_real.py), loaded from their folders here, logits
 //! compared on the same input ids.
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use tch::{nn, Device, Tensor};
 use tch_patch_models::decoding::{CausalLm, KvCache};
 use tch_patch_models::llama::{LlamaConfig, LlamaForCausalLM, Rope};
 use tch_patch_models::ModelError;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(stem: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("tch-patch-models-{stem}-{}-{n}", std::process::id());
-        let dir = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `tests/python/<script>` on the repository's libtorch and its pinned transformers.
-fn run_python(script: &str, args: &[&std::ffi::OsStr]) -> String {
-    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = std::process::Command::new("python3")
-        .arg(package.join("tests").join("python").join(script))
-        .args(args)
-        .env("PYTHONPATH", package.join("..").join(".libtorch"))
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("python3 starts");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "python {script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
+mod common;
+use common::{max_abs_diff, run_python, TempDir};
 
 fn transformers_folder(case: &str) -> TempDir {
     let dir = TempDir::new(case);
@@ -72,10 +34,6 @@ fn expected(dir: &Path) -> (Tensor, Tensor) {
             .shallow_clone()
     };
     (get("input_ids"), get("logits"))
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 fn check_logits(case: &str) -> LlamaConfig {
