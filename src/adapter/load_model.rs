@@ -39,13 +39,26 @@ pub fn load_model_adapter_with(
     dtype: AdapterDtype,
 ) -> Result<Vec<ApplyReport>> {
     let adapter = read_adapter(dir.as_ref())?;
-    let specs: Vec<PatchSpec> = adapter.entries.iter().map(at_own_path).collect();
+    let operation = format!("load adapter `{}`", dir.as_ref().display());
+    load_entries(model, vs, &adapter.entries, operation, dtype)
+}
+
+/// Applies checked entries' patches at their own paths and fills their tensors: the part
+/// of [`load_model_adapter_with`] after reading, for every adapter format.
+pub(crate) fn load_entries(
+    model: &mut dyn ModuleTree,
+    vs: &nn::VarStore,
+    entries: &[AdapterEntry],
+    operation: String,
+    dtype: AdapterDtype,
+) -> Result<Vec<ApplyReport>> {
+    let specs: Vec<PatchSpec> = entries.iter().map(at_own_path).collect();
     let reports = apply_specs(model, vs, &specs)?;
-    let (problems, writes) = plan_writes(model, &adapter.entries, dtype);
+    let (problems, writes) = plan_writes(model, entries, dtype);
     if !problems.is_empty() {
         undo(model, vs, &reports);
         return Err(PatchError::InvalidTensors {
-            operation: format!("load adapter `{}`", dir.as_ref().display()),
+            operation,
             problems,
         });
     }

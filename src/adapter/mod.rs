@@ -57,7 +57,7 @@ mod dtype;
 pub(crate) mod entry;
 pub(crate) mod io;
 pub(crate) mod json;
-mod load_model;
+pub(crate) mod load_model;
 #[cfg(test)]
 mod load_model_tests;
 mod manifest;

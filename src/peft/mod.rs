@@ -24,11 +24,13 @@
 //! | `bias` (other than `"none"`), `lora_bias`, `use_dora`, `fan_in_fan_out`, `modules_to_save`, `target_parameters`, `trainable_token_indices`, `alora_invocation_tokens`, `layer_replication`, `megatron_config`, `use_qalora`, `use_bdlora`, `velora_config`, `monteclora_config`, `arrow_config`, `kasa_config`, `ensure_weight_tying` | refused when set, naming the field |
 mod config;
 mod fields;
+mod model;
 mod pattern;
 mod read;
 mod save;
 
 pub use config::{PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
+pub use model::{load_model_lora, save_model_lora};
 pub use pattern::PeftPattern;
 pub use read::{read_peft_lora, PeftAdapter};
 pub use save::save_peft_lora;

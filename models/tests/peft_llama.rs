@@ -1,0 +1,85 @@
+//! PEFT LoRA adapters on a whole Llama, both ways, against the real `peft`: an adapter PEFT
+//! saved loads onto the Rust model in one call and gives PEFT's logits; an adapter trained
+//! in Rust and saved in one call loads in PEFT and gives the Rust logits.
+mod common;
+use common::{max_abs_diff, read, run_python, TempDir};
+use tch::nn::OptimizerConfig;
+use tch::{nn, Device, Kind};
+use tch_patch::peft::{load_model_lora, save_model_lora, PeftOptions};
+use tch_patch_models::llama::LlamaForCausalLM;
+
+fn folders() -> (TempDir, TempDir) {
+    let model = TempDir::new("peft-llama-model");
+    let out = run_python(
+        "llama_real.py",
+        &["write".as_ref(), model.0.as_os_str(), "llama3_gqa".as_ref()],
+    );
+    assert!(out.contains("written"), "{out}");
+    (model, TempDir::new("peft-llama-adapter"))
+}
+
+#[test]
+fn an_adapter_peft_saved_loads_onto_the_model_in_one_call() {
+    let (model_dir, adapter_dir) = folders();
+    let out = run_python(
+        "peft_llama.py",
+        &[
+            "write".as_ref(),
+            model_dir.0.as_os_str(),
+            adapter_dir.0.as_os_str(),
+        ],
+    );
+    assert!(out.contains("peft_llama: OK, written"), "{out}");
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let mut model = LlamaForCausalLM::from_folder(&model_dir.0, &mut vs).unwrap();
+    let reports = load_model_lora(&mut model, &vs, &adapter_dir.0).unwrap();
+    let patched: usize = reports.iter().map(|r| r.patched.len()).sum();
+    assert_eq!(patched, 4); // q_proj and v_proj of 2 layers
+    let ids = read(&model_dir.0.join("expected.safetensors"))("input_ids");
+    let ours = tch::no_grad(|| model.forward_t(&ids, false));
+    let theirs = read(&adapter_dir.0.join("peft_logits.safetensors"))("logits");
+    let diff = max_abs_diff(&ours, &theirs);
+    eprintln!("PEFT adapter on the Rust Llama: max abs logit diff {diff:e}");
+    assert!(diff <= 1e-4, "{diff}");
+}
+
+#[test]
+fn an_adapter_trained_in_rust_loads_in_peft_with_the_same_logits() {
+    let (model_dir, adapter_dir) = folders();
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let mut model = LlamaForCausalLM::from_folder(&model_dir.0, &mut vs).unwrap();
+    vs.freeze();
+    let patches = r#"lora(rank=4, alpha=8, targets="*.self_attn.{q_proj,v_proj}")"#;
+    let specs = tch_patch::registry::Registry::global()
+        .unwrap()
+        .parse(patches)
+        .unwrap();
+    tch_patch::registry::apply_specs(&mut model, &vs, &specs).unwrap();
+    let ids = read(&model_dir.0.join("expected.safetensors"))("input_ids");
+    let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
+    for _ in 0..5 {
+        let logits = model.forward_t(&ids.narrow(1, 0, 10), true);
+        let loss = logits
+            .view([-1, model.config().vocab_size])
+            .cross_entropy_for_logits(&ids.narrow(1, 1, 10).reshape([-1]));
+        opt.backward_step(&loss);
+    }
+    save_model_lora(&adapter_dir.0, &model, &specs, &PeftOptions::default()).unwrap();
+    let ours = tch::no_grad(|| model.forward_t(&ids, false)).to_kind(Kind::Float);
+    let out = run_python(
+        "peft_llama.py",
+        &[
+            "logits".as_ref(),
+            model_dir.0.as_os_str(),
+            adapter_dir.0.as_os_str(),
+        ],
+    );
+    assert!(out.contains("peft_llama: OK, logits"), "{out}");
+    let theirs = read(&adapter_dir.0.join("peft_logits.safetensors"))("logits");
+    let diff = max_abs_diff(&ours, &theirs);
+    eprintln!("Rust-trained adapter in PEFT: max abs logit diff {diff:e}");
+    assert!(diff <= 1e-4, "{diff}");
+    // Training moved the adapter: the logits are not the base model's.
+    let base = read(&model_dir.0.join("expected.safetensors"))("logits");
+    assert!(max_abs_diff(&ours, &base) > 1e-3);
+}
