@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use tch::Kind;
 use tch_patch::load::{load_safetensors_with, LoadOptions};
+use tch_patch::tree::ModuleTreeExt;
 use tch_patch::{named_tensors, Parameters, PatchError};
 
 /// The config file of a transformers folder.
@@ -89,6 +90,50 @@ pub(crate) fn target_kind(dir: &Path, dtype: LoadDtype, stored: Kind) -> Result<
             message: format!("cannot load the weights as {kind:?}: not a floating kind"),
         }),
     }
+}
+
+/// The config name of a floating kind (the inverse of [`stored_kind`]).
+pub(crate) fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::BFloat16 => "bfloat16",
+        Kind::Half => "float16",
+        _ => "float32",
+    }
+}
+
+/// Writes `config` and every tensor of `model` as a transformers folder. A patched model
+/// is refused (its patches' tensors are no part of the base): save its adapter with
+/// `tch_patch::peft::save_model_lora`, the base before patching it.
+pub(crate) fn save_folder<M: Parameters + tch_patch::ModuleTree>(
+    dir: &Path,
+    config: &serde_json::Value,
+    model: &M,
+) -> Result<(), ModelError> {
+    if let Some((path, slot)) = model
+        .slots()
+        .into_iter()
+        .find(|(_, slot)| slot.is_patched())
+    {
+        return Err(ModelError::Checkpoint {
+            path: dir.to_owned(),
+            message: format!(
+                "slot `{path}` holds {:?}: a transformers folder holds a base model; save the adapter with peft::save_model_lora",
+                slot.patch_names()
+            ),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let text = serde_json::to_string_pretty(config).expect("a JSON value prints");
+    let config_path = dir.join(CONFIG_FILE);
+    std::fs::write(&config_path, text).map_err(|source| ModelError::Io {
+        path: config_path,
+        source,
+    })?;
+    tch_patch::save::save_module(model, dir.join(WEIGHTS_FILE), "")?;
+    Ok(())
 }
 
 /// The kind named by a config's `dtype` (or `torch_dtype`) field.

@@ -55,4 +55,13 @@ macro_rules! from_folder {
 }
 
 from_folder!(llama::LlamaForCausalLM, llama::LlamaConfig);
+
+impl llama::LlamaForCausalLM {
+    /// Writes the model as a transformers folder (`config.json`, `model.safetensors`) that
+    /// Python loads with `LlamaForCausalLM.from_pretrained(dir)`. A patched model is refused:
+    /// save the base before patching, and the adapter with `tch_patch::peft::save_model_lora`.
+    pub fn save_folder(&self, dir: impl AsRef<Path>) -> Result<(), ModelError> {
+        folder::save_folder(dir.as_ref(), &self.config().to_json(), self)
+    }
+}
 from_folder!(gpt2::Gpt2LmHeadModel, gpt2::Gpt2Config);

@@ -178,6 +178,50 @@ impl LlamaConfig {
     }
 }
 
+impl LlamaConfig {
+    /// The config as transformers 5 writes it (`LlamaConfig.save_pretrained`'s field names),
+    /// for a folder Python loads with `LlamaForCausalLM.from_pretrained`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let rope = match &self.rope {
+            Rope::Default { theta } => {
+                serde_json::json!({ "rope_type": "default", "rope_theta": theta })
+            }
+            Rope::Llama3 {
+                theta,
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                serde_json::json!({
+                    "rope_type": "llama3", "rope_theta": theta, "factor": factor,
+                    "low_freq_factor": low_freq_factor, "high_freq_factor": high_freq_factor,
+                    "original_max_position_embeddings": original_max_position_embeddings,
+                })
+            }
+        };
+        serde_json::json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "max_position_embeddings": self.max_position_embeddings,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_parameters": rope,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "attention_bias": self.attention_bias,
+            "mlp_bias": self.mlp_bias,
+            "hidden_act": "silu",
+            "dtype": crate::folder::kind_name(self.dtype),
+        })
+    }
+}
+
 /// `rope_parameters` (transformers 5), or `rope_theta` with `rope_scaling` (earlier files).
 fn read_rope(
     path: &Path,

@@ -259,3 +259,32 @@ fn the_kv_cache_gives_the_logits_of_the_full_sequence() {
     });
     assert_eq!(cache.len(), t);
 }
+
+/// A model built in Rust and saved as a transformers folder loads in transformers, which
+/// computes the same logits; a patched model is refused.
+#[test]
+fn a_folder_saved_in_rust_loads_in_transformers() {
+    let dir = TempDir::new("saved-in-rust");
+    let vs = nn::VarStore::new(Device::Cpu);
+    tch::manual_seed(4);
+    let path = transformers_folder("llama3_gqa");
+    let config = LlamaConfig::from_file(path.0.join("config.json")).unwrap();
+    let mut model = LlamaForCausalLM::new(&vs.root(), &config);
+    model.save_folder(&dir.0).unwrap();
+    let ids = Tensor::from_slice(&[3i64, 1, 4, 1, 5, 9, 2, 6]).view([2, 4]);
+    Tensor::write_safetensors(&[("input_ids", &ids)], dir.0.join("ids.safetensors")).unwrap();
+    let out = run_python("llama_real.py", &["logits".as_ref(), dir.0.as_os_str()]);
+    assert!(out.contains("llama_real: OK, logits"), "{out}");
+    let theirs = common::read(&dir.0.join("logits.safetensors"))("logits");
+    let ours = tch::no_grad(|| model.forward_t(&ids, false));
+    assert!(max_abs_diff(&ours, &theirs) <= 1e-4);
+    use tch_patch::prelude::*;
+    apply_patch_string(&mut model, &vs, r#"lora(rank=2, targets="*.q_proj")"#).unwrap();
+    let refused = model.save_folder(dir.0.join("patched")).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("save the adapter with peft::save_model_lora"),
+        "{refused}"
+    );
+}

@@ -3,11 +3,12 @@ transformers folder, and the logits transformers computes for fixed input ids be
 
   llama_real.py write DIR CASE    CASE: llama3_gqa | tied_default | sharded | bf16
   llama_real.py generate DIR      greedy tokens of transformers' generate for the model in DIR
+  llama_real.py logits DIR        transformers' logits for DIR's model on DIR/ids.safetensors
 """
 import sys
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 CASES = {
@@ -73,10 +74,22 @@ def generate(folder):
     print("llama_real: OK, generated")
 
 
+def logits(folder):
+    """The logits transformers computes for the folder's model on `ids.safetensors`."""
+    model = LlamaForCausalLM.from_pretrained(folder).eval()
+    ids = load_file(f"{folder}/ids.safetensors")["input_ids"]
+    with torch.no_grad():
+        out = model(input_ids=ids).logits
+    save_file({"logits": out.contiguous()}, f"{folder}/logits.safetensors")
+    print("llama_real: OK, logits")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "write":
         write(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "generate":
         generate(sys.argv[2])
+    elif sys.argv[1] == "logits":
+        logits(sys.argv[2])
     else:
         raise SystemExit(f"unknown command {sys.argv[1]!r}")
