@@ -288,3 +288,59 @@ fn a_folder_saved_in_rust_loads_in_transformers() {
         "{refused}"
     );
 }
+
+/// Broken folders: each a typed error naming the file or field, and no model returned.
+#[test]
+fn broken_checkpoints_are_refused_by_name() {
+    let dir = transformers_folder("sharded");
+    let index = dir.0.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let shard = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("model-") && name.ends_with(".safetensors"))
+        .unwrap();
+    let load = || {
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        LlamaForCausalLM::from_folder(&dir.0, &mut vs)
+            .unwrap_err()
+            .to_string()
+    };
+    // An index naming a file that is not there.
+    std::fs::write(&index, text.replace(&shard, "model-99-of-99.safetensors")).unwrap();
+    let missing = load();
+    assert!(missing.contains("model-99-of-99.safetensors"), "{missing}");
+    std::fs::write(&index, &text).unwrap();
+    // A shard with a wrong shape.
+    let path = dir.0.join(&shard);
+    let tensors = Tensor::read_safetensors(&path).unwrap();
+    let (name, first) = &tensors[0];
+    let mut edited: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    edited[0].1 = Tensor::zeros([first.size()[0] + 1], (first.kind(), Device::Cpu));
+    Tensor::write_safetensors(&edited, &path).unwrap();
+    let shape = load();
+    assert!(
+        shape.contains(name.as_str()) && shape.contains("shape"),
+        "{shape}"
+    );
+    // A missing shard.
+    std::fs::remove_file(&path).unwrap();
+    let gone = load();
+    assert!(gone.contains(&shard), "{gone}");
+    // An architecture this crate does not implement.
+    let config = dir.0.join("config.json");
+    let json = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        json.replace("\"model_type\": \"llama\"", "\"model_type\": \"mistral\""),
+    )
+    .unwrap();
+    let arch = LlamaConfig::from_file(&config).unwrap_err().to_string();
+    assert!(
+        arch.contains("`model_type` = \"mistral\" is not supported"),
+        "{arch}"
+    );
+}
