@@ -105,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?);
     for _ in 0..args.steps {
         let (xs, ys) = batch(vocab);
-        let logits = model.forward_t(&xs, true);
+        let logits = model.logits(&xs, true);
         let loss = logits
             .view([-1, vocab])
             .cross_entropy_for_logits(&ys.reshape([-1]));
@@ -128,11 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (vs2, mut reloaded) = load(&args, &base_dir)?;
     peft::load_model_lora(&mut reloaded, &vs2, &adapter_dir)?;
     let (xs, _) = batch(vocab);
-    let same = tch::no_grad(|| {
-        model
-            .forward_t(&xs, false)
-            .equal(&reloaded.forward_t(&xs, false))
-    });
+    let same = tch::no_grad(|| model.logits(&xs, false).equal(&reloaded.logits(&xs, false)));
     println!("reloaded adapter gives the same logits: {same}");
 
     let prompt = Tensor::from_slice(&[5i64, 8, 11, 14]).unsqueeze(0);

@@ -90,6 +90,14 @@ pub trait CausalLm {
         train: bool,
     ) -> Tensor;
 
+    /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]` (int64): causal attention
+    /// over the whole sequence, positions `0..seq`, no cache kept.
+    fn logits(&self, input_ids: &Tensor, train: bool) -> Tensor {
+        let mask = Tensor::ones(input_ids.size(), (Kind::Int64, input_ids.device()));
+        let mut cache = KvCache::new(self.layers());
+        self.forward_cached(input_ids, &mask, &mut cache, train)
+    }
+
     /// Greedy decoding with a KV cache, as transformers' `generate(do_sample=False)`:
     /// `input_ids` and `attention_mask` `[batch, prompt]` (prompts left-padded), up to
     /// `max_new_tokens` more tokens each, the arg-max of the last logits at every step. A

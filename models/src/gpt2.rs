@@ -343,18 +343,11 @@ impl Gpt2LmHeadModel {
         &self.config
     }
 
-    /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]`, positions `0..seq`.
-    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
-        let mask = Tensor::ones(input_ids.size(), (Kind::Int64, input_ids.device()));
-        let mut cache = KvCache::new(self.transformer.h.len());
-        self.forward_cached(input_ids, &mask, &mut cache, train)
-    }
-
     /// Logits for `input_ids` `[batch, new]` following the tokens in `cache`; see
     /// [`CausalLm::forward_cached`].
     // `xs = xs + ..`: an in-place add would overwrite a tensor the norms keep for backward.
     #[allow(clippy::assign_op_pattern)]
-    pub fn forward_cached(
+    fn forward_cached_impl(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
@@ -397,13 +390,13 @@ impl CausalLm for Gpt2LmHeadModel {
         cache: &mut KvCache,
         train: bool,
     ) -> Tensor {
-        Gpt2LmHeadModel::forward_cached(self, input_ids, attention_mask, cache, train)
+        Gpt2LmHeadModel::forward_cached_impl(self, input_ids, attention_mask, cache, train)
     }
 }
 
 impl nn::ModuleT for Gpt2LmHeadModel {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        Gpt2LmHeadModel::forward_t(self, xs, train)
+        self.logits(xs, train)
     }
 }
 

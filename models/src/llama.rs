@@ -552,16 +552,6 @@ impl LlamaForCausalLM {
         &self.config
     }
 
-    /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]` (int64), causal
-    /// attention over the whole sequence, positions `0..seq`.
-    /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]` (int64), causal
-    /// attention over the whole sequence, positions `0..seq`.
-    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
-        let mask = Tensor::ones(input_ids.size(), (Kind::Int64, input_ids.device()));
-        let mut cache = KvCache::new(self.model.layers.len());
-        self.forward_cached(input_ids, &mask, &mut cache, train)
-    }
-
     /// Logits for `input_ids` `[batch, new]` that follow the tokens already in `cache`.
     /// `attention_mask` `[batch, cached + new]` is 1 for a token and 0 for padding (left
     /// padding for prompts of different lengths); positions count the unmasked tokens, as
@@ -569,7 +559,7 @@ impl LlamaForCausalLM {
     // `xs = xs + ..`, not `xs += ..`: an in-place add would overwrite a tensor the norms keep
     // for the backward pass.
     #[allow(clippy::assign_op_pattern)]
-    pub fn forward_cached(
+    fn forward_cached_impl(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
@@ -615,13 +605,13 @@ impl CausalLm for LlamaForCausalLM {
         cache: &mut KvCache,
         train: bool,
     ) -> Tensor {
-        LlamaForCausalLM::forward_cached(self, input_ids, attention_mask, cache, train)
+        LlamaForCausalLM::forward_cached_impl(self, input_ids, attention_mask, cache, train)
     }
 }
 
 impl nn::ModuleT for LlamaForCausalLM {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        LlamaForCausalLM::forward_t(self, xs, train)
+        self.logits(xs, train)
     }
 }
 

@@ -45,7 +45,7 @@ fn check_logits_within(case: &str, tolerance: f64) -> LlamaConfig {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = LlamaForCausalLM::from_folder(&dir.0, &mut vs).unwrap();
     let (ids, logits) = expected(&dir.0);
-    let ours = tch::no_grad(|| model.forward_t(&ids, false)).to_kind(tch::Kind::Float);
+    let ours = tch::no_grad(|| model.logits(&ids, false)).to_kind(tch::Kind::Float);
     assert_eq!(ours.size(), logits.size());
     let diff = max_abs_diff(&ours, &logits);
     eprintln!("{case}: max abs logit diff against transformers {diff:e}");
@@ -178,10 +178,10 @@ fn a_patch_string_puts_lora_on_the_attention_of_a_loaded_model() {
     .unwrap();
     assert_eq!(reports[0].patched.len(), 4);
     // LoRA's B starts at zero: the patched model computes transformers' logits still.
-    let ours = tch::no_grad(|| model.forward_t(&ids, false));
+    let ours = tch::no_grad(|| model.logits(&ids, false));
     assert!(max_abs_diff(&ours, &logits) <= 1e-4);
     // One training step reaches the adapters only.
-    let loss = model.forward_t(&ids, true).mean(None);
+    let loss = model.logits(&ids, true).mean(None);
     loss.backward();
     let variables = vs.variables();
     let mut with_grad: Vec<&String> = variables
@@ -276,7 +276,7 @@ fn a_folder_saved_in_rust_loads_in_transformers() {
     let out = run_python("llama_real.py", &["logits".as_ref(), dir.0.as_os_str()]);
     assert!(out.contains("llama_real: OK, logits"), "{out}");
     let theirs = common::read(&dir.0.join("logits.safetensors"))("logits");
-    let ours = tch::no_grad(|| model.forward_t(&ids, false));
+    let ours = tch::no_grad(|| model.logits(&ids, false));
     assert!(max_abs_diff(&ours, &theirs) <= 1e-4);
     use tch_patch::prelude::*;
     apply_patch_string(&mut model, &vs, r#"lora(rank=2, targets="*.q_proj")"#).unwrap();

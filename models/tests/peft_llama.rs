@@ -6,6 +6,7 @@ use common::{max_abs_diff, read, run_python, TempDir};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind};
 use tch_patch::peft::{load_model_lora, save_model_lora, PeftOptions};
+use tch_patch_models::decoding::CausalLm;
 use tch_patch_models::llama::LlamaForCausalLM;
 
 fn folders() -> (TempDir, TempDir) {
@@ -36,7 +37,7 @@ fn an_adapter_peft_saved_loads_onto_the_model_in_one_call() {
     let patched: usize = reports.iter().map(|r| r.patched.len()).sum();
     assert_eq!(patched, 4); // q_proj and v_proj of 2 layers
     let ids = read(&model_dir.0.join("expected.safetensors"))("input_ids");
-    let ours = tch::no_grad(|| model.forward_t(&ids, false));
+    let ours = tch::no_grad(|| model.logits(&ids, false));
     let theirs = read(&adapter_dir.0.join("peft_logits.safetensors"))("logits");
     let diff = max_abs_diff(&ours, &theirs);
     eprintln!("PEFT adapter on the Rust Llama: max abs logit diff {diff:e}");
@@ -58,14 +59,14 @@ fn an_adapter_trained_in_rust_loads_in_peft_with_the_same_logits() {
     let ids = read(&model_dir.0.join("expected.safetensors"))("input_ids");
     let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
     for _ in 0..5 {
-        let logits = model.forward_t(&ids.narrow(1, 0, 10), true);
+        let logits = model.logits(&ids.narrow(1, 0, 10), true);
         let loss = logits
             .view([-1, model.config().vocab_size])
             .cross_entropy_for_logits(&ids.narrow(1, 1, 10).reshape([-1]));
         opt.backward_step(&loss);
     }
     save_model_lora(&adapter_dir.0, &model, &specs, &PeftOptions::default()).unwrap();
-    let ours = tch::no_grad(|| model.forward_t(&ids, false)).to_kind(Kind::Float);
+    let ours = tch::no_grad(|| model.logits(&ids, false)).to_kind(Kind::Float);
     let out = run_python(
         "peft_llama.py",
         &[
