@@ -32,7 +32,7 @@ use tch::{nn, Tensor};
 /// use tch::{nn, nn::ModuleT, Tensor};
 /// use tch_patch::{patch, patch_forward, Layer, Slot};
 ///
-/// #[patch(from = L, module_t, custom_forward)]
+/// #[patch(from = L, module_t)]
 /// struct Negated<L: Layer> {}
 ///
 /// #[patch_forward]
