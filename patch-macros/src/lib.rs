@@ -76,14 +76,48 @@ fn patch_impl(
             attr::PatchArgs::default()
         }
     };
-    let patch = ast::PatchStruct::from_item(&cx, args, item);
+    let from = args.from.clone();
+    let patch = ast::PatchStruct::from_item(&cx, args, item.clone());
     if let Some(patch) = &patch {
         valid::check(&cx, patch);
     }
-    cx.check()?;
+    if let Err(errors) = cx.check() {
+        let mut tokens = errors.into_compile_error();
+        tokens.extend(fallback(item, from));
+        return Ok(tokens);
+    }
     Ok(expand::expand(
         &patch.expect("no errors, so the struct was read"),
     ))
+}
+
+/// What a `#[patch]` with errors expands to besides them (the way thiserror's
+/// `fallback.rs` does): the user's item, so that one mistake is one error and not also
+/// "cannot find type" at every use. A struct loses its `#[param]` / `#[buffer]` field
+/// attributes (only `#[patch]` reads them) and gains `base: Parent` when `from` names a
+/// plain type, so that `P { base: .. }` and the generic parameters it uses still resolve.
+fn fallback(mut item: syn::Item, from: Option<syn::Type>) -> proc_macro2::TokenStream {
+    if let syn::Item::Struct(item) = &mut item {
+        for field in item.fields.iter_mut() {
+            field
+                .attrs
+                .retain(|a| !a.path().is_ident("param") && !a.path().is_ident("buffer"));
+        }
+        if let (Some(syn::Type::Path(from)), syn::Fields::Named(fields)) = (from, &mut item.fields)
+        {
+            let has_base = fields
+                .named
+                .iter()
+                .any(|f| f.ident.as_ref().is_some_and(|i| i == "base"));
+            if !has_base {
+                fields
+                    .named
+                    .insert(0, syn::parse_quote!(#[allow(dead_code)] pub base: #from));
+            }
+        }
+    }
+    // The build fails anyway: no "never constructed" warning on top of the errors.
+    quote::quote!(#[allow(dead_code)] #item)
 }
 
 /// Overrides the forward of a `#[patch]` struct: put it on an inherent impl block holding
