@@ -31,7 +31,7 @@ const TOKENS: [i64; 2] = [32, 64];
 #[patch(from = nn::Linear)]
 struct Passthrough {}
 
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 struct Gained {
     #[param]
     gain: Tensor,
@@ -50,7 +50,7 @@ impl Gained {
 struct Tagged<L: Layer> {}
 
 /// The blog post's forward: the whole table with `delta` scattered in, then the lookup.
-#[patch(from = nn::Embedding, custom_forward)]
+#[patch(from = nn::Embedding)]
 struct ScatterAddEmbedding {
     #[param]
     delta: Tensor,

@@ -23,21 +23,23 @@ pub trait ModuleTParent: nn::ModuleT {}
 #[diagnostic::do_not_recommend]
 impl<T: nn::ModuleT> ModuleTParent for T {}
 
-/// Written by `#[patch(custom_forward)]`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has a `#[patch_forward]` impl block, but its `#[patch(...)]` does not say `custom_forward`",
-    label = "this forward would clash with the one `#[patch]` writes",
-    note = "add `custom_forward` to the struct's attribute: `#[patch(from = ..., custom_forward)]`"
-)]
-pub trait DeclaresCustomForward {}
+/// The forward of a patch that does not override it: delegates to the parent. `#[patch]`
+/// implements it for the patch, and its `nn::Module::forward` calls
+/// `self.__tch_patch_forward(xs)` with this trait in scope; a `#[patch_forward]` block
+/// writes an inherent method of the same name, which method resolution picks over this
+/// trait's, so the override needs no flag on the struct.
+#[doc(hidden)]
+pub trait DelegateForward {
+    /// The parent's forward.
+    fn __tch_patch_forward(&self, xs: &tch::Tensor) -> tch::Tensor;
+}
 
-/// Written by `#[patch_forward]`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` says `custom_forward` but has no `#[patch_forward]` impl block",
-    label = "declared here",
-    note = "add `#[patch_forward] impl {Self} {{ fn forward(&self, xs: &Tensor) -> Tensor {{ .. }} }}`, or remove `custom_forward` to delegate forward to the parent"
-)]
-pub trait HasCustomForward {}
+/// [`DelegateForward`] for a `module_t` patch: the parent's `forward_t`.
+#[doc(hidden)]
+pub trait DelegateForwardT {
+    /// The parent's forward_t.
+    fn __tch_patch_forward_t(&self, xs: &tch::Tensor, train: bool) -> tch::Tensor;
+}
 
 /// Written by `#[patch]` without `module_t`.
 #[diagnostic::on_unimplemented(
@@ -71,10 +73,6 @@ pub trait NeedsTrainFlag: nn::ModuleT {}
 pub fn assert_module_parent<T: ModuleParent + ?Sized>() {}
 /// Compile-time assertion used by generated code, for `module_t` patches.
 pub fn assert_module_t_parent<T: ModuleTParent + ?Sized>() {}
-/// Compile-time assertion used by generated code.
-pub fn assert_has_custom_forward<T: HasCustomForward + ?Sized>() {}
-/// Compile-time assertion used by generated code.
-pub fn assert_declares_custom_forward<T: DeclaresCustomForward + ?Sized>() {}
 /// Compile-time assertion used by generated code.
 pub fn assert_plain_patch<T: PlainPatch + ?Sized>() {}
 /// Compile-time assertion used by generated code.

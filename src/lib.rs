@@ -24,7 +24,7 @@
 //! use tch_patch::{patch, patch_forward, register_tensors, Patch, TensorRole};
 //!
 //! /// A linear layer whose output is scaled by a trainable per-feature gain.
-//! #[patch(from = nn::Linear, custom_forward)]
+//! #[patch(from = nn::Linear)]
 //! struct Gained {
 //!     #[param]
 //!     gain: Tensor,
@@ -103,9 +103,9 @@ pub mod __private {
     pub use crate::dynamic::PatchTypeInfo;
     pub use crate::error::Result;
     pub use crate::forward_checks::{
-        assert_declares_custom_forward, assert_has_custom_forward, assert_module_parent,
-        assert_module_t_parent, assert_plain_patch, assert_train_mode_patch, DeclaresCustomForward,
-        HasCustomForward, ModuleParent, ModuleTParent, NeedsTrainFlag, PlainPatch, TrainModePatch,
+        assert_module_parent, assert_module_t_parent, assert_plain_patch, assert_train_mode_patch,
+        DelegateForward, DelegateForwardT, ModuleParent, ModuleTParent, NeedsTrainFlag, PlainPatch,
+        TrainModePatch,
     };
     pub use crate::params::{TensorRole, Visitor, VisitorMut};
     pub use crate::patch::{Patch, PatchView};

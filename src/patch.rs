@@ -10,7 +10,7 @@ use tch::Tensor;
 ///
 /// # `Deref` to the parent, and which forward runs
 /// A patch derefs to its parent (`Deref`, `AsRef`, `Borrow` and their `mut` forms), also
-/// with `custom_forward`, since the parent's tensors *are* the patch's tensors: nothing is
+/// when it overrides its forward, since the parent's tensors *are* the patch's tensors: nothing is
 /// transformed behind them. Code that asks for the parent type gets the parent's behaviour
 /// on them, the way `Parent.forward(self, x)` calls the parent's forward in Python: a
 /// function taking `&nn::Linear`, given `&patched`, runs `nn::Linear`'s forward. Code
@@ -80,7 +80,7 @@ pub trait Patch {
 /// use tch::{nn, nn::Module, Device, Tensor};
 /// use tch_patch::{patch, patch_forward, PatchView};
 ///
-/// #[patch(from = nn::Linear, custom_forward)]
+/// #[patch(from = nn::Linear)]
 /// struct Relu {}
 ///
 /// #[patch_forward]

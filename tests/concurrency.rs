@@ -63,7 +63,7 @@ impl Module for Halve {
 struct TracedHalve {}
 
 /// A linear layer scaled by a trainable gain: a patch with a tensor of its own.
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 struct Gained {
     #[param]
     gain: Tensor,

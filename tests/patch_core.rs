@@ -37,7 +37,7 @@ struct Outer {}
 #[patch(from = nn::BatchNorm, module_t)]
 struct TrackedNorm {}
 
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 struct Doubled {}
 
 #[patch_forward]

@@ -16,7 +16,7 @@ const VOCAB: i64 = 10;
 
 /// Multiplies the output of any layer by a trainable per-feature `scale` (ones at first).
 /// `module_t`, as every patch that stacks on a slot's content: the train flag goes on down.
-#[patch(from = L, module_t, custom_forward)]
+#[patch(from = L, module_t)]
 struct Scaled<L: Layer> {
     #[param]
     scale: Tensor,
@@ -34,7 +34,7 @@ impl<L: Layer> Scaled<L> {
 struct Tagged<L: Layer> {}
 
 /// Doubles its base's output in train mode only: shows the train flag reaches it.
-#[patch(from = L, module_t, custom_forward)]
+#[patch(from = L, module_t)]
 struct TrainDoubles<L: Layer> {}
 
 #[patch_forward]

@@ -39,7 +39,7 @@ struct GainConfig {
 }
 
 /// Generic over its base, so it wraps whatever a slot holds (and stacks).
-#[patch(from = L, name = "gain", custom_forward, module_t)]
+#[patch(from = L, name = "gain", module_t)]
 struct Gain<L: Layer + ModuleT> {
     #[param]
     gain: Tensor,

@@ -9,15 +9,13 @@ use syn::{Attribute, Ident, LitStr, Path, Token, Type};
 pub struct PatchArgs {
     pub from: Option<Type>,
     pub name: Option<LitStr>,
-    pub custom_forward: Option<Ident>,
     pub module_t: Option<Ident>,
     pub krate: Option<Path>,
 }
 
-pub const OPTIONS: &str =
-    "`from = Type`, `name = \"...\"`, `custom_forward`, `module_t`, `crate = path`";
+pub const OPTIONS: &str = "`from = Type`, `name = \"...\"`, `module_t`, `crate = path`";
 
-const OPTION_NAMES: [&str; 5] = ["from", "name", "custom_forward", "module_t", "crate"];
+const OPTION_NAMES: [&str; 4] = ["from", "name", "module_t", "crate"];
 
 fn takes_value(option: &str) -> bool {
     matches!(option, "from" | "name" | "crate")
@@ -61,7 +59,14 @@ impl PatchArgs {
                 input.parse()?
             };
             let name = key.to_string();
-            let name = if OPTION_NAMES.contains(&name.as_str()) {
+            let name = if name == "custom_forward" {
+                cx.error_spanned_by(
+                    &key,
+                    "`custom_forward` is no longer needed: a `#[patch_forward]` impl block \
+                     overrides the forward by itself; remove `custom_forward`",
+                );
+                String::new()
+            } else if OPTION_NAMES.contains(&name.as_str()) {
                 name
             } else {
                 let suggestion = closest_option(&name);
@@ -102,10 +107,9 @@ impl PatchArgs {
                 }
                 "crate" => {
                     input.parse::<Token![=]>()?;
-                    let path = Path::parse_mod_style(input)?;
+                    let path = crate::derive_struct::crate_path(input)?;
                     set_once(cx, &mut args.krate, path, &key);
                 }
-                "custom_forward" => set_once(cx, &mut args.custom_forward, key.clone(), &key),
                 "module_t" => set_once(cx, &mut args.module_t, key.clone(), &key),
                 _ => {}
             }
@@ -208,7 +212,6 @@ mod tests {
         assert_eq!(closest_option("frm"), Some("from"));
         assert_eq!(closest_option("Name"), Some("name"));
         assert_eq!(closest_option("module"), Some("module_t"));
-        assert_eq!(closest_option("custom_fwd"), Some("custom_forward"));
         assert_eq!(closest_option("parent"), None);
         assert_eq!(closest_option("train"), None);
     }

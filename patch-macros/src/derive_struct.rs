@@ -1,5 +1,5 @@
 //! What the derives read alike from the struct they are put on: its fields (an enum or a
-//! union is an error), each field's member and name, and the `crate = "path"` option.
+//! union is an error), each field's member and name, and the `crate = path` option.
 use crate::ctxt::Ctxt;
 use proc_macro2::Span;
 use syn::{Attribute, DeriveInput, Fields, LitStr, Member, Path};
@@ -53,14 +53,30 @@ impl FieldName {
     }
 }
 
-/// `#[<attr>(crate = "path")]` on the struct, for use inside tch-patch itself. Any other
+/// The path after `crate =`, written unquoted in every attribute (`crate = my::path`). A
+/// string (the older `crate = "path"`) is an error saying to write the path itself.
+pub fn crate_path(input: syn::parse::ParseStream) -> syn::Result<Path> {
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "write the path unquoted: `crate = {}`, not a string",
+                lit.value()
+            ),
+        ));
+    }
+    Path::parse_mod_style(input)
+}
+
+/// `#[<attr>(crate = path)]` on the struct, for use inside tch-patch itself. Any other
 /// option is an error saying `unknown`.
 pub fn container_crate(cx: &Ctxt, attrs: &[Attribute], attr: &str, unknown: &str) -> Option<Path> {
     let mut krate = None;
     for attr in attrs.iter().filter(|a| a.path().is_ident(attr)) {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("crate") {
-                krate = Some(meta.value()?.parse::<LitStr>()?.parse()?);
+                krate = Some(crate_path(meta.value()?)?);
                 Ok(())
             } else {
                 Err(meta.error(unknown))

@@ -191,8 +191,12 @@ fn with_predicates(generics: &Generics, predicates: Vec<WherePredicate>) -> Gene
     generics
 }
 
-/// `nn::Module` (or `nn::ModuleT` with `module_t`) delegating to the parent, unless the
-/// struct says `custom_forward`: the `#[patch_forward]` impl block then writes it.
+/// `nn::Module` (or `nn::ModuleT` with `module_t`), whose forward calls
+/// `self.__tch_patch_forward(xs)` (`__tch_patch_forward_t`) with the hidden trait
+/// `DelegateForward` (`DelegateForwardT`) in scope. That trait, implemented here for the
+/// patch, delegates to the parent; a `#[patch_forward]` block writes an inherent method of
+/// the same name, and an inherent method wins over a trait method in method resolution,
+/// so the override is picked with no flag on the struct.
 fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenStream {
     let ident = &patch.ident;
     let (impl_g, ty_g, where_clause) = patch.generics.split_for_impl();
@@ -205,22 +209,6 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
         #[diagnostic::do_not_recommend]
         impl #impl_g #kind_marker for #ident #ty_g #where_clause {}
     };
-    if let Some(flag) = &patch.args.custom_forward {
-        // `Self` carries the span of `custom_forward`, so a missing block is reported there.
-        let assertion = quote_spanned! {flag.span()=>
-            #private::assert_has_custom_forward::<Self>();
-        };
-        return quote! {
-            #markers
-            #[diagnostic::do_not_recommend]
-            impl #impl_g #private::DeclaresCustomForward for #ident #ty_g #where_clause {}
-            #[allow(dead_code)]
-            trait __PatchChecks { fn __checks(); }
-            impl #impl_g __PatchChecks for #ident #ty_g #where_clause {
-                fn __checks() { #assertion }
-            }
-        };
-    }
     let module_t = patch.args.module_t.is_some();
     let (parent_trait, parent_assert) = if module_t {
         (
@@ -256,10 +244,19 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
         let no_forward = forward_needs_train_flag(private, &impl_g, &self_ty, where_clause);
         quote! {
             #[diagnostic::do_not_recommend]
+            impl #impl_g #private::DelegateForwardT for #ident #ty_g #bounded_where {
+                #[inline]
+                fn __tch_patch_forward_t(&self, xs: &#private::tch::Tensor, train: bool) -> #private::tch::Tensor {
+                    #private::tch::nn::ModuleT::forward_t(&self.base, xs, train)
+                }
+            }
+            #[diagnostic::do_not_recommend]
             impl #impl_g #private::tch::nn::ModuleT for #ident #ty_g #bounded_where {
                 #[inline]
                 fn forward_t(&self, xs: &#private::tch::Tensor, train: bool) -> #private::tch::Tensor {
-                    #private::tch::nn::ModuleT::forward_t(&self.base, xs, train)
+                    #[allow(unused_imports)]
+                    use #private::DelegateForwardT as _;
+                    self.__tch_patch_forward_t(xs, train)
                 }
             }
             #no_forward
@@ -267,10 +264,19 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
     } else {
         quote! {
             #[diagnostic::do_not_recommend]
+            impl #impl_g #private::DelegateForward for #ident #ty_g #bounded_where {
+                #[inline]
+                fn __tch_patch_forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor {
+                    #private::tch::nn::Module::forward(&self.base, xs)
+                }
+            }
+            #[diagnostic::do_not_recommend]
             impl #impl_g #private::tch::nn::Module for #ident #ty_g #bounded_where {
                 #[inline]
                 fn forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor {
-                    #private::tch::nn::Module::forward(&self.base, xs)
+                    #[allow(unused_imports)]
+                    use #private::DelegateForward as _;
+                    self.__tch_patch_forward(xs)
                 }
             }
         }

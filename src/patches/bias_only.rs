@@ -37,7 +37,7 @@ pub struct BiasOnlyConfig {}
 /// assert_eq!(patched.bias_delta().size(), [2]);
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-#[patch(from = L, name = "bias_only", module_t, custom_forward)]
+#[patch(from = L, name = "bias_only", module_t)]
 pub struct BiasOnly<L: LinearLike> {
     /// The trainable offset, `[out_features]`.
     #[param]

@@ -46,7 +46,7 @@ pub struct DropoutBeforeConfig {
 /// assert!(all.forward_t(&xs, true).equal(&zeros));
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-#[patch(from = M, name = "dropout_before", module_t, custom_forward)]
+#[patch(from = M, name = "dropout_before", module_t)]
 pub struct DropoutBefore<M: ModuleT> {
     p: f64,
 }

@@ -92,7 +92,7 @@ impl LoraConfig {
 /// lora.unmerge()?;
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-#[patch(from = L, name = "lora", module_t, custom_forward)]
+#[patch(from = L, name = "lora", module_t)]
 pub struct Lora<L: LinearLike> {
     /// `A`, `[rank, in_features]`.
     #[param]

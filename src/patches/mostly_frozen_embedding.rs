@@ -42,7 +42,7 @@ pub struct MostlyFrozenEmbeddingConfig {
 /// assert!(patched.forward(&ids).equal(&patched.base().forward(&ids))); // delta starts at 0
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-#[patch(from = nn::Embedding, name = "mostly_frozen_embedding", custom_forward)]
+#[patch(from = nn::Embedding, name = "mostly_frozen_embedding")]
 pub struct MostlyFrozenEmbedding {
     /// Offsets added to the trainable rows: `[k, dim]`, zeros at first.
     #[param]

@@ -32,7 +32,7 @@ use tch::{nn, Tensor};
 /// use tch::{nn, nn::ModuleT, Tensor};
 /// use tch_patch::{patch, patch_forward, Layer, Slot};
 ///
-/// #[patch(from = L, module_t, custom_forward)]
+/// #[patch(from = L, module_t)]
 /// struct Negated<L: Layer> {}
 ///
 /// #[patch_forward]
@@ -54,7 +54,8 @@ use tch::{nn, Tensor};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a `Layer`, so it cannot sit in a `Slot`",
     label = "not a leaf layer, a `#[patch]` over a `Layer`, or a slot's boxed content",
-    note = "for your own leaf module (one that implements `nn::Module` or `nn::ModuleT`, `Parameters` and `Send`), write `tch_patch::leaf_layer!({Self});`",
+    note = "for a leaf module defined in your crate (one that implements `nn::Module` or `nn::ModuleT`, `Parameters` and `Send`), write `tch_patch::leaf_layer!(YourType);` next to it",
+    note = "a type from another crate (like tch's `nn::Sequential`) cannot be made a leaf from your crate (the orphan rule, E0117): wrap it in a struct of your crate, implement `nn::Module` and `Parameters` for the wrapper, and call `leaf_layer!` on the wrapper",
     note = "for a patch over what a slot holds (`DynLayer<T>`, an `nn::ModuleT` only, so that the train flag reaches every layer), write `#[patch(from = L, module_t)]` (and `forward_t` in its `#[patch_forward]` block)"
 )]
 pub trait Layer: nn::ModuleT + Parameters + Any + Send {

@@ -69,7 +69,8 @@ use tch::Tensor;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a node of a module tree",
     label = "this field's type cannot be walked by `#[derive(ModuleTree)]`",
-    note = "hold a patchable layer in a `Slot<_>`, derive `ModuleTree` on a nested model struct, call `tch_patch::leaf_layer!({Self})` for a fixed leaf module, or mark the field `#[tree(skip)]`"
+    note = "hold a patchable layer in a `Slot<_>`, derive `ModuleTree` on a nested model struct, or mark the field `#[tree(skip)]`",
+    note = "a fixed leaf module defined in your crate becomes a node with `tch_patch::leaf_layer!(YourType);`; a type from another crate (like tch's `nn::Sequential`) cannot (the orphan rule, E0117): wrap it in a struct of your crate first, or mark the field `#[tree(skip)]`"
 )]
 pub trait ModuleTree {
     /// Reports this node and its children, in field order.

@@ -21,10 +21,17 @@ pub fn parse_args(cx: &Ctxt, args: TokenStream) -> Option<Path> {
     let parser = |input: syn::parse::ParseStream| {
         input.parse::<Token![crate]>()?;
         input.parse::<Token![=]>()?;
-        Path::parse_mod_style(input)
+        crate::derive_struct::crate_path(input)
     };
     match parser.parse2(args.clone()) {
         Ok(path) => Some(path),
+        Err(error)
+            if matches!(args.clone().into_iter().next(),
+                        Some(proc_macro2::TokenTree::Ident(ident)) if ident == "crate") =>
+        {
+            cx.syn_error(error);
+            None
+        }
         Err(_) => {
             cx.error_spanned_by(
                 args,

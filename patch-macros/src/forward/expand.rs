@@ -1,5 +1,6 @@
-//! Code generation for `#[patch_forward]`: the block itself, untouched, plus the module
-//! impl that calls its forward and the checks that tie it to the struct's `#[patch]`.
+//! Code generation for `#[patch_forward]`: the block itself, untouched, plus the hidden
+//! inherent method that the struct's module impl calls, and the checks that tie the block
+//! to the struct's `#[patch]`.
 use super::ast::ForwardBlock;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -13,53 +14,45 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
     let item = &block.item;
     let self_ty = &item.self_ty;
     let (impl_g, _, where_clause) = item.generics.split_for_impl();
-    let span = block.attr_span;
-    let (module_impl, kind_marker) = if let Some(forward) = block.forwards.first() {
+    // The hidden inherent method that the `nn::Module` (`nn::ModuleT`) impl written by
+    // `#[patch]` calls: an inherent method wins over the delegating `DelegateForward`
+    // trait method of the same name. `pub`, so that it is found from the struct's module
+    // wherever this block is.
+    let (hidden, kind_marker) = if let Some(forward) = block.forwards.first() {
         let ident = &forward.sig.ident;
         (
             quote! {
-                #[diagnostic::do_not_recommend]
-                impl #impl_g #private::tch::nn::Module for #self_ty #where_clause {
-                    #[inline]
-                    fn forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor {
-                        <#self_ty>::#ident(self, xs)
-                    }
+                #[doc(hidden)]
+                #[inline]
+                pub fn __tch_patch_forward(&self, xs: &#private::tch::Tensor) -> #private::tch::Tensor {
+                    <#self_ty>::#ident(self, xs)
                 }
             },
             quote_spanned!(ident.span()=> #private::assert_plain_patch::<Self>();),
         )
     } else {
         let ident = &block.forwards_t[0].sig.ident;
-        let no_forward =
-            crate::expand::forward_needs_train_flag(&private, &impl_g, self_ty, where_clause);
         (
             quote! {
-                #[diagnostic::do_not_recommend]
-                impl #impl_g #private::tch::nn::ModuleT for #self_ty #where_clause {
-                    #[inline]
-                    fn forward_t(&self, xs: &#private::tch::Tensor, train: bool) -> #private::tch::Tensor {
-                        <#self_ty>::#ident(self, xs, train)
-                    }
+                #[doc(hidden)]
+                #[inline]
+                pub fn __tch_patch_forward_t(&self, xs: &#private::tch::Tensor, train: bool) -> #private::tch::Tensor {
+                    <#self_ty>::#ident(self, xs, train)
                 }
-                #no_forward
             },
             quote_spanned!(ident.span()=> #private::assert_train_mode_patch::<Self>();),
         )
     };
-    // Each `Self` carries the span of the token at fault (the attribute, or the forward's
-    // name), which is where rustc reports an unmet bound.
-    let declared = quote_spanned!(span=> #private::assert_declares_custom_forward::<Self>(););
     quote! {
         #item
+        impl #impl_g #self_ty #where_clause {
+            #hidden
+        }
         const _: () = {
-            #module_impl
-            #[diagnostic::do_not_recommend]
-            impl #impl_g #private::HasCustomForward for #self_ty #where_clause {}
             #[allow(dead_code)]
             trait __PatchForwardChecks { fn __checks(); }
             impl #impl_g __PatchForwardChecks for #self_ty #where_clause {
                 fn __checks() {
-                    #declared
                     #kind_marker
                 }
             }
@@ -67,21 +60,20 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
     }
 }
 
-/// What an invalid block expands to besides its errors: only the marker that the struct's
-/// `custom_forward` looks for, so the user sees the block's errors and not also "has no
-/// `#[patch_forward]` impl block". The block itself is left out (its forward is wrong).
-pub fn expand_invalid(item: &syn::Item, krate: Option<Path>) -> TokenStream {
+/// What an invalid block expands to besides its errors: the block without its `forward` /
+/// `forward_t` (those are at fault), so its other methods still exist and the user sees
+/// only the block's errors. Nothing for a trait impl or a non-impl item.
+pub fn expand_invalid(item: &syn::Item) -> TokenStream {
     let syn::Item::Impl(item) = item else {
         return TokenStream::new();
     };
-    let private = match krate {
-        Some(krate) => quote!(#krate::__private),
-        None => quote!(::tch_patch::__private),
-    };
-    let self_ty = &item.self_ty;
-    let (impl_g, _, where_clause) = item.generics.split_for_impl();
-    quote! {
-        #[diagnostic::do_not_recommend]
-        impl #impl_g #private::HasCustomForward for #self_ty #where_clause {}
+    if item.trait_.is_some() {
+        return TokenStream::new();
     }
+    let mut item = item.clone();
+    item.items.retain(|impl_item| {
+        !matches!(impl_item, syn::ImplItem::Fn(function)
+            if function.sig.ident == "forward" || function.sig.ident == "forward_t")
+    });
+    quote!(#item)
 }

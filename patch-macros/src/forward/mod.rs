@@ -15,9 +15,11 @@ pub fn patch_forward(args: TokenStream, input: TokenStream) -> syn::Result<Token
     if let Some(block) = &block {
         valid::check(&cx, block);
     }
+    // An invalid block expands to its errors and its other methods: the struct's
+    // `nn::Module` impl then delegates to the parent, so the user sees only these errors.
     if let Err(errors) = cx.check() {
         let mut tokens = errors.into_compile_error();
-        tokens.extend(expand::expand_invalid(&item, krate));
+        tokens.extend(expand::expand_invalid(&item));
         return Ok(tokens);
     }
     let block = block.expect("no errors, so the block was read");

@@ -37,7 +37,7 @@ impl Model {
             cx,
             &input.attrs,
             "parameters",
-            "unknown `#[parameters]` option; the only one is `crate = \"path\"`",
+            "unknown `#[parameters]` option; the only one is `crate = path`",
         );
         let fields = struct_fields(
             cx,

@@ -135,7 +135,7 @@ fn container_option(cx: &Ctxt, out: &mut ArgsStruct, meta: ParseNestedMeta) -> s
         }
         out.derive_default = Some(ident);
     } else if meta.path.is_ident("crate") {
-        let path = Path::parse_mod_style(meta.value()?)?;
+        let path = crate::derive_struct::crate_path(meta.value()?)?;
         out.krate = Some(path);
     } else if meta.path.is_ident("patch") {
         let ty: Type = meta.value()?.parse()?;

@@ -36,7 +36,7 @@ impl TreeModel {
             cx,
             &input.attrs,
             "tree",
-            "unknown `#[tree]` option on a struct; the only one is `crate = \"path\"` \
+            "unknown `#[tree]` option on a struct; the only one is `crate = path` \
              (field options go on fields)",
         );
         let fields = struct_fields(

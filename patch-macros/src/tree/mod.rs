@@ -73,7 +73,7 @@ mod tests {
         assert_eq!(
             found,
             [
-                "unknown `#[tree]` option on a struct; the only one is `crate = \"path\"` \
+                "unknown `#[tree]` option on a struct; the only one is `crate = path` \
                  (field options go on fields)",
                 "unknown `#[tree]` option; expected `skip` (not part of the tree) or \
                  `rename = \"name\"`",

@@ -15,7 +15,7 @@ use tch_patch::{
 
 /// Multiplies its base's output by a trainable `scale` (ones): a generic patch, so it
 /// stacks on whatever a slot holds (`module_t`, passing the train flag on).
-#[patch(from = L, module_t, custom_forward)]
+#[patch(from = L, module_t)]
 pub struct Scaled<L: Layer> {
     #[param]
     scale: Tensor,

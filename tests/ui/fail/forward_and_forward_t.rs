@@ -1,6 +1,6 @@
 use tch_patch::{patch, patch_forward};
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct Relu {}
 
 #[patch_forward]

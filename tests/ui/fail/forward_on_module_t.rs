@@ -1,7 +1,7 @@
 use tch::{nn, nn::ModuleT, Tensor};
 use tch_patch::{patch, patch_forward};
 
-#[patch(from = nn::BatchNorm, module_t, custom_forward)]
+#[patch(from = nn::BatchNorm, module_t)]
 struct Frozen {}
 
 #[patch_forward]

@@ -1,7 +1,7 @@
 use tch::{nn, nn::Module, Tensor};
 use tch_patch::{patch, patch_forward};
 
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 struct Dropped {}
 
 #[patch_forward]

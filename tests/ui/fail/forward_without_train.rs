@@ -5,7 +5,7 @@ use tch_patch::patches::{DropoutBefore, DropoutBeforeConfig, Lora, LoraConfig};
 use tch_patch::{patch, patch_forward};
 
 /// A user's train-dependent patch of a layer that is an `nn::Module`.
-#[patch(from = nn::Linear, module_t, custom_forward)]
+#[patch(from = nn::Linear, module_t)]
 struct Noisy {}
 
 #[patch_forward]

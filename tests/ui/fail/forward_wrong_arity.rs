@@ -1,6 +1,6 @@
 use tch_patch::{patch, patch_forward};
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct ExtraArgument {}
 
 #[patch_forward]
@@ -10,7 +10,7 @@ impl ExtraArgument {
     }
 }
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct NoInput {}
 
 #[patch_forward]
@@ -20,7 +20,7 @@ impl NoInput {
     }
 }
 
-#[patch(from = tch::nn::BatchNorm, module_t, custom_forward)]
+#[patch(from = tch::nn::BatchNorm, module_t)]
 struct IntTrainFlag {}
 
 #[patch_forward]
@@ -30,7 +30,7 @@ impl IntTrainFlag {
     }
 }
 
-#[patch(from = tch::nn::BatchNorm, module_t, custom_forward)]
+#[patch(from = tch::nn::BatchNorm, module_t)]
 struct NoTrainFlag {}
 
 #[patch_forward]
@@ -40,7 +40,7 @@ impl NoTrainFlag {
     }
 }
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct Generic {}
 
 #[patch_forward]

@@ -1,7 +1,7 @@
 use tch::nn;
 use tch_patch::{patch, patch_forward};
 
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 struct ByMut {}
 
 #[patch_forward]
@@ -11,7 +11,7 @@ impl ByMut {
     }
 }
 
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 struct ByValue {}
 
 #[patch_forward]
@@ -21,7 +21,7 @@ impl ByValue {
     }
 }
 
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 struct NoSelf {}
 
 #[patch_forward]

@@ -1,6 +1,6 @@
 use tch_patch::{patch, patch_forward};
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct OwnedInput {}
 
 #[patch_forward]
@@ -10,7 +10,7 @@ impl OwnedInput {
     }
 }
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct MutInput {}
 
 #[patch_forward]
@@ -20,7 +20,7 @@ impl MutInput {
     }
 }
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct WrongReturn {}
 
 #[patch_forward]
@@ -30,7 +30,7 @@ impl WrongReturn {
     }
 }
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct NoReturn {}
 
 #[patch_forward]

@@ -1,6 +1,6 @@
 use tch_patch::patch;
 
-#[patch(custom_forward)]
+#[patch(module_t)]
 struct Scaled {
     #[param]
     scale: tch::Tensor,

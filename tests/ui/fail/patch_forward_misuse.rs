@@ -1,6 +1,6 @@
 use tch_patch::{patch, patch_forward};
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct Relu {}
 
 // No forward in the block.
@@ -11,7 +11,7 @@ impl Relu {
     }
 }
 
-#[patch(from = tch::nn::Linear, custom_forward)]
+#[patch(from = tch::nn::Linear)]
 struct Gelu {}
 
 // Arguments on the attribute.

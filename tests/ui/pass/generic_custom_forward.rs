@@ -14,7 +14,7 @@ impl OutWidth for nn::Linear {
 }
 
 /// Divides the parent's output by its width.
-#[patch(from = L, custom_forward)]
+#[patch(from = L)]
 struct Averaged<L: nn::Module + OutWidth> {
     #[param]
     offset: Tensor,

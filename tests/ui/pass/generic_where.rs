@@ -23,7 +23,7 @@ fn main() {
         base: linear,
         shift,
     };
-    // Without `custom_forward` the forward is the parent's, bit for bit.
+    // Without a `#[patch_forward]` block the forward is the parent's, bit for bit.
     assert!(patched.forward(&xs).equal(&expected));
     assert_eq!(
         <Offset<nn::Linear> as Patch>::ADDED_TENSORS,

@@ -7,7 +7,7 @@ use tch_patch::{patch, patch_forward, Patch};
 struct Traced {}
 
 /// Always normalises with the running statistics, even in train mode.
-#[patch(from = nn::BatchNorm, module_t, custom_forward)]
+#[patch(from = nn::BatchNorm, module_t)]
 struct EvalOnly {}
 
 #[patch_forward]

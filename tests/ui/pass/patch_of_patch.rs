@@ -2,7 +2,7 @@
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 use tch_patch::{patch, patch_forward, Patch};
 
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 struct Gained {
     #[param]
     gain: Tensor,
@@ -15,7 +15,7 @@ impl Gained {
     }
 }
 
-#[patch(from = Gained, custom_forward)]
+#[patch(from = Gained)]
 struct Relu {}
 
 #[patch_forward]

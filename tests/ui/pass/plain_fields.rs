@@ -2,7 +2,7 @@
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 use tch_patch::{patch, patch_forward, Patch};
 
-#[patch(from = nn::Linear, custom_forward)]
+#[patch(from = nn::Linear)]
 pub struct Clipped {
     /// Plain fields keep their attributes and visibility.
     pub max: f64,

@@ -15,7 +15,7 @@ impl Module for Doubler {
 #[patch(from = Doubler)]
 struct Traced {}
 
-#[patch(from = Doubler, custom_forward)]
+#[patch(from = Doubler)]
 struct Mapped {
     map: fn(&Tensor) -> Tensor,
 }
