@@ -171,7 +171,10 @@ fn a_model_adapter_round_trips_onto_a_fresh_base() {
     let mut m = model(&vs);
     let base_file = dir.join("base.safetensors");
     std::fs::create_dir_all(&dir).unwrap();
-    let specs = tch_patch::registry::Registry::global().unwrap().parse(CHAIN).unwrap();
+    let specs = tch_patch::registry::Registry::global()
+        .unwrap()
+        .parse(CHAIN)
+        .unwrap();
     tch_patch::registry::apply_specs(&mut m, &vs, &specs).unwrap();
     let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
     let ids = Tensor::from_slice(&[1i64, 3, 5, 7]);

@@ -12,12 +12,20 @@ pub struct PatchArgs {
     pub custom_forward: Option<Ident>,
     pub module_t: Option<Ident>,
     pub krate: Option<Path>,
+    pub delegate: Option<crate::delegate::DelegateList>,
 }
 
 pub const OPTIONS: &str =
-    "`from = Type`, `name = \"...\"`, `custom_forward`, `module_t`, `crate = path`";
+    "`from = Type`, `name = \"...\"`, `custom_forward`, `module_t`, `crate = path`, `delegate(Trait, ..)`";
 
-const OPTION_NAMES: [&str; 5] = ["from", "name", "custom_forward", "module_t", "crate"];
+const OPTION_NAMES: [&str; 6] = [
+    "from",
+    "name",
+    "custom_forward",
+    "module_t",
+    "crate",
+    "delegate",
+];
 
 fn takes_value(option: &str) -> bool {
     matches!(option, "from" | "name" | "crate")
@@ -104,6 +112,10 @@ impl PatchArgs {
                     input.parse::<Token![=]>()?;
                     let path = Path::parse_mod_style(input)?;
                     set_once(cx, &mut args.krate, path, &key);
+                }
+                "delegate" => {
+                    let list = crate::delegate::DelegateList::parse(input)?;
+                    set_once(cx, &mut args.delegate, list, &key);
                 }
                 "custom_forward" => set_once(cx, &mut args.custom_forward, key.clone(), &key),
                 "module_t" => set_once(cx, &mut args.module_t, key.clone(), &key),
