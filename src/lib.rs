@@ -90,6 +90,7 @@ mod varstore;
 pub use error::{PatchError, Result};
 pub use params::parameters::{named_tensors, Parameters};
 pub use patch::{Patch, PatchView};
+pub use patch_macros::{delegatable, delegate_rest};
 pub use patch_macros::{patch, patch_forward, ModuleTree, Parameters};
 pub use registry::apply::apply_patch_string;
 pub use tree::layer::Layer;
@@ -114,6 +115,7 @@ pub mod __private {
     pub use crate::Parameters;
     pub use crate::{Layer, ModuleTree};
     pub use inventory;
+    pub use patch_macros::__delegate_impl as delegate_impl;
     pub use std::boxed::Box;
     pub use std::string::String;
     pub use std::vec;
@@ -125,3 +127,8 @@ pub mod __private {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The guide of `#[delegatable]` (in the macro crate's docs), compiled and run here.
+#[cfg(doctest)]
+#[doc = include_str!("../patch-macros/src/delegate/guide.md")]
+struct DelegateGuideDoctests;

@@ -11,6 +11,6 @@ pub use crate::params::TensorRole;
 pub use crate::registry::PatchArgs;
 pub use crate::tree::ModuleTreeExt;
 pub use crate::{
-    apply_patch_string, named_tensors, patch, patch_forward, register_tensors, unpatch, Layer,
-    ModuleTree, Parameters, Patch, PatchError, PatchView, Slot,
+    apply_patch_string, delegatable, delegate_rest, named_tensors, patch, patch_forward,
+    register_tensors, unpatch, Layer, ModuleTree, Parameters, Patch, PatchError, PatchView, Slot,
 };

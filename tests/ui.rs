@@ -25,5 +25,6 @@ fn ui() {
     t.compile_fail("tests/ui/fail_tree/*.rs");
     t.compile_fail("tests/ui/patch_args/*.rs");
     t.compile_fail("tests/ui/fail_parametrize/*.rs");
+    t.compile_fail("tests/ui/delegate/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }

@@ -11,11 +11,13 @@ pub struct PatchArgs {
     pub name: Option<LitStr>,
     pub module_t: Option<Ident>,
     pub krate: Option<Path>,
+    pub delegate: Option<crate::delegate::DelegateList>,
 }
 
-pub const OPTIONS: &str = "`from = Type`, `name = \"...\"`, `module_t`, `crate = path`";
+pub const OPTIONS: &str =
+    "`from = Type`, `name = \"...\"`, `module_t`, `crate = path`, `delegate(Trait, ..)`";
 
-const OPTION_NAMES: [&str; 4] = ["from", "name", "module_t", "crate"];
+const OPTION_NAMES: [&str; 5] = ["from", "name", "module_t", "crate", "delegate"];
 
 fn takes_value(option: &str) -> bool {
     matches!(option, "from" | "name" | "crate")
@@ -109,6 +111,10 @@ impl PatchArgs {
                     input.parse::<Token![=]>()?;
                     let path = crate::derive_struct::crate_path(input)?;
                     set_once(cx, &mut args.krate, path, &key);
+                }
+                "delegate" => {
+                    let list = crate::delegate::DelegateList::parse(input)?;
+                    set_once(cx, &mut args.delegate, list, &key);
                 }
                 "module_t" => set_once(cx, &mut args.module_t, key.clone(), &key),
                 _ => {}

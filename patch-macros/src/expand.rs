@@ -24,6 +24,7 @@ pub fn expand(patch: &PatchStruct) -> TokenStream {
         layer_impl(patch, from, &private),
         debug_impl(patch, from),
         registration(patch, &private),
+        crate::delegate::patch_impls(patch, from, &private),
     ];
     quote! {
         #definition
@@ -311,7 +312,7 @@ pub fn forward_needs_train_flag(
 
 /// Whether `ty` names one of the struct's type or const parameters (then the parent is
 /// only a module for some arguments, and the impl's bound says which).
-fn mentions_type_params(ty: &Type, generics: &Generics) -> bool {
+pub fn mentions_type_params(ty: &Type, generics: &Generics) -> bool {
     let params: Vec<&syn::Ident> = generics
         .params
         .iter()

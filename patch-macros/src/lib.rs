@@ -8,6 +8,7 @@
 mod ast;
 mod attr;
 mod ctxt;
+mod delegate;
 mod derive_struct;
 mod expand;
 mod field_options;
@@ -202,4 +203,26 @@ pub fn derive_patch_args(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(ModuleTree, attributes(tree, buffer))]
 pub fn derive_module_tree(input: TokenStream) -> TokenStream {
     ctxt::into_tokens(tree::derive(input.into())).into()
+}
+
+/// Makes a trait delegatable: a patch can then implement it by calling its parent's impl,
+/// with `#[patch(from = Parent, delegate(MyTrait))]` or a `#[delegate_rest]` block.
+#[cfg_attr(not(doctest), doc = include_str!("delegate/guide.md"))]
+#[proc_macro_attribute]
+pub fn delegatable(args: TokenStream, input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(delegate::delegatable(args.into(), input.into())).into()
+}
+
+/// Implements a `#[delegatable]` trait for a patch from the items you write (your
+/// overrides), delegating every other item to the parent. See `delegatable` for the guide.
+#[proc_macro_attribute]
+pub fn delegate_rest(args: TokenStream, input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(delegate::delegate_rest(args.into(), input.into())).into()
+}
+
+/// Not public API: what a `#[delegatable]` trait's macro expands to.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __delegate_impl(input: TokenStream) -> TokenStream {
+    ctxt::into_tokens(delegate::delegate_impl(input.into())).into()
 }

@@ -1,0 +1,32 @@
+use tch_patch::{delegatable, patch};
+
+#[delegatable]
+pub trait Describe {
+    fn name(&self) -> String;
+    fn width(&self) -> i64;
+    fn twin(&self) -> Self;
+}
+
+#[derive(Debug)]
+pub struct Block(tch::nn::Linear);
+impl tch::nn::Module for Block {
+    fn forward(&self, xs: &tch::Tensor) -> tch::Tensor {
+        self.0.forward(xs)
+    }
+}
+impl Describe for Block {
+    fn name(&self) -> String {
+        "block".into()
+    }
+    fn width(&self) -> i64 {
+        3
+    }
+    fn twin(&self) -> Self {
+        unimplemented!()
+    }
+}
+
+#[patch(from = Block, delegate(Describe))]
+pub struct Patched {}
+
+fn main() {}
