@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use tch::{nn, nn::Module, Device, Kind, Tensor};
-//! use tch_patch::{patch, patch_forward, register_tensors, Patch, TensorRole};
+//! use tch_patch::prelude::*;
 //!
 //! /// A linear layer whose output is scaled by a trainable per-feature gain.
 //! #[patch(from = nn::Linear)]
