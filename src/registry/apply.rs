@@ -81,7 +81,7 @@ impl Registry {
     /// See [`rule_for`].
     pub(crate) fn rule(&self, spec: &PatchSpec, vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
         if self.schema(&spec.name).is_none() {
-            return Err(self.unknown_patch(&spec.name, None));
+            return Err(self.unknown_patch(&spec.name, None).into());
         }
         let slot_rules = self.rules.get(&spec.name).copied().unwrap_or_default();
         if slot_rules.is_empty() {
