@@ -5,7 +5,7 @@
 //! * [`parse_calls`] reads the text; errors give the column.
 //! * A [`Registry`] holds a [`PatchSchema`] per patch name and checks each call against
 //!   it: an unknown patch or argument, a missing, mistyped, out-of-range or repeated
-//!   argument is a typed [`PatchError`] that names what is accepted.
+//!   argument is a typed [`PatchStringError`] that names what is accepted.
 //! * The result is a [`PatchSpec`]: name, [`ValidatedArgs`] (typed getters) and the
 //!   `targets` glob, which every patch takes. [`PatchSpec::config`] turns it into the
 //!   patch's typed config ([`PatchArgs`]), which the patch's constructor takes.
