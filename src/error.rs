@@ -57,12 +57,6 @@ pub enum PatchError {
         /// The kind required, in words.
         expected: String,
     },
-    /// A tensor of a patch is not in the VarStore it was expected in.
-    #[error("`{name}` is not a variable of this VarStore")]
-    NotInVarStore {
-        /// The tensor's name in the module.
-        name: String,
-    },
     /// A name that is not one of the module's tensors.
     #[error(
         "`{name}` is not a tensor of this module; its tensors are: {}",
@@ -156,148 +150,6 @@ pub enum PatchError {
     UnsupportedLibtorch {
         /// The operation that is not supported.
         what: &'static str,
-    },
-    /// A patch string is not well formed. Nothing was parsed.
-    #[error("at column {column}: {message}")]
-    PatchSyntax {
-        /// The whole patch string.
-        input: String,
-        /// Byte offset of the problem in `input`.
-        offset: usize,
-        /// 1-based column of the problem, in characters.
-        column: usize,
-        /// What was expected and what was found.
-        message: String,
-    },
-    /// A patch string names a patch that is not registered.
-    #[error(
-        "{}unknown patch \"{name}\"{}; registered patches: {}",
-        at(*column),
-        did_you_mean(nearest),
-        plain_list(known)
-    )]
-    UnknownPatch {
-        /// The name written.
-        name: String,
-        /// Where it was written, for a parsed string.
-        column: Option<usize>,
-        /// Every registered name, sorted.
-        known: Vec<String>,
-        /// The registered name nearest to `name`, if one is close.
-        nearest: Option<String>,
-    },
-    /// An argument the patch does not take.
-    #[error(
-        "{}patch \"{patch}\" has no argument \"{name}\"{}; it accepts: {}",
-        at(*column),
-        did_you_mean(nearest),
-        plain_list(accepted)
-    )]
-    UnknownArgument {
-        /// The patch.
-        patch: String,
-        /// The argument name written.
-        name: String,
-        /// Where it was written, for a parsed string.
-        column: Option<usize>,
-        /// Every argument the patch accepts, in schema order.
-        accepted: Vec<String>,
-        /// The accepted name nearest to `name`, if one is close.
-        nearest: Option<String>,
-    },
-    /// A required argument was left out.
-    #[error(
-        "{}patch \"{patch}\" is missing its required argument \"{name}\" ({expected})",
-        at(*column)
-    )]
-    MissingArgument {
-        /// The patch.
-        patch: String,
-        /// The missing argument.
-        name: String,
-        /// Where the patch name was written, for a parsed string.
-        column: Option<usize>,
-        /// Its type in words, e.g. "a string".
-        expected: String,
-    },
-    /// An argument value of the wrong type.
-    #[error(
-        "{}argument \"{name}\" of patch \"{patch}\" must be {expected}, found {found}",
-        at(*column)
-    )]
-    ArgumentType {
-        /// The patch.
-        patch: String,
-        /// The argument.
-        name: String,
-        /// Where the value was written, for a parsed string.
-        column: Option<usize>,
-        /// The type required, in words: "an integer".
-        expected: String,
-        /// The value found, described: "the number 8.5".
-        found: String,
-    },
-    /// An argument value of the right type outside its range or choices.
-    #[error(
-        "{}argument \"{name}\" of patch \"{patch}\" is {value}, but must be {allowed}",
-        at(*column)
-    )]
-    ArgumentOutOfRange {
-        /// The patch.
-        patch: String,
-        /// The argument.
-        name: String,
-        /// Where the value was written, for a parsed string.
-        column: Option<usize>,
-        /// The value, printed.
-        value: String,
-        /// What is allowed: "in 1..=4096", "one of \"a\", \"b\"".
-        allowed: String,
-    },
-    /// The same argument was given twice.
-    #[error("{}argument \"{name}\" of patch \"{patch}\" is given twice", at(*column))]
-    DuplicateArgument {
-        /// The patch.
-        patch: String,
-        /// The argument.
-        name: String,
-        /// Where the second one was written, for a parsed string.
-        column: Option<usize>,
-    },
-    /// Two patches were registered under one name.
-    #[error(
-        "patch name \"{name}\" is registered more than once{}",
-        sources_list(sources)
-    )]
-    DuplicatePatchName {
-        /// The name.
-        name: String,
-        /// What registered it (type names), when known.
-        sources: Vec<String>,
-    },
-    /// A patch schema contradicts itself (a default outside its range, a range on a
-    /// string...).
-    #[error("invalid schema of patch \"{patch}\": {message}")]
-    InvalidSchema {
-        /// The patch.
-        patch: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The global registry could not be built (see [`PatchError::DuplicatePatchName`]
-    /// and [`PatchError::InvalidSchema`]).
-    #[error("the registry of patches is invalid: {message}")]
-    InvalidRegistry {
-        /// The error met while building it.
-        message: String,
-    },
-    /// Arguments of one patch were given where another's were expected.
-    #[error("expected the arguments of patch \"{expected}\", found those of \"{found}\"")]
-    WrongPatch {
-        /// The patch expected.
-        expected: String,
-        /// The patch the arguments belong to.
-        found: String,
     },
     /// An operation that needs another merge state of a LoRA adapter.
     #[error("{message}")]
@@ -533,6 +385,10 @@ pub enum PatchError {
         #[source]
         source: tch::TchError,
     },
+    /// A patch string, a patch's arguments or the registry of patches is invalid
+    /// ([`PatchStringError`](crate::registry::PatchStringError)).
+    #[error(transparent)]
+    PatchString(#[from] crate::registry::PatchStringError),
 }
 
 /// One problem with one named tensor given for a module (an override of a functional call,
@@ -689,34 +545,6 @@ fn requiring_grad(names: &[String]) -> String {
         return String::new();
     }
     format!("; of its tensors, {} require grad", list_names(names))
-}
-
-/// `at column N: ` for a known column, nothing otherwise.
-fn at(column: Option<usize>) -> String {
-    column
-        .map(|column| format!("at column {column}: "))
-        .unwrap_or_default()
-}
-
-fn did_you_mean(nearest: &Option<String>) -> String {
-    nearest
-        .as_ref()
-        .map(|name| format!(" (did you mean \"{name}\"?)"))
-        .unwrap_or_default()
-}
-
-fn plain_list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "(none)".into();
-    }
-    names.join(", ")
-}
-
-fn sources_list(sources: &[String]) -> String {
-    if sources.is_empty() {
-        return String::new();
-    }
-    format!(" (by {})", sources.join(" and "))
 }
 
 fn no_match_message(

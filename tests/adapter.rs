@@ -14,6 +14,7 @@ use tch_patch::adapter::{
     TENSORS_FILE,
 };
 use tch_patch::patches::{Lora, LoraConfig};
+use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{PatchArgs, PatchSpec, ValidatedArgs};
 use tch_patch::PatchError;
 
@@ -274,7 +275,7 @@ fn a_manifest_naming_an_unknown_patch_is_an_error_naming_the_nearest() {
     };
     assert_eq!(path, "fc1");
     assert!(
-        matches!(&**error, PatchError::UnknownPatch { name, nearest: Some(n), .. }
+        matches!(&**error, PatchError::PatchString(PatchStringError::UnknownPatch { name, nearest: Some(n), .. })
         if name == "lorra" && n == "lora")
     );
     assert!(problems[0].to_string().starts_with(

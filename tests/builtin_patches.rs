@@ -6,6 +6,7 @@ use tch_patch::patches::{
     BiasOnly, BiasOnlyConfig, BuildPatch, DropoutBefore, DropoutBeforeConfig, LinearLike,
     MostlyFrozenEmbedding,
 };
+use tch_patch::registry::PatchStringError;
 use tch_patch::registry::Registry;
 use tch_patch::{named_tensors, Patch, PatchError};
 
@@ -130,7 +131,10 @@ fn every_builtin_is_built_from_its_patch_string() {
     let emb = nn::embedding(&root / "emb2", 8, 3, Default::default());
     let failed =
         MostlyFrozenEmbedding::build_from_spec(emb, &(&root / "emb2"), &specs[0]).unwrap_err();
-    assert!(matches!(failed.error, PatchError::WrongPatch { .. }));
+    assert!(matches!(
+        failed.error,
+        PatchError::PatchString(PatchStringError::WrongPatch { .. })
+    ));
     // Ids out of range: the error names them; nothing is registered.
     let bad = registry
         .parse_one(r#"mostly_frozen_embedding(tokens=[9], targets="emb")"#)

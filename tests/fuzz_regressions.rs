@@ -6,6 +6,7 @@
 //! those use long inputs.
 use std::time::{Duration, Instant};
 use tch_patch::adapter::{AdapterManifest, AdapterProblem};
+use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{parse_calls, Registry};
 use tch_patch::{tree::Glob, tree::Selector, PatchError};
 
@@ -73,7 +74,7 @@ fn long_patch_strings_parse_in_linear_time() {
     let error = Registry::global().unwrap().parse(&args).unwrap_err();
     assert!(matches!(
         error,
-        PatchError::UnknownArgument {
+        PatchStringError::UnknownArgument {
             column: Some(6),
             ..
         }
@@ -85,7 +86,7 @@ fn long_patch_strings_parse_in_linear_time() {
     let bad = format!("{}lora(rank 8)", "a(t=\"é\"); ".repeat(50_000));
     let start = Instant::now();
     match parse_calls(&bad) {
-        Err(PatchError::PatchSyntax { column, offset, .. }) => {
+        Err(PatchStringError::PatchSyntax { column, offset, .. }) => {
             assert_eq!(column, bad[..offset].chars().count() + 1);
             assert_eq!(&bad[offset..offset + 1], "8");
         }

@@ -3,11 +3,11 @@
 //! spec and parsing it again gives the same spec).
 use proptest::prelude::*;
 use tch_patch::patches::{LoraConfig, MostlyFrozenEmbeddingConfig};
+use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{
     parse_calls, to_patch_string, ArgSpec, ArgType, PatchArgs, PatchSchema, PatchSpec, Registry,
     Value,
 };
-use tch_patch::PatchError;
 
 /// A patch registered by this test crate only: string choices.
 #[derive(Debug, Clone, PartialEq, PatchArgs)]
@@ -221,7 +221,7 @@ fn table_of_patch_strings() {
 #[test]
 fn errors_are_typed() {
     let error = registry().parse(r#"lorra(targets="x")"#).unwrap_err();
-    let PatchError::UnknownPatch {
+    let PatchStringError::UnknownPatch {
         name,
         known,
         nearest,
@@ -240,26 +240,28 @@ fn errors_are_typed() {
         .parse(r#"lora(rnak=4, targets="x")"#)
         .unwrap_err();
     assert!(
-        matches!(error, PatchError::UnknownArgument { ref accepted, .. } if accepted.len() == 5)
+        matches!(error, PatchStringError::UnknownArgument { ref accepted, .. } if accepted.len() == 5)
     );
     let error = registry().parse("lora(rank=4)").unwrap_err();
-    assert!(matches!(error, PatchError::MissingArgument { ref name, .. } if name == "targets"));
+    assert!(
+        matches!(error, PatchStringError::MissingArgument { ref name, .. } if name == "targets")
+    );
     let error = registry()
         .parse(r#"lora(rank=true, targets="x")"#)
         .unwrap_err();
-    assert!(matches!(error, PatchError::ArgumentType { .. }));
+    assert!(matches!(error, PatchStringError::ArgumentType { .. }));
     let error = registry()
         .parse(r#"lora(rank=0, targets="x")"#)
         .unwrap_err();
     assert!(
-        matches!(error, PatchError::ArgumentOutOfRange { ref allowed, .. } if allowed == "in 1..=4096")
+        matches!(error, PatchStringError::ArgumentOutOfRange { ref allowed, .. } if allowed == "in 1..=4096")
     );
     let error = registry()
         .parse(r#"lora(rank=1, rank=1, targets="x")"#)
         .unwrap_err();
-    assert!(matches!(error, PatchError::DuplicateArgument { .. }));
+    assert!(matches!(error, PatchStringError::DuplicateArgument { .. }));
     let error = registry().parse("lora(rank 8)").unwrap_err();
-    let PatchError::PatchSyntax {
+    let PatchStringError::PatchSyntax {
         offset,
         column,
         input,
@@ -274,7 +276,7 @@ fn errors_are_typed() {
     assert!(
         matches!(
             error,
-            PatchError::PatchSyntax {
+            PatchStringError::PatchSyntax {
                 offset: 24,
                 column: 24,
                 ..
@@ -485,4 +487,40 @@ proptest! {
         prop_assert_eq!(registry().parse(&text).unwrap(), specs.clone());
         prop_assert_eq!(specs[0].config::<LoraConfig>().unwrap(), config);
     }
+}
+
+#[test]
+fn every_problem_of_a_patch_string_is_reported_at_once() {
+    let text = r#"lorra(rnak=4, targets="x"); lora(alpha="x", targets="y")"#;
+    let error = registry().parse(text).unwrap_err();
+    let PatchStringError::Problems { input, problems } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(input, text);
+    assert_eq!(problems.len(), 2, "{error}");
+    assert!(
+        matches!(&problems[0], PatchStringError::UnknownPatch { name, column: Some(1), .. } if name == "lorra"),
+        "{error}"
+    );
+    assert!(
+        matches!(&problems[1], PatchStringError::ArgumentType { name, column: Some(40), .. } if name == "alpha"),
+        "{error}"
+    );
+    // Each problem keeps its own message; the whole error lists them.
+    let message = error.to_string();
+    assert!(
+        message.starts_with("2 problems in patch string"),
+        "{message}"
+    );
+    for problem in problems {
+        assert!(message.contains(&problem.to_string()), "{message}");
+    }
+    // One problem alone is returned as itself.
+    let error = registry()
+        .parse(r#"lora(alpha="x", targets="y")"#)
+        .unwrap_err();
+    assert!(
+        matches!(error, PatchStringError::ArgumentType { .. }),
+        "{error}"
+    );
 }

@@ -6,6 +6,7 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{BuildPatch, DropoutBefore, DropoutBeforeConfig, Lora, LoraConfig};
+use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{PatchArgs, Registry};
 use tch_patch::{
     apply_patch_string, tree::DynLayer, Layer, ModuleTree, Parameters, Patch, PatchError, Slot,
@@ -328,14 +329,14 @@ fn p_of_one_is_accepted_and_above_one_refused() {
         .parse_one(r#"dropout_before(p=1.5, targets="fc")"#)
         .unwrap_err();
     assert!(
-        matches!(&error, PatchError::ArgumentOutOfRange { name, allowed, .. }
+        matches!(&error, PatchStringError::ArgumentOutOfRange { name, allowed, .. }
             if name == "p" && allowed == "in 0.0..=1.0"),
         "{error}"
     );
     for p in [1.5, -0.1, f64::NAN, f64::INFINITY] {
         let error = DropoutBefore::new(identity(), &DropoutBeforeConfig { p }).unwrap_err();
         assert!(
-            matches!(&error, PatchError::ArgumentOutOfRange { name, .. } if name == "p"),
+            matches!(&error, PatchError::PatchString(PatchStringError::ArgumentOutOfRange { name, .. }) if name == "p"),
             "{p}: {error}"
         );
     }
@@ -348,7 +349,7 @@ fn p_of_one_is_accepted_and_above_one_refused() {
     };
     let error = Lora::new(identity(), &(vs.root() / "q"), &config).unwrap_err();
     assert!(
-        matches!(&error, PatchError::ArgumentOutOfRange { name, allowed, .. }
+        matches!(&error, PatchError::PatchString(PatchStringError::ArgumentOutOfRange { name, allowed, .. })
             if name == "dropout" && allowed == "in 0.0..=1.0"),
         "{error}"
     );

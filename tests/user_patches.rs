@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{BuildError, BuildPatch};
+use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{apply_specs, PatchArgs, PatchSpec, Registry};
 use tch_patch::{
     adapter::load_model_adapter, adapter::save_model_adapter, apply_patch_string, leaf_layer,
@@ -286,7 +287,7 @@ fn names_and_the_unknown_patch_message_are_one_sorted_list() {
 
     // From a string...
     let error = registry.parse(r#"gian(targets="conv")"#).unwrap_err();
-    let PatchError::UnknownPatch { known, nearest, .. } = &error else {
+    let PatchStringError::UnknownPatch { known, nearest, .. } = &error else {
         panic!("{error:?}")
     };
     assert_eq!(known, &names);
@@ -301,7 +302,8 @@ fn names_and_the_unknown_patch_message_are_one_sorted_list() {
         targets: "conv".into(),
     };
     let error = apply_specs(&mut net, &vs, &[spec]).unwrap_err();
-    let PatchError::UnknownPatch { known, nearest, .. } = &error else {
+    let PatchError::PatchString(PatchStringError::UnknownPatch { known, nearest, .. }) = &error
+    else {
         panic!("{error:?}")
     };
     assert_eq!(known, &names);

@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use tch_patch::registry::{parse_calls, to_patch_string, PatchCall, Registry};
 use tch_patch::PatchError;
+use tch_patch::registry::PatchStringError;
 
 /// A call's names and values, without where they were written.
 fn unspanned(call: &PatchCall) -> (String, Vec<(String, String)>) {
@@ -20,12 +21,12 @@ fn unspanned(call: &PatchCall) -> (String, Vec<(String, String)>) {
 /// before it; every error renders to a non-empty message.
 fn check_error(text: &str, error: &PatchError) {
     assert!(!error.to_string().is_empty());
-    if let PatchError::PatchSyntax {
+    if let PatchError::PatchString(PatchStringError::PatchSyntax {
         input,
         offset,
         column,
         ..
-    } = error
+    }) = error
     {
         assert_eq!(input, text);
         assert!(

@@ -63,7 +63,7 @@ pub(crate) fn check_spec(
         error: Box::new(error),
     };
     let Some(schema) = registry.schema(name) else {
-        return Err(problem(registry.unknown_patch(name, None)));
+        return Err(problem(registry.unknown_patch(name, None).into()));
     };
     let args = schema.check_values(values).map_err(problem)?;
     let glob = Glob::new(&targets).map_err(problem)?;
@@ -89,10 +89,13 @@ pub(crate) fn recheck_spec(
     if spec.args.patch() != spec.name {
         return Some(AdapterProblem::InvalidPatch {
             path: path.to_owned(),
-            error: Box::new(PatchError::WrongPatch {
-                expected: spec.name.clone(),
-                found: spec.args.patch().to_owned(),
-            }),
+            error: Box::new(
+                crate::registry::PatchStringError::WrongPatch {
+                    expected: spec.name.clone(),
+                    found: spec.args.patch().to_owned(),
+                }
+                .into(),
+            ),
         });
     }
     let values = spec

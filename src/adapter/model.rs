@@ -2,7 +2,7 @@
 //! string spec that re-creates it, saved by path (re-applied by
 //! [`load_model_adapter`](super::load_model_adapter)).
 use super::{save_adapter, AdapterEntry, AdapterSummary};
-use crate::error::{PatchError, Result};
+use crate::error::Result;
 use crate::params::named_tensors;
 use crate::registry::PatchSpec;
 use crate::tensor_fit::same_tensor;
@@ -47,7 +47,7 @@ fn spec_for(applied: &[PatchSpec], name: &str, path: &str) -> Result<PatchSpec> 
             return Ok(narrowed);
         }
     }
-    Err(PatchError::UnknownPatch {
+    Err(crate::registry::PatchStringError::UnknownPatch {
         name: name.to_owned(),
         column: None,
         known: applied
@@ -55,7 +55,8 @@ fn spec_for(applied: &[PatchSpec], name: &str, path: &str) -> Result<PatchSpec> 
             .map(|spec| format!("{} on {}", spec.name, spec.targets))
             .collect(),
         nearest: None,
-    })
+    }
+    .into())
 }
 
 /// Saves what `model`'s patches added (see [`model_adapter_entries`]) as an adapter folder.

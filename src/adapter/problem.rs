@@ -87,8 +87,8 @@ pub enum AdapterProblem {
     InvalidPatch {
         /// The patched path.
         path: String,
-        /// The registry's error: [`PatchError::UnknownPatch`],
-        /// [`PatchError::ArgumentOutOfRange`]...
+        /// The registry's error, e.g. a
+        /// [`PatchStringError::UnknownPatch`](crate::registry::PatchStringError::UnknownPatch).
         error: Box<PatchError>,
     },
     /// A patch's `targets` glob does not select its own patched path (the manifest was

@@ -121,7 +121,7 @@ mod tests {
         for p in [-0.1, 1.5, f64::NAN] {
             let error = DropoutBeforeConfig { p }.validate().unwrap_err();
             assert!(
-                matches!(&error, PatchError::ArgumentOutOfRange { name, .. } if name == "p"),
+                matches!(&error, PatchError::PatchString(crate::registry::PatchStringError::ArgumentOutOfRange { name, .. }) if name == "p"),
                 "{p}: {error}"
             );
         }

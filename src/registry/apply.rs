@@ -70,7 +70,7 @@ pub fn apply_specs(
 
 /// The rule of one checked spec, from the [global registry](Registry::global): it patches
 /// every slot the spec's `targets` pick, of any layer type the patch was registered for.
-/// An error if the patch is unknown ([`PatchError::UnknownPatch`], listing
+/// An error if the patch is unknown ([`PatchStringError::UnknownPatch`](crate::registry::PatchStringError::UnknownPatch), listing
 /// [`Registry::names`]) or registered without a patch type
 /// ([`PatchError::NotApplicable`]).
 pub fn rule_for(spec: &PatchSpec, vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
@@ -81,7 +81,7 @@ impl Registry {
     /// See [`rule_for`].
     pub(crate) fn rule(&self, spec: &PatchSpec, vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
         if self.schema(&spec.name).is_none() {
-            return Err(self.unknown_patch(&spec.name, None));
+            return Err(self.unknown_patch(&spec.name, None).into());
         }
         let slot_rules = self.rules.get(&spec.name).copied().unwrap_or_default();
         if slot_rules.is_empty() {

@@ -1,6 +1,7 @@
 //! Argument schemas of registered patches, and the checked arguments a patch string yields.
 use super::value::Value;
-use crate::error::{PatchError, Result};
+use crate::error::Result;
+use crate::registry::PatchStringError;
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 
@@ -241,8 +242,8 @@ impl ArgSpec {
     }
 
     /// Checks the spec itself: constraints that fit the type, a default that passes them.
-    pub(crate) fn validate(&self, patch: &str) -> Result<()> {
-        let invalid = |message: String| PatchError::InvalidSchema {
+    pub(crate) fn validate(&self, patch: &str) -> Result<(), PatchStringError> {
+        let invalid = |message: String| PatchStringError::InvalidSchema {
             patch: patch.to_owned(),
             message: format!("argument \"{}\": {message}", self.name),
         };
@@ -366,18 +367,19 @@ impl ValidatedArgs {
             .map(|(_, value)| value)
     }
 
-    fn lookup(&self, name: &str) -> Result<&Value> {
-        self.get(name).ok_or_else(|| PatchError::UnknownArgument {
-            patch: self.patch.clone(),
-            name: name.to_owned(),
-            column: None,
-            accepted: self.values.iter().map(|(n, _)| n.clone()).collect(),
-            nearest: None,
-        })
+    fn lookup(&self, name: &str) -> Result<&Value, PatchStringError> {
+        self.get(name)
+            .ok_or_else(|| PatchStringError::UnknownArgument {
+                patch: self.patch.clone(),
+                name: name.to_owned(),
+                column: None,
+                accepted: self.values.iter().map(|(n, _)| n.clone()).collect(),
+                nearest: None,
+            })
     }
 
-    fn wrong_type(&self, name: &str, ty: ArgType, value: &Value) -> PatchError {
-        PatchError::ArgumentType {
+    fn wrong_type(&self, name: &str, ty: ArgType, value: &Value) -> PatchStringError {
+        PatchStringError::ArgumentType {
             patch: self.patch.clone(),
             name: name.to_owned(),
             column: None,
@@ -388,28 +390,28 @@ impl ValidatedArgs {
 
     /// The value of an argument as `T`: `i64`, `f64`, `bool`, `String` or `Vec<i64>`.
     /// An unknown name or another type is an error.
-    pub fn get_as<T: FromArg>(&self, name: &str) -> Result<T> {
+    pub fn get_as<T: FromArg>(&self, name: &str) -> Result<T, PatchStringError> {
         let value = self.lookup(name)?;
         T::from_value(value).ok_or_else(|| self.wrong_type(name, T::TYPE, value))
     }
 
     /// An integer argument.
-    pub fn get_i64(&self, name: &str) -> Result<i64> {
+    pub fn get_i64(&self, name: &str) -> Result<i64, PatchStringError> {
         self.get_as(name)
     }
 
     /// A float argument.
-    pub fn get_f64(&self, name: &str) -> Result<f64> {
+    pub fn get_f64(&self, name: &str) -> Result<f64, PatchStringError> {
         self.get_as(name)
     }
 
     /// A boolean argument.
-    pub fn get_bool(&self, name: &str) -> Result<bool> {
+    pub fn get_bool(&self, name: &str) -> Result<bool, PatchStringError> {
         self.get_as(name)
     }
 
     /// A string argument.
-    pub fn get_str(&self, name: &str) -> Result<&str> {
+    pub fn get_str(&self, name: &str) -> Result<&str, PatchStringError> {
         match self.lookup(name)? {
             Value::Str(text) => Ok(text),
             other => Err(self.wrong_type(name, ArgType::Str, other)),
@@ -417,7 +419,7 @@ impl ValidatedArgs {
     }
 
     /// A list-of-integers argument.
-    pub fn get_i64_list(&self, name: &str) -> Result<Vec<i64>> {
+    pub fn get_i64_list(&self, name: &str) -> Result<Vec<i64>, PatchStringError> {
         self.get_as(name)
     }
 }

@@ -4,8 +4,9 @@ use super::parse::{CallArg, Span};
 use super::spec::PatchSchema;
 use super::value::Value;
 use super::TARGETS;
-use crate::error::{PatchError, Result};
+use crate::error::Result;
 use crate::nearest::nearest;
+use crate::registry::PatchStringError;
 
 /// A given argument: name, value and, for a parsed string, where the name and the value
 /// start.
@@ -28,7 +29,7 @@ pub(crate) fn check_values(
     schema: &PatchSchema,
     given: Vec<Given>,
     with_targets: bool,
-) -> Result<(ValidatedArgs, Option<String>)> {
+) -> Result<(ValidatedArgs, Option<String>), PatchStringError> {
     check_values_at(schema, given, with_targets, None)
 }
 
@@ -37,7 +38,7 @@ pub(crate) fn check_values_at(
     given: Vec<Given>,
     with_targets: bool,
     patch_span: Option<Span>,
-) -> Result<(ValidatedArgs, Option<String>)> {
+) -> Result<(ValidatedArgs, Option<String>), PatchStringError> {
     let patch = || schema.name.clone();
     let mut values: Vec<Option<Value>> = vec![None; schema.args.len()];
     let mut targets: Option<String> = None;
@@ -45,7 +46,7 @@ pub(crate) fn check_values_at(
         let name_column = spans.map(|(name, _)| name.column);
         let value_column = spans.map(|(_, value)| value.column);
         if given[..index].iter().any(|(earlier, _, _)| earlier == name) {
-            return Err(PatchError::DuplicateArgument {
+            return Err(PatchStringError::DuplicateArgument {
                 patch: patch(),
                 name: name.clone(),
                 column: name_column,
@@ -55,7 +56,7 @@ pub(crate) fn check_values_at(
             match value {
                 Value::Str(text) | Value::Ident(text) => targets = Some(text.clone()),
                 other => {
-                    return Err(PatchError::ArgumentType {
+                    return Err(PatchStringError::ArgumentType {
                         patch: patch(),
                         name: name.clone(),
                         column: value_column,
@@ -72,7 +73,7 @@ pub(crate) fn check_values_at(
             } else {
                 schema.args.iter().map(|arg| arg.name.clone()).collect()
             };
-            return Err(PatchError::UnknownArgument {
+            return Err(PatchStringError::UnknownArgument {
                 patch: patch(),
                 name: name.clone(),
                 column: name_column,
@@ -84,7 +85,7 @@ pub(crate) fn check_values_at(
         match spec.check(value) {
             Ok(value) => values[position] = Some(value),
             Err(ArgProblem::Type) => {
-                return Err(PatchError::ArgumentType {
+                return Err(PatchStringError::ArgumentType {
                     patch: patch(),
                     name: name.clone(),
                     column: value_column,
@@ -93,7 +94,7 @@ pub(crate) fn check_values_at(
                 })
             }
             Err(ArgProblem::NotAllowed(value)) => {
-                return Err(PatchError::ArgumentOutOfRange {
+                return Err(PatchStringError::ArgumentOutOfRange {
                     patch: patch(),
                     name: name.clone(),
                     column: value_column,
@@ -108,7 +109,7 @@ pub(crate) fn check_values_at(
         match value.or_else(|| spec.default.clone()) {
             Some(value) => checked.push((spec.name.clone(), value)),
             None => {
-                return Err(PatchError::MissingArgument {
+                return Err(PatchStringError::MissingArgument {
                     patch: patch(),
                     name: spec.name.clone(),
                     column: patch_span.map(|span| span.column),
@@ -118,7 +119,7 @@ pub(crate) fn check_values_at(
         }
     }
     if with_targets && targets.is_none() {
-        return Err(PatchError::MissingArgument {
+        return Err(PatchStringError::MissingArgument {
             patch: patch(),
             name: TARGETS.into(),
             column: patch_span.map(|span| span.column),

@@ -5,7 +5,7 @@
 //! * [`parse_calls`] reads the text; errors give the column.
 //! * A [`Registry`] holds a [`PatchSchema`] per patch name and checks each call against
 //!   it: an unknown patch or argument, a missing, mistyped, out-of-range or repeated
-//!   argument is a typed [`PatchError`] that names what is accepted.
+//!   argument is a typed [`PatchStringError`] that names what is accepted.
 //! * The result is a [`PatchSpec`]: name, [`ValidatedArgs`] (typed getters) and the
 //!   `targets` glob, which every patch takes. [`PatchSpec::config`] turns it into the
 //!   patch's typed config ([`PatchArgs`]), which the patch's constructor takes.
@@ -34,6 +34,7 @@
 pub(crate) mod apply;
 mod args;
 mod check_args;
+mod error;
 mod parse;
 mod spec;
 mod value;
@@ -42,13 +43,14 @@ mod value;
 pub use apply::SlotRule;
 pub use apply::{apply_specs, rule_for};
 pub use args::{ArgRange, ArgSpec, ArgType, FromArg, ValidatedArgs};
+pub use error::PatchStringError;
 pub use parse::{parse_calls, CallArg, PatchCall, Span};
 /// Derives [`PatchArgs`](trait@PatchArgs) and registers the patch (see the trait).
 pub use patch_macros::PatchArgs;
 pub use spec::{expect_patch, to_patch_string, PatchArgs, PatchSchema, PatchSpec};
 pub use value::Value;
 
-use crate::error::{PatchError, Result};
+use crate::error::Result;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -103,19 +105,19 @@ impl Registry {
     /// Every patch registered at link time (`#[derive(PatchArgs)]` in any linked crate,
     /// the built-in patches among them), built once. An error if two registrations share
     /// a name or one has an invalid schema.
-    pub fn global() -> Result<&'static Registry> {
+    pub fn global() -> Result<&'static Registry, PatchStringError> {
         static GLOBAL: OnceLock<std::result::Result<Registry, String>> = OnceLock::new();
         GLOBAL
             .get_or_init(|| Registry::from_inventory().map_err(|error| error.to_string()))
             .as_ref()
-            .map_err(|message| PatchError::InvalidRegistry {
+            .map_err(|message| PatchStringError::InvalidRegistry {
                 message: message.clone(),
             })
     }
 
     /// A new registry with every patch registered at link time; add more with
     /// [`add`](Self::add).
-    pub fn from_inventory() -> Result<Registry> {
+    pub fn from_inventory() -> Result<Registry, PatchStringError> {
         let mut entries: Vec<(PatchSchema, &'static str, &'static [SlotRule])> =
             inventory::iter::<RegisteredPatch>
                 .into_iter()
@@ -124,7 +126,7 @@ impl Registry {
         entries.sort_by(|a, b| (&a.0.name, a.1).cmp(&(&b.0.name, b.1)));
         for pair in entries.windows(2) {
             if pair[0].0.name == pair[1].0.name {
-                return Err(PatchError::DuplicatePatchName {
+                return Err(PatchStringError::DuplicatePatchName {
                     name: pair[0].0.name.clone(),
                     sources: vec![pair[0].1.to_owned(), pair[1].1.to_owned()],
                 });
@@ -139,13 +141,17 @@ impl Registry {
 
     /// Adds a patch with its rules; an error, leaving the registry as it was, if the
     /// schema is invalid, the name taken or a layer type has two rules.
-    fn add_with_rules(&mut self, schema: PatchSchema, rules: &'static [SlotRule]) -> Result<()> {
+    fn add_with_rules(
+        &mut self,
+        schema: PatchSchema,
+        rules: &'static [SlotRule],
+    ) -> Result<(), PatchStringError> {
         for (index, rule) in rules.iter().enumerate() {
             if rules[..index]
                 .iter()
                 .any(|earlier| earlier.root() == rule.root())
             {
-                return Err(PatchError::InvalidSchema {
+                return Err(PatchStringError::InvalidSchema {
                     patch: schema.name,
                     message: format!("it is registered twice for `{}` slots", rule.short_name()),
                 });
@@ -161,10 +167,10 @@ impl Registry {
 
     /// Adds a patch. An error, leaving the registry as it was, if the schema is invalid
     /// or the name is taken.
-    pub fn add(&mut self, schema: PatchSchema) -> Result<()> {
+    pub fn add(&mut self, schema: PatchSchema) -> Result<(), PatchStringError> {
         schema.validate()?;
         if self.schemas.contains_key(&schema.name) {
-            return Err(PatchError::DuplicatePatchName {
+            return Err(PatchStringError::DuplicatePatchName {
                 name: schema.name,
                 sources: Vec::new(),
             });
@@ -174,12 +180,12 @@ impl Registry {
     }
 
     /// Adds the patch of a [`PatchArgs`] config type.
-    pub fn add_args<C: PatchArgs>(&mut self) -> Result<()> {
+    pub fn add_args<C: PatchArgs>(&mut self) -> Result<(), PatchStringError> {
         self.add(C::schema())
     }
 
     /// The registered names, sorted: the names patch strings may use, and the list every
-    /// [`PatchError::UnknownPatch`] of this registry gives.
+    /// [`PatchStringError::UnknownPatch`] of this registry gives.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.schemas.keys().map(String::as_str)
     }
@@ -195,8 +201,8 @@ impl Registry {
 
     /// The error for a patch name this registry does not know: every known name (from
     /// [`names`](Self::names)) and the nearest one.
-    pub(crate) fn unknown_patch(&self, name: &str, column: Option<usize>) -> PatchError {
-        PatchError::UnknownPatch {
+    pub(crate) fn unknown_patch(&self, name: &str, column: Option<usize>) -> PatchStringError {
+        PatchStringError::UnknownPatch {
             name: name.to_owned(),
             column,
             nearest: crate::nearest::nearest(name, self.names()),
@@ -210,18 +216,31 @@ impl Registry {
     }
 
     /// Parses and checks a patch string: one spec per `;`-separated patch, in order.
-    pub fn parse(&self, text: &str) -> Result<Vec<PatchSpec>> {
-        parse_calls(text)?
-            .iter()
-            .map(|call| self.check(call))
-            .collect()
+    ///
+    /// Every patch of the string is checked: one that has a problem does not hide the
+    /// next one's. One problem is returned as itself, several as
+    /// [`PatchStringError::Problems`], in the order written. A syntax error stops the
+    /// parse ([`PatchStringError::PatchSyntax`]), as what follows it cannot be read.
+    pub fn parse(&self, text: &str) -> Result<Vec<PatchSpec>, PatchStringError> {
+        let mut specs = Vec::new();
+        let mut problems = Vec::new();
+        for call in parse_calls(text)? {
+            match self.check(&call) {
+                Ok(spec) => specs.push(spec),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        match PatchStringError::from_problems(text, problems) {
+            Some(error) => Err(error),
+            None => Ok(specs),
+        }
     }
 
     /// Parses and checks a string of exactly one patch.
-    pub fn parse_one(&self, text: &str) -> Result<PatchSpec> {
+    pub fn parse_one(&self, text: &str) -> Result<PatchSpec, PatchStringError> {
         let calls = parse_calls(text)?;
         if let [second, ..] = &calls[1.min(calls.len())..] {
-            return Err(PatchError::PatchSyntax {
+            return Err(PatchStringError::PatchSyntax {
                 input: text.to_owned(),
                 offset: second.span.offset,
                 column: second.span.column,
@@ -232,7 +251,7 @@ impl Registry {
     }
 
     /// Checks one parsed call against its schema.
-    pub fn check(&self, call: &PatchCall) -> Result<PatchSpec> {
+    pub fn check(&self, call: &PatchCall) -> Result<PatchSpec, PatchStringError> {
         let Some(schema) = self.schemas.get(&call.name) else {
             return Err(self.unknown_patch(&call.name, Some(call.span.column)));
         };
@@ -256,6 +275,6 @@ impl Registry {
 }
 
 /// Parses and checks a patch string with the [global registry](Registry::global).
-pub fn parse_patches(text: &str) -> Result<Vec<PatchSpec>> {
+pub fn parse_patches(text: &str) -> Result<Vec<PatchSpec>, PatchStringError> {
     Registry::global()?.parse(text)
 }

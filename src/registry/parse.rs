@@ -17,7 +17,8 @@
 //! Patches in a chain are separated by `;`: a comma already separates arguments and
 //! appears inside glob patterns such as `*.attn.{q,v}`.
 use super::value::{write_quoted, Value};
-use crate::error::{PatchError, Result};
+use crate::error::Result;
+use crate::registry::PatchStringError;
 use std::fmt;
 
 /// Where a token starts in the patch string.
@@ -79,7 +80,7 @@ impl fmt::Display for PatchCall {
 /// assert_eq!(error.to_string(), "at column 11: expected '=' after argument name \"rank\", found '8'");
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
-pub fn parse_calls(input: &str) -> Result<Vec<PatchCall>> {
+pub fn parse_calls(input: &str) -> Result<Vec<PatchCall>, PatchStringError> {
     let mut parser = Parser {
         input,
         pos: 0,
@@ -159,12 +160,12 @@ impl Parser<'_> {
         }
     }
 
-    fn error(&self, message: String) -> PatchError {
+    fn error(&self, message: String) -> PatchStringError {
         self.error_at(self.span(), message)
     }
 
-    fn error_at(&self, span: Span, message: String) -> PatchError {
-        PatchError::PatchSyntax {
+    fn error_at(&self, span: Span, message: String) -> PatchStringError {
+        PatchStringError::PatchSyntax {
             input: self.input.to_owned(),
             offset: span.offset,
             column: span.column,
@@ -189,7 +190,7 @@ impl Parser<'_> {
         Some(self.input[start..self.pos].to_owned())
     }
 
-    fn call(&mut self) -> Result<PatchCall> {
+    fn call(&mut self) -> Result<PatchCall, PatchStringError> {
         let span = self.span();
         let Some(name) = self.name() else {
             return Err(self.error(format!("expected a patch name, found {}", self.found())));
@@ -236,7 +237,7 @@ impl Parser<'_> {
         }
     }
 
-    fn arg(&mut self) -> Result<CallArg> {
+    fn arg(&mut self) -> Result<CallArg, PatchStringError> {
         let span = self.span();
         let Some(name) = self.name() else {
             return Err(self.error(format!(
@@ -266,7 +267,7 @@ impl Parser<'_> {
         })
     }
 
-    fn list(&mut self, arg: &str) -> Result<Value> {
+    fn list(&mut self, arg: &str) -> Result<Value, PatchStringError> {
         self.bump(); // '['
         let mut values = Vec::new();
         loop {
@@ -297,7 +298,7 @@ impl Parser<'_> {
         }
     }
 
-    fn scalar(&mut self, arg: &str) -> Result<Value> {
+    fn scalar(&mut self, arg: &str) -> Result<Value, PatchStringError> {
         match self.peek() {
             Some('"') => self.string().map(Value::Str),
             Some(c) if c.is_ascii_digit() || c == '-' || c == '+' || c == '.' => self.number(),
@@ -317,7 +318,7 @@ impl Parser<'_> {
         }
     }
 
-    fn string(&mut self) -> Result<String> {
+    fn string(&mut self) -> Result<String, PatchStringError> {
         let start = self.span();
         self.bump(); // '"'
         let mut out = String::new();
@@ -358,7 +359,7 @@ impl Parser<'_> {
 
     /// A number: the maximal run of number-like characters, then checked as a whole, so
     /// `8x` or `1.2.3` is reported as one malformed token.
-    fn number(&mut self) -> Result<Value> {
+    fn number(&mut self) -> Result<Value, PatchStringError> {
         let start = self.span();
         while self
             .peek()

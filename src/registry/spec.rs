@@ -5,6 +5,7 @@ use super::check_args::check_values;
 use super::value::Value;
 use super::{Registry, TARGETS};
 use crate::error::{PatchError, Result};
+use crate::registry::PatchStringError;
 use std::fmt;
 use std::str::FromStr;
 
@@ -65,9 +66,9 @@ impl PatchSchema {
 
     /// Checks the schema: a valid name, argument names unique and not `targets`,
     /// constraints that fit their types, defaults that pass them.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), PatchStringError> {
         if !super::args::is_name(&self.name) {
-            return Err(PatchError::InvalidSchema {
+            return Err(PatchStringError::InvalidSchema {
                 patch: self.name.clone(),
                 message: "the patch name is not a valid name ([A-Za-z_][A-Za-z0-9_]*)".into(),
             });
@@ -77,7 +78,7 @@ impl PatchSchema {
                 .iter()
                 .any(|earlier| earlier.name == arg.name)
             {
-                return Err(PatchError::InvalidSchema {
+                return Err(PatchStringError::InvalidSchema {
                     patch: self.name.clone(),
                     message: format!("argument \"{}\" is declared twice", arg.name),
                 });
@@ -88,13 +89,17 @@ impl PatchSchema {
     }
 
     /// Checks values given in Rust (not parsed from a string) against the schema, filling
-    /// in defaults. The same checks as for a patch string, without `targets`.
+    /// in defaults. The same checks as for a patch string, without `targets`. The error
+    /// is a [`PatchError::PatchString`]: `#[derive(PatchArgs)]`'s `to_args` returns it as
+    /// it is.
     pub fn check_values(&self, values: Vec<(String, Value)>) -> Result<ValidatedArgs> {
         let given: Vec<_> = values
             .into_iter()
             .map(|(name, value)| (name, value, None))
             .collect();
-        check_values(self, given, false).map(|(args, _)| args)
+        check_values(self, given, false)
+            .map(|(args, _)| args)
+            .map_err(PatchError::from)
     }
 }
 
@@ -162,10 +167,10 @@ impl fmt::Display for PatchSpec {
 }
 
 impl FromStr for PatchSpec {
-    type Err = PatchError;
+    type Err = PatchStringError;
 
     /// Parses one patch with the [global registry](Registry::global).
-    fn from_str(text: &str) -> Result<Self> {
+    fn from_str(text: &str) -> Result<Self, PatchStringError> {
         Registry::global()?.parse_one(text)
     }
 }
@@ -196,7 +201,7 @@ pub fn to_patch_string(specs: &[PatchSpec]) -> String {
 ///   the patch type must implement [`BuildPatch`](crate::patches::BuildPatch) with this
 ///   struct as its `Config`, and have the same name (`#[patch(name = "...")]`); otherwise
 ///   it fails to compile, at the type. Without `patch`, patch strings parse the patch but
-///   cannot apply it ([`PatchError::NotApplicable`]);
+///   cannot apply it ([`PatchError::NotApplicable`](crate::PatchError::NotApplicable));
 /// * field types: `i64`, `f64`, `bool`, `String`, `Vec<i64>`; the field name is the
 ///   argument name; the field's doc comment is its help line;
 /// * on a field: `#[arg(default = literal, range = a..=b, choices("x", "y"))]`, each
@@ -257,11 +262,11 @@ pub trait PatchArgs: Sized {
 
 /// Used by `#[derive(PatchArgs)]`: fails unless `args` are those of patch `name`.
 #[doc(hidden)]
-pub fn expect_patch(args: &ValidatedArgs, name: &str) -> Result<()> {
+pub fn expect_patch(args: &ValidatedArgs, name: &str) -> Result<(), PatchStringError> {
     if args.patch() == name {
         Ok(())
     } else {
-        Err(PatchError::WrongPatch {
+        Err(PatchStringError::WrongPatch {
             expected: name.to_owned(),
             found: args.patch().to_owned(),
         })

@@ -12,6 +12,7 @@ use tch::{nn, Device, Kind, Tensor};
 use tch_patch::adapter::{
     load_model_adapter_with, AdapterDtype, AdapterProblem, MANIFEST_FILE, TENSORS_FILE,
 };
+use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{apply_specs, Registry};
 use tch_patch::{
     adapter::load_model_adapter, adapter::save_model_adapter, params::TensorProblem, PatchError,
@@ -215,7 +216,7 @@ fn manifest_cases() -> Vec<Case> {
             setup: |fx| edited(fx, |m| first(m)["patch"] = json!("lorra")),
             |fx| load(fx),
             e if invalid_patch(e, "blocks.0.q", |e| matches!(e,
-                PatchError::UnknownPatch { name, nearest: Some(nearest), .. } if name == "lorra" && nearest == "lora"))
+                PatchError::PatchString(PatchStringError::UnknownPatch { name, nearest: Some(nearest), .. }) if name == "lorra" && nearest == "lora"))
         ),
         case!(
             "adapter: manifest JSON with a stray comma",
@@ -289,21 +290,21 @@ fn manifest_cases() -> Vec<Case> {
             setup: |fx| edited(fx, |m| first(m)["args"]["rank"] = json!(0)),
             |fx| load(fx),
             e if invalid_patch(e, "blocks.0.q", |e| matches!(e,
-                PatchError::ArgumentOutOfRange { patch, name, .. } if patch == "lora" && name == "rank"))
+                PatchError::PatchString(PatchStringError::ArgumentOutOfRange { patch, name, .. }) if patch == "lora" && name == "rank"))
         ),
         case!(
             "adapter: an argument of the wrong type",
             setup: |fx| edited(fx, |m| first(m)["args"]["rank"] = json!("two")),
             |fx| load(fx),
             e if invalid_patch(e, "blocks.0.q", |e| matches!(e,
-                PatchError::ArgumentType { name, found, .. } if name == "rank" && found.contains("two")))
+                PatchError::PatchString(PatchStringError::ArgumentType { name, found, .. }) if name == "rank" && found.contains("two")))
         ),
         case!(
             "adapter: a misspelt argument",
             setup: |fx| edited(fx, |m| first(m)["args"]["rnak"] = json!(2)),
             |fx| load(fx),
             e if invalid_patch(e, "blocks.0.q", |e| matches!(e,
-                PatchError::UnknownArgument { name, nearest: Some(nearest), .. } if name == "rnak" && nearest == "rank"))
+                PatchError::PatchString(PatchStringError::UnknownArgument { name, nearest: Some(nearest), .. }) if name == "rnak" && nearest == "rank"))
         ),
         case!(
             "adapter: an argument that is an object",

@@ -7,6 +7,7 @@ use crate::fixture::Fixture;
 use crate::Case;
 use tch::nn;
 use tch_patch::patches::{BiasOnly, DropoutBefore, Lora};
+use tch_patch::registry::PatchStringError;
 use tch_patch::registry::Registry;
 use tch_patch::{
     tree::apply_chain, tree::AnyRule, tree::ModuleTreeExt, tree::Rule, tree::Selector, PatchError,
@@ -32,7 +33,7 @@ fn apply_string(fx: &mut Fixture, text: &str) -> Result<(), PatchError> {
 }
 
 fn syntax(error: &PatchError, at: usize, starts: &str) -> bool {
-    matches!(error, PatchError::PatchSyntax { column, message, .. } if *column == at && message.starts_with(starts))
+    matches!(error, PatchError::PatchString(PatchStringError::PatchSyntax { column, message, .. }) if *column == at && message.starts_with(starts))
 }
 
 pub(super) fn cases() -> Vec<Case> {
@@ -59,52 +60,52 @@ pub(super) fn cases() -> Vec<Case> {
             "patch string: unknown patch name",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lorra(targets="blocks.*.q")"#),
-            PatchError::UnknownPatch { name, nearest: Some(nearest), column: Some(1), .. }
+            PatchError::PatchString(PatchStringError::UnknownPatch { name, nearest: Some(nearest), column: Some(1), .. })
                 if name == "lorra" && nearest == "lora"
         ),
         case!(
             "patch string: unknown argument",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(rnak=4, targets="blocks.*.q")"#),
-            PatchError::UnknownArgument { name, nearest: Some(nearest), column: Some(6), .. }
+            PatchError::PatchString(PatchStringError::UnknownArgument { name, nearest: Some(nearest), column: Some(6), .. })
                 if name == "rnak" && nearest == "rank"
         ),
         case!(
             "patch string: an argument of another patch",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"bias_only(rank=2, targets="blocks.*.q")"#),
-            PatchError::UnknownArgument { patch, name, accepted, .. }
+            PatchError::PatchString(PatchStringError::UnknownArgument { patch, name, accepted, .. })
                 if patch == "bias_only" && name == "rank" && accepted == &["targets"]
         ),
         case!(
             "patch string: targets missing",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, "lora(rank=4)"),
-            PatchError::MissingArgument { patch, name, .. } if patch == "lora" && name == "targets"
+            PatchError::PatchString(PatchStringError::MissingArgument { patch, name, .. }) if patch == "lora" && name == "targets"
         ),
         case!(
             "patch string: a string for an integer",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(rank="four", targets="blocks.*.q")"#),
-            PatchError::ArgumentType { name, found, .. } if name == "rank" && found.contains("four")
+            PatchError::PatchString(PatchStringError::ArgumentType { name, found, .. }) if name == "rank" && found.contains("four")
         ),
         case!(
             "patch string: a list for targets",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, "lora(targets=[1, 2])"),
-            PatchError::ArgumentType { name, .. } if name == "targets"
+            PatchError::PatchString(PatchStringError::ArgumentType { name, .. }) if name == "targets"
         ),
         case!(
             "patch string: rank 0 (out of range)",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(rank=0, targets="blocks.*.q")"#),
-            PatchError::ArgumentOutOfRange { name, value, .. } if name == "rank" && value == "0"
+            PatchError::PatchString(PatchStringError::ArgumentOutOfRange { name, value, .. }) if name == "rank" && value == "0"
         ),
         case!(
             "patch string: dropout past its (included) end",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(dropout=1.5, targets="blocks.*.q")"#),
-            PatchError::ArgumentOutOfRange { name, allowed, .. } if name == "dropout" && allowed == "in 0.0..=1.0"
+            PatchError::PatchString(PatchStringError::ArgumentOutOfRange { name, allowed, .. }) if name == "dropout" && allowed == "in 0.0..=1.0"
         ),
         case!(
             "patch string: an integer past 64 bits",
@@ -116,7 +117,7 @@ pub(super) fn cases() -> Vec<Case> {
             "patch string: an argument given twice",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(rank=4, targets="blocks.*.q", rank=8)"#),
-            PatchError::DuplicateArgument { name, column: Some(36), .. } if name == "rank"
+            PatchError::PatchString(PatchStringError::DuplicateArgument { name, column: Some(36), .. }) if name == "rank"
         ),
         case!(
             "patch string: a malformed glob in targets",

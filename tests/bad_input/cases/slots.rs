@@ -6,6 +6,7 @@ use crate::fixture::{Fixture, TREE};
 use crate::Case;
 use tch::{nn, Kind, Tensor};
 use tch_patch::patches::{BuildPatch, Lora, LoraConfig};
+use tch_patch::registry::PatchStringError;
 use tch_patch::{
     params::TensorRole, register_tensors, tree::path_in, tree::ModuleTreeExt, tree::Refused, Layer,
     PatchError, Slot,
@@ -83,7 +84,7 @@ pub(super) fn cases() -> Vec<Case> {
             "slot: replace_with a LoRA of rank 0 (the slot keeps its linear)",
             setup: |fx| fx.with_tree(),
             |fx| replace_with_lora(fx, "blocks.0.v", LoraConfig { rank: 0, ..Default::default() }),
-            PatchError::ArgumentOutOfRange { patch, name, .. } if patch == "lora" && name == "rank"
+            PatchError::PatchString(PatchStringError::ArgumentOutOfRange { patch, name, .. }) if patch == "lora" && name == "rank"
         ),
         case!(
             "slot: replace_with a LoRA whose names are taken",
