@@ -105,7 +105,8 @@ fn fallback(mut item: syn::Item, from: Option<syn::Type>) -> proc_macro2::TokenS
                 .retain(|a| !a.path().is_ident("param") && !a.path().is_ident("buffer"));
         }
         // Not for `Self` (or a path through it): a struct holding itself has infinite size.
-        let names_self = |from: &syn::TypePath| from.path.segments.iter().any(|s| s.ident == "Self");
+        let names_self =
+            |from: &syn::TypePath| from.path.segments.iter().any(|s| s.ident == "Self");
         if let (Some(syn::Type::Path(from)), syn::Fields::Named(fields)) = (from, &mut item.fields)
         {
             if names_self(&from) {
