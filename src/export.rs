@@ -4,6 +4,7 @@
 use crate::adapter::io;
 use crate::error::{PatchError, Result};
 use crate::params::{named_tensors, Parameters};
+use crate::save::SaveError;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn::ModuleT, CModule, Tensor};
@@ -78,10 +79,12 @@ fn to_bytes(module: &CModule, what: &str) -> Result<Vec<u8>> {
         .save(&scratch)
         .map_err(PatchError::torch(format!("serializing {what}")));
     let bytes = saved.and_then(|()| {
-        io::read_file(&scratch, io::FileKind::Own).map_err(|message| PatchError::WriteFile {
-            path: scratch.clone(),
-            source: std::io::Error::other(message),
-        })
+        io::read_file(&scratch, io::FileKind::Own)
+            .map_err(|message| SaveError::WriteFile {
+                path: scratch.clone(),
+                source: std::io::Error::other(message),
+            })
+            .map_err(Into::into)
     });
     let _ = std::fs::remove_file(&scratch);
     bytes

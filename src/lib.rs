@@ -74,7 +74,7 @@ mod names;
 mod nearest;
 pub mod parametrize;
 pub mod params;
-mod patch;
+mod patch_trait;
 pub mod patches;
 pub mod peft;
 pub mod prelude;
@@ -89,9 +89,9 @@ mod varstore;
 
 pub use error::{PatchError, Result};
 pub use params::parameters::{named_tensors, Parameters};
-pub use patch::{Patch, PatchView};
 pub use patch_macros::{delegatable, delegate_rest};
 pub use patch_macros::{patch, patch_forward, ModuleTree, Parameters};
+pub use patch_trait::{Patch, PatchView};
 pub use registry::apply::apply_patch_string;
 pub use tree::layer::Layer;
 pub use tree::slot::Slot;
@@ -109,7 +109,7 @@ pub mod __private {
         TrainModePatch,
     };
     pub use crate::params::{TensorRole, Visitor, VisitorMut};
-    pub use crate::patch::{Patch, PatchView};
+    pub use crate::patch_trait::{Patch, PatchView};
     pub use crate::registry;
     pub use crate::tree::{DynLayer, SlotContent, SlotVisitorMut, TreeVisitor};
     pub use crate::Parameters;

@@ -46,6 +46,27 @@ pub(crate) fn shape_text(shape: &[i64]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
+/// Names in backticks, comma-separated: `` `a`, `b` ``; `(none)` for an empty list.
+pub(crate) fn quoted_list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "(none)".into();
+    }
+    names
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every problem of a list in one line, `; `-separated, as the errors that collect them print.
+pub(crate) fn problem_list<T: std::fmt::Display>(problems: &[T]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Whether `kind` is a floating-point dtype (the ones a tensor that requires grad, or a
 /// module's `to(dtype)`, may take besides the complex ones).
 pub(crate) fn is_floating(kind: Kind) -> bool {

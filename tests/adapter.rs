@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
+use tch_patch::adapter::AdapterError;
 use tch_patch::adapter::{
     apply_lora_adapter, read_adapter, save_adapter, AdapterEntry, AdapterProblem, MANIFEST_FILE,
     TENSORS_FILE,
@@ -251,10 +252,11 @@ fn write_manifest(dir: &TempDir, manifest: &Value) {
 /// The problems of a read that must fail.
 fn problems_of(dir: &TempDir) -> Vec<AdapterProblem> {
     match read_adapter(dir.path()) {
-        Err(PatchError::InvalidAdapter {
+        Err(PatchError::Adapter(AdapterError {
             operation,
             problems,
-        }) => {
+            ..
+        })) => {
             assert!(operation.starts_with("read adapter `"), "{operation}");
             problems
         }
@@ -459,7 +461,7 @@ fn saving_bad_entries_lists_every_problem_and_writes_nothing() {
         AdapterEntry::new("f", LoraConfig::default().to_spec("g").unwrap(), vec![]),
     ];
     let error = save_adapter(dir.path(), &entries).unwrap_err();
-    let PatchError::InvalidAdapter { problems, .. } = &error else {
+    let PatchError::Adapter(AdapterError { problems, .. }) = &error else {
         panic!("{error:?}")
     };
     let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -489,7 +491,7 @@ fn applying_an_adapter_that_does_not_fit_changes_nothing() {
     let _taken = vs.root().sub("fc1").zeros("lora_a", &[1]);
     let mut modules = BTreeMap::from([("fc1".to_owned(), wrong)]);
     let error = apply_lora_adapter(&adapter.entries, &vs.root(), &mut modules).unwrap_err();
-    let PatchError::InvalidAdapter { problems, .. } = &error else {
+    let PatchError::Adapter(AdapterError { problems, .. }) = &error else {
         panic!("{error:?}")
     };
     let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();

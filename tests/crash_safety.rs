@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
+use tch_patch::adapter::AdapterError;
 use tch_patch::adapter::{read_adapter, save_adapter, AdapterEntry, AdapterProblem};
 use tch_patch::patches::LoraConfig;
 use tch_patch::registry::PatchArgs;
@@ -122,7 +123,7 @@ fn saves_killed_at_random_moments_leave_a_whole_old_or_new_file() {
                     "a manifest of one save and tensors of another"
                 );
             }
-            Err(PatchError::InvalidAdapter { problems, .. })
+            Err(PatchError::Adapter(AdapterError { problems, .. }))
                 if matches!(&problems[..], [AdapterProblem::MixedSaves { .. }]) =>
             {
                 mixed += 1;

@@ -5,9 +5,11 @@
 //! libFuzzer's inputs (4 KiB at most by default) are too short to show the first two, so
 //! those use long inputs.
 use std::time::{Duration, Instant};
+use tch_patch::adapter::AdapterError;
 use tch_patch::adapter::{AdapterManifest, AdapterProblem};
 use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{parse_calls, Registry};
+use tch_patch::tree::TreeError;
 use tch_patch::{tree::Glob, tree::Selector, PatchError};
 
 /// Runs `f` on a thread with a small stack (as a program's worker threads may have), so a
@@ -30,7 +32,7 @@ fn deeply_nested_alternatives_are_refused_not_a_stack_overflow() {
     ] {
         let error = on_small_stack(move || Glob::new(&pattern).map(drop));
         assert!(
-            matches!(error, Err(PatchError::BadGlob { reason, .. }) if reason.contains("nest")),
+            matches!(error, Err(TreeError::BadGlob { reason, .. }) if reason.contains("nest")),
             "{error:?}"
         );
     }
@@ -40,7 +42,7 @@ fn deeply_nested_alternatives_are_refused_not_a_stack_overflow() {
         let spec = Registry::global().unwrap().parse_one(&text).unwrap();
         Selector::glob(&spec.targets).map(drop)
     });
-    assert!(matches!(error, Err(PatchError::BadGlob { .. })));
+    assert!(matches!(error, Err(TreeError::BadGlob { .. })));
 }
 
 #[test]
@@ -54,7 +56,7 @@ fn nesting_up_to_the_limit_still_matches() {
     let deeper = format!("{}{}", "{a".repeat(depth + 1), "}".repeat(depth + 1));
     assert!(matches!(
         Glob::new(&deeper),
-        Err(PatchError::BadGlob { position, .. }) if position == 2 * depth
+        Err(TreeError::BadGlob { position, .. }) if position == 2 * depth
     ));
 }
 
@@ -106,7 +108,7 @@ fn a_manifest_dimension_past_i64_max_is_refused_by_field() {
     ))
     .unwrap();
     let error = AdapterManifest::from_json(&manifest).unwrap_err();
-    let PatchError::InvalidAdapter { problems, .. } = &error else {
+    let PatchError::Adapter(AdapterError { problems, .. }) = &error else {
         panic!("{error:?}")
     };
     assert!(

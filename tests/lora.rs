@@ -399,3 +399,53 @@ fn built_from_a_patch_string_over_any_linear_like_module() {
     outer.merge().unwrap();
     outer.unmerge().unwrap();
 }
+
+/// A linear layer stored `[in, out]`, as transformers' `Conv1D`.
+#[derive(Debug)]
+struct Transposed {
+    weight: Tensor,
+}
+
+impl Module for Transposed {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.matmul(&self.weight)
+    }
+}
+
+impl LinearLike for Transposed {
+    fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    fn fan_in_fan_out(&self) -> bool {
+        true
+    }
+
+    fn forward_detached(&self, xs: &Tensor, _train: bool) -> Tensor {
+        xs.matmul(&self.weight.detach())
+    }
+}
+
+#[test]
+fn a_fan_in_fan_out_base_gets_peft_shapes_and_merges_transposed() {
+    let vs = nn::VarStore::new(CPU);
+    let path = vs.root() / "c_attn";
+    let base = Transposed {
+        weight: path.randn("weight", &[16, 12], 0.0, 0.1),
+    };
+    assert_eq!((base.in_features(), base.out_features()), (16, 12));
+    let mut lora = Lora::new(base, &path, &config(4)).unwrap();
+    assert_eq!(lora.lora_a().size(), [4, 16]);
+    assert_eq!(lora.lora_b().size(), [12, 4]);
+    let mut b = lora.lora_b().shallow_clone();
+    tch::no_grad(|| b.copy_(&Tensor::randn([12, 4], FLOAT)));
+    assert_eq!(lora.delta_weight().unwrap().size(), [16, 12]);
+    let xs = Tensor::randn([5, 16], FLOAT);
+    let unmerged = lora.forward_t(&xs, false);
+    let before = copy(&lora.base().weight);
+    lora.merge().unwrap();
+    let merged = lora.forward_t(&xs, false);
+    assert!(merged.allclose(&unmerged, 1e-5, 1e-5, false));
+    let expected = &before + lora.lora_b().matmul(lora.lora_a()).tr() * lora.scaling();
+    assert!(lora.base().weight.allclose(&expected, 1e-6, 1e-6, false));
+}

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch_patch::parametrize::ParametrizeError;
 use tch_patch::{
     named_tensors, parametrize::parametrize, parametrize::FakeQuantInt8, parametrize::FnTransform,
     parametrize::MagnitudePrune, parametrize::Parametrized, parametrize::Removal,
@@ -364,12 +365,12 @@ fn assign_goes_through_the_right_inverses_in_place() {
     p.push("weight", |w: &Tensor| w.relu()).unwrap();
     let error = p.assign("weight", &value).unwrap_err();
     assert!(
-        matches!(error, PatchError::NoRightInverse { ref transform } if transform == "closure")
+        matches!(error, PatchError::Parametrize(ParametrizeError::NoRightInverse { ref transform }) if transform == "closure")
     );
     assert!(p.original_module().ws.equal(&before));
     let error = p.assign("bias", &value).unwrap_err();
     assert!(
-        matches!(error, PatchError::NotParametrized { ref parametrized, .. } if parametrized == &["weight"])
+        matches!(error, PatchError::Parametrize(ParametrizeError::NotParametrized { ref parametrized, .. }) if parametrized == &["weight"])
     );
 }
 
@@ -391,7 +392,9 @@ fn unknown_names_are_errors_that_list_the_names_and_change_nothing() {
     assert!(p.forward(&xs).equal(&p.original_module().forward(&xs)));
     assert!(matches!(
         p.transformed("weight"),
-        Err(PatchError::NotParametrized { .. })
+        Err(PatchError::Parametrize(
+            ParametrizeError::NotParametrized { .. }
+        ))
     ));
 }
 
@@ -399,11 +402,11 @@ fn unknown_names_are_errors_that_list_the_names_and_change_nothing() {
 fn bad_arguments_are_typed_errors_that_change_nothing() {
     assert!(matches!(
         MagnitudePrune::new(1.0),
-        Err(PatchError::SparsityOutOfRange { sparsity }) if sparsity == 1.0
+        Err(ParametrizeError::SparsityOutOfRange { sparsity }) if sparsity == 1.0
     ));
     assert!(matches!(
         MagnitudePrune::new(-0.5),
-        Err(PatchError::SparsityOutOfRange { .. })
+        Err(ParametrizeError::SparsityOutOfRange { .. })
     ));
 
     let vs = nn::VarStore::new(Device::Cpu);
@@ -423,35 +426,43 @@ fn bad_arguments_are_typed_errors_that_change_nothing() {
 
     let error = p.push("weight", FakeQuantInt8::per_channel(2)).unwrap_err();
     assert!(
-        matches!(error, PatchError::AxisOutOfRange { axis: 2, ndim: 2, ref name, .. } if name == "weight")
+        matches!(error, PatchError::Parametrize(ParametrizeError::AxisOutOfRange { axis: 2, ndim: 2, ref name, .. }) if name == "weight")
     );
     assert!(unchanged(&p));
     let error = p.push("bias", FakeQuantInt8::per_channel(-2)).unwrap_err();
     assert!(matches!(
         error,
-        PatchError::AxisOutOfRange {
+        PatchError::Parametrize(ParametrizeError::AxisOutOfRange {
             axis: -2,
             ndim: 1,
             ..
-        }
+        })
     ));
     assert!(unchanged(&p));
 
     let error = p
         .push_registered(&path, "weight", WeightNorm::new(5))
         .unwrap_err();
-    assert!(matches!(error, PatchError::AxisOutOfRange { .. }));
+    assert!(matches!(
+        error,
+        PatchError::Parametrize(ParametrizeError::AxisOutOfRange { .. })
+    ));
     assert!(unchanged(&p));
 
     let error = p.push("weight", WeightNorm::new(0)).unwrap_err();
-    assert!(matches!(error, PatchError::NeedsVarStore { ref tensor, .. } if tensor == "weight_g"));
+    assert!(
+        matches!(error, PatchError::Parametrize(ParametrizeError::NeedsVarStore { ref tensor, .. }) if tensor == "weight_g")
+    );
     assert!(unchanged(&p));
 
     let error = p
         .push("weight", |w: &Tensor| w.sum(Kind::Float))
         .unwrap_err();
     assert!(
-        matches!(error, PatchError::TransformChangedTensor { .. }),
+        matches!(
+            error,
+            PatchError::Parametrize(ParametrizeError::TransformChangedTensor { .. })
+        ),
         "{error}"
     );
     assert!(unchanged(&p));
@@ -460,7 +471,10 @@ fn bad_arguments_are_typed_errors_that_change_nothing() {
         .push("weight", |w: &Tensor| w.to_kind(Kind::Double))
         .unwrap_err();
     assert!(
-        matches!(error, PatchError::TransformChangedTensor { .. }),
+        matches!(
+            error,
+            PatchError::Parametrize(ParametrizeError::TransformChangedTensor { .. })
+        ),
         "{error}"
     );
     assert!(unchanged(&p));
@@ -875,7 +889,7 @@ fn assigning_at_the_outer_level_inverts_the_outer_transform_first() {
     let before = tensor_of(&outer, "weight").copy();
     let error = outer.assign("weight", &value).unwrap_err();
     assert!(
-        matches!(error, PatchError::NoRightInverse { ref transform } if transform == "closure"),
+        matches!(error, PatchError::Parametrize(ParametrizeError::NoRightInverse { ref transform }) if transform == "closure"),
         "{error}"
     );
     assert!(tensor_of(&outer, "weight").equal(&before));

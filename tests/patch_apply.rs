@@ -5,6 +5,7 @@ use common::slot_model::Model;
 use std::collections::BTreeSet;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
+use tch_patch::tree::TreeError;
 use tch_patch::{apply_patch_string, named_tensors, tree::ModuleTreeExt, PatchError, Slot};
 
 const CPU: Device = Device::Cpu;
@@ -124,7 +125,10 @@ fn a_failing_spec_undoes_the_whole_chain_and_unpatch_all_restores_the_model() {
         r#"lora(rank=2, targets="*.attn.q"); bias_only(targets="*.attn.qq")"#,
     )
     .unwrap_err();
-    assert!(matches!(error, PatchError::NoMatch { .. }), "{error}");
+    assert!(
+        matches!(error, PatchError::Tree(TreeError::NoMatch { .. })),
+        "{error}"
+    );
     assert!(
         error.to_string().contains("blocks.0.attn.q"),
         "nearest paths listed: {error}"
@@ -138,7 +142,10 @@ fn a_failing_spec_undoes_the_whole_chain_and_unpatch_all_restores_the_model() {
 
     apply_patch_string(&mut m, &vs, CHAIN).unwrap();
     let again = apply_patch_string(&mut m, &vs, r#"lora(rank=2, targets="*.attn.q")"#);
-    assert!(matches!(again, Err(PatchError::AlreadyPatched { .. })));
+    assert!(matches!(
+        again,
+        Err(PatchError::Tree(TreeError::AlreadyPatched { .. }))
+    ));
     m.unpatch_all_from(&vs);
     assert_same(&before, &snapshot(&m));
     assert_eq!(

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
+use tch_patch::adapter::AdapterError;
 use tch_patch::adapter::{apply_lora_adapter, AdapterEntry};
 use tch_patch::patches::{BiasOnlyConfig, Lora, LoraConfig};
 use tch_patch::registry::PatchArgs;
@@ -200,9 +201,7 @@ fn a_peft_adapter_written_in_python_loads_in_rust() {
 
 fn problems_of(dir: &std::path::Path) -> Vec<String> {
     match read_peft_lora(dir) {
-        Err(PatchError::InvalidAdapter { problems, .. }) => {
-            problems.iter().map(ToString::to_string).collect()
-        }
+        Err(AdapterError { problems, .. }) => problems.iter().map(ToString::to_string).collect(),
         other => panic!("expected InvalidAdapter, got {other:?}"),
     }
 }
@@ -213,7 +212,7 @@ fn a_bad_peft_folder_is_one_error_listing_every_problem() {
     let vs = nn::VarStore::new(CPU);
     save_peft_lora(dir.path(), &entries(&patched(&vs)), &PeftOptions::default()).unwrap();
     let mut config = config_json(&dir);
-    config["fan_in_fan_out"] = json!(true);
+    config["use_dora"] = json!(true);
     config["r"] = json!(8);
     config["target_modules"] = json!(["q"]);
     std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
@@ -231,7 +230,7 @@ fn a_bad_peft_folder_is_one_error_listing_every_problem() {
     assert_eq!(
         problems_of(dir.path()),
         [
-            "`adapter_config.json`: field `fan_in_fan_out` is `true`: a base weight stored as [in, out] (GPT-2's Conv1D) is not supported (this library reads only false)",
+            "`adapter_config.json`: field `use_dora` is `true`: DoRA (a magnitude vector, `lora_magnitude_vector`, and a normalised weight) is not supported (this library reads only false)",
             "tensor `base_model.model.blocks.2.q.lora_A.default.weight` in `adapter_model.safetensors` is not expected: it holds an adapter name (PEFT's saved files do not); keys are `base_model.model.<path>.lora_A.weight` and `...lora_B.weight`",
             "tensor `base_model.model.blocks.0.attn.q.lora_A.weight` has shape [4, 16], expected [8, in_features] (r of `blocks.0.attn.q` in the config is 8)",
             "tensor `base_model.model.blocks.0.attn.q.lora_B.weight` has shape [24, 4], expected [out_features, 8] (r of `blocks.0.attn.q` in the config is 8)",
@@ -301,7 +300,7 @@ fn entries_peft_cannot_express_are_refused_before_writing() {
     );
     entries.pop();
     let error = save_peft_lora(dir.path(), &entries, &PeftOptions::default()).unwrap_err();
-    let PatchError::InvalidAdapter { problems, .. } = &error else {
+    let PatchError::Adapter(AdapterError { problems, .. }) = &error else {
         panic!("{error:?}")
     };
     assert_eq!(

@@ -7,6 +7,7 @@ mod common;
 use common::{run_python, TempDir};
 use std::collections::BTreeMap;
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
+use tch_patch::adapter::AdapterError;
 use tch_patch::adapter::{
     apply_lora_adapter, apply_lora_adapter_with, AdapterDtype, AdapterEntry, AdapterProblem,
 };
@@ -161,7 +162,7 @@ fn a_bf16_adapter_loads_onto_a_float32_model_converted_as_in_peft() {
         AdapterDtype::Exact,
     )
     .unwrap_err();
-    let PatchError::InvalidAdapter { problems, .. } = &error else {
+    let PatchError::Adapter(AdapterError { problems, .. }) = &error else {
         panic!("{error}")
     };
     assert_eq!(problems.len(), 12, "{error}");
@@ -194,10 +195,7 @@ fn options_made_by_peft_that_rust_does_not_implement_are_refused_by_their_field(
         ),
     ] {
         python_writes(&base, case);
-        let error = read_peft_lora(base.dir.join(case)).unwrap_err();
-        let PatchError::InvalidAdapter { problems, .. } = &error else {
-            panic!("{error}")
-        };
+        let AdapterError { problems, .. } = read_peft_lora(base.dir.join(case)).unwrap_err();
         let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
         let named: Vec<&String> = texts
             .iter()

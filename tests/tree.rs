@@ -3,6 +3,7 @@
 //! tied weights.
 use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
+use tch_patch::tree::TreeError;
 use tch_patch::{
     named_tensors, params::TensorRole, patch, patch_forward, register_tensors, tree::apply_chain,
     tree::diff, tree::path_in, tree::print_tree, tree::DynLayer, tree::ModuleTreeExt,
@@ -284,7 +285,7 @@ fn zero_matches_list_the_nearest_paths() {
     );
     assert!(matches!(
         model.apply(&regex),
-        Err(PatchError::NoMatch { nearest, .. }) if nearest[0] == "blocks.0.attn.q"
+        Err(PatchError::Tree(TreeError::NoMatch { nearest, .. })) if nearest[0] == "blocks.0.attn.q"
     ));
     assert_same(&before, &snapshot(&model));
 }
@@ -349,7 +350,9 @@ fn a_failure_at_the_third_match_rolls_the_first_two_back() {
         "rule `Scaled` failed at `blocks.1.attn.q` (the model is unchanged): the test's \
          patience is empty"
     );
-    assert!(matches!(error, PatchError::PatchFailed { ref path, .. } if path == "blocks.1.attn.q"));
+    assert!(
+        matches!(error, PatchError::Tree(TreeError::PatchFailed { ref path, .. }) if path == "blocks.1.attn.q")
+    );
     assert!(model.slots().iter().all(|(_, slot)| !slot.is_patched()));
     assert_same(&before, &snapshot(&model));
     assert_eq!(var_names(&vs), vars_before);
@@ -396,7 +399,7 @@ fn checks_and_patch_names_are_enforced_before_anything_stays_changed() {
     );
     assert!(matches!(
         model.apply(&peeling),
-        Err(PatchError::NotWrapped { ref path, .. }) if path == "blocks.1.attn.q"
+        Err(PatchError::Tree(TreeError::NotWrapped { ref path, .. })) if path == "blocks.1.attn.q"
     ));
     assert!(!model.blocks[0].attn.q.is_patched()); // the earlier slot was restored
 }
@@ -578,7 +581,7 @@ fn patch_all_extends_a_rule_to_every_slot_sharing_the_tensor() {
     let error = model.apply(&tag).unwrap_err();
     assert!(matches!(
         &error,
-        PatchError::TiedWeights { tied_to, .. } if tied_to == "embed.weight"
+        PatchError::Tree(TreeError::TiedWeights { tied_to, .. }) if tied_to == "embed.weight"
     ));
     // Ties to the embedding are allowed only by `Allow`; a rule picking both heads with
     // `PatchAll` still refuses, since the embedding cannot take a `Linear` patch.
@@ -653,7 +656,7 @@ fn statically_built_patches_and_train_mode_layers_fit_in_slots() {
     assert!(slot.downcast_ref::<Tagged<Scaled<nn::Linear>>>().is_some());
     assert_eq!(slot.unpatch_all(), ["Tagged", "Scaled"]);
     assert_eq!(slot.root().ws.data_ptr(), weight);
-    assert!(matches!(slot.unpatch(), Err(PatchError::NotPatched { .. })));
+    assert!(matches!(slot.unpatch(), Err(TreeError::NotPatched { .. })));
 
     let mut norm = Slot::new(nn::batch_norm1d(vs.root() / "bn", DIM, Default::default()));
     let xs = Tensor::randn([8, DIM], (Kind::Float, CPU));
@@ -683,7 +686,9 @@ fn a_chain_of_rules_of_several_types_is_all_or_nothing() {
         Tagged { base }
     });
     let error = apply_chain(&mut model, &[&on_embed, &on_attn, &stacked, &typo]).unwrap_err();
-    assert!(matches!(error, PatchError::NoMatch { ref nearest, .. } if nearest[0] == "head"));
+    assert!(
+        matches!(error, PatchError::Tree(TreeError::NoMatch { ref nearest, .. }) if nearest[0] == "head")
+    );
     assert!(model.slots().iter().all(|(_, slot)| !slot.is_patched()));
     assert_same(&before, &snapshot(&model));
     assert_eq!(var_names(&vs), vars_before);
@@ -731,7 +736,7 @@ parameters: 20 total, 20 trainable; slots: 0 of 1 patched
     let tag = Rule::<nn::Linear>::wrap(Selector::all(), "Tagged", |_, base| Tagged { base });
     assert!(matches!(
         model.apply(&tag),
-        Err(PatchError::TiedWeights { ref tied_to, ref reason, .. })
+        Err(PatchError::Tree(TreeError::TiedWeights { ref tied_to, ref reason, .. }))
             if tied_to == "shared_bias" && reason == "is not in a slot, so it cannot be patched"
     ));
     model.apply(&tag.tie(TiePolicy::Allow)).unwrap();

@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{BuildError, BuildPatch};
 use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{apply_specs, PatchArgs, PatchSpec, Registry};
+use tch_patch::tree::TreeError;
 use tch_patch::{
     adapter::load_model_adapter, adapter::save_model_adapter, apply_patch_string, leaf_layer,
     named_tensors, params::TensorRole, patch, patch_forward, register_tensors, tree::DynLayer,
@@ -173,12 +174,12 @@ fn a_slot_of_a_type_the_patch_cannot_wrap_is_an_error_and_nothing_changes() {
     // `*` picks the linear head too, which `gain` does not wrap: refused before `conv`
     // and `block` (which it does wrap) are touched.
     let error = apply_patch_string(&mut net, &vs, r#"gain(targets="*")"#).unwrap_err();
-    let PatchError::UnpatchableSlot {
+    let PatchError::PatchString(PatchStringError::UnpatchableSlot {
         patch,
         path,
         slot_type,
         accepted,
-    } = &error
+    }) = &error
     else {
         panic!("{error:?}")
     };
@@ -198,7 +199,7 @@ fn a_slot_of_a_type_the_patch_cannot_wrap_is_an_error_and_nothing_changes() {
     // The same for a built-in patch: LoRA wraps linear layers only.
     let error = apply_patch_string(&mut net, &vs, r#"lora(targets="*")"#).unwrap_err();
     assert!(
-        matches!(&error, PatchError::UnpatchableSlot { patch, path, slot_type, accepted }
+        matches!(&error, PatchError::PatchString(PatchStringError::UnpatchableSlot { patch, path, slot_type, accepted })
             if patch == "lora" && path == "conv" && slot_type == "Conv<[i64; 2]>" && accepted == &["Linear"]),
         "{error:?}"
     );
@@ -207,7 +208,7 @@ fn a_slot_of_a_type_the_patch_cannot_wrap_is_an_error_and_nothing_changes() {
     // Only slots of other types picked: no match, naming them and their types.
     let error = apply_patch_string(&mut net, &vs, r#"gain(targets="head")"#).unwrap_err();
     assert!(
-        matches!(&error, PatchError::NoMatch { rule, slot_type, other_types, nearest, .. }
+        matches!(&error, PatchError::Tree(TreeError::NoMatch { rule, slot_type, other_types, nearest, .. })
             if rule == "gain" && slot_type == "Conv<[i64; 2]> or MyBlock"
                 && other_types == &[("head".to_owned(), "Linear".to_owned())]
                 && nearest.len() == 2),
@@ -223,7 +224,10 @@ fn a_slot_of_a_type_the_patch_cannot_wrap_is_an_error_and_nothing_changes() {
     )
     .unwrap_err();
     assert!(
-        matches!(error, PatchError::UnpatchableSlot { .. }),
+        matches!(
+            error,
+            PatchError::PatchString(PatchStringError::UnpatchableSlot { .. })
+        ),
         "{error}"
     );
     unchanged(&net, &vs);
@@ -259,9 +263,9 @@ fn a_patch_of_one_layer_type_takes_bare_slots_and_generic_ones_stack_on_it() {
     )
     .unwrap_err();
     assert!(
-        matches!(&error, PatchError::PatchFailed { rule, path, source }
+        matches!(&error, PatchError::Tree(TreeError::PatchFailed { rule, path, source })
             if rule == "block_tag" && path == "block"
-                && matches!(**source, PatchError::AlreadyPatched { .. })),
+                && matches!(**source, PatchError::Tree(TreeError::AlreadyPatched { .. }))),
         "{error:?}"
     );
     assert!(!net.block.is_patched());
@@ -324,7 +328,7 @@ fn a_patch_registered_without_a_patch_type_is_parsed_but_not_applied() {
     let mut net = net(&vs);
     let error = apply_specs(&mut net, &vs, &[spec]).unwrap_err();
     assert!(
-        matches!(&error, PatchError::NotApplicable { patch } if patch == "note"),
+        matches!(&error, PatchError::PatchString(PatchStringError::NotApplicable { patch }) if patch == "note"),
         "{error:?}"
     );
     assert!(!net.head.is_patched());

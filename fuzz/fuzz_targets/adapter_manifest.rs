@@ -4,6 +4,7 @@
 //! patch names, tensor names, shapes, dtypes), and written back with `to_json` it parses
 //! to the same manifest.
 #![no_main]
+use tch_patch::adapter::AdapterError;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use tch_patch::adapter::{AdapterManifest, ManifestPatch};
@@ -48,7 +49,7 @@ fuzz_target!(
                 });
                 assert_eq!(again, manifest);
             }
-            Err(PatchError::InvalidAdapter { problems, .. }) => {
+            Err(PatchError::Adapter(AdapterError { problems, .. })) => {
                 assert!(!problems.is_empty());
                 assert!(problems.iter().all(|problem| !problem.to_string().is_empty()));
             }

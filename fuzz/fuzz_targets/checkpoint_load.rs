@@ -4,6 +4,7 @@
 //! `InvalidTensors`, `InvalidAdapter`) and leaves the model exactly as it was; a load that
 //! succeeds wrote the file's values.
 #![no_main]
+use tch_patch::adapter::AdapterError;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use tch::{nn, Device, Tensor};
@@ -47,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     )
     .unwrap();
     match tch_patch::adapter::read_adapter(&dir) {
-        Ok(_) | Err(PatchError::InvalidAdapter { .. }) => {}
+        Ok(_) | Err(PatchError::Adapter(AdapterError { .. })) => {}
         Err(other) => panic!("not an adapter error: {other:?}"),
     }
 });

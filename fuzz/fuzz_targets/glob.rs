@@ -2,6 +2,7 @@
 //! `matches` and `distance`: never a panic, `matches` agrees with `distance == 0`, a glob
 //! prints back to itself, and a path escaped as a glob matches exactly that path.
 #![no_main]
+use tch_patch::tree::TreeError;
 use libfuzzer_sys::fuzz_target;
 use tch_patch::{tree::Glob, PatchError, tree::Selector};
 
@@ -29,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(Selector::glob(pattern).is_ok());
         }
         Err(error) => {
-            let PatchError::BadGlob { position, .. } = &error else {
+            let PatchError::Tree(TreeError::BadGlob { position, .. }) = &error else {
                 panic!("{pattern:?}: not a BadGlob: {error:?}");
             };
             assert!(

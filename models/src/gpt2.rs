@@ -10,6 +10,9 @@ use crate::error::ModelError;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
 use tch_patch::params::{TensorRole, Visitor, VisitorMut};
+use tch_patch::patches::{
+    BiasOnly, BiasOnlyConfig, DropoutBefore, DropoutBeforeConfig, LinearLike, Lora, LoraConfig,
+};
 use tch_patch::prelude::*;
 
 /// The fields of `GPT2Config` this crate reads, with transformers' names.
@@ -184,7 +187,27 @@ impl Parameters for Conv1D {
     }
 }
 
+/// Linear-like with its weight stored `[in, out]` (PEFT's `fan_in_fan_out`), so LoRA,
+/// bias-only tuning and dropout-before patch its slots: a LoRA update of `c_attn` has
+/// PEFT's shapes (`A: [r, in]`, `B: [out, r]`) and merges transposed, as PEFT merges it.
+impl LinearLike for Conv1D {
+    fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    fn fan_in_fan_out(&self) -> bool {
+        true
+    }
+
+    fn forward_detached(&self, xs: &Tensor, _train: bool) -> Tensor {
+        xs.matmul(&self.weight.detach()) + self.bias.detach()
+    }
+}
+
 tch_patch::leaf_layer!(Conv1D);
+tch_patch::patch_over!(LoraConfig, patch = Lora<_>, over(Conv1D));
+tch_patch::patch_over!(BiasOnlyConfig, patch = BiasOnly<_>, over(Conv1D));
+tch_patch::patch_over!(DropoutBeforeConfig, patch = DropoutBefore<_>, over(Conv1D));
 
 /// Causal self-attention with one `[in, 3 * in]` projection for queries, keys and values.
 #[derive(ModuleTree, Parameters)]

@@ -2,8 +2,7 @@
 //! saved loads onto the Rust model in one call and gives PEFT's logits; an adapter trained
 //! in Rust and saved in one call loads in PEFT and gives the Rust logits.
 mod common;
-use common::{max_abs_diff, read, run_python, TempDir};
-use tch::nn::OptimizerConfig;
+use common::{max_abs_diff, read, run_python, train_lora, TempDir};
 use tch::{nn, Device, Kind};
 use tch_patch::peft::{load_model_lora, save_model_lora, PeftOptions};
 use tch_patch_models::decoding::CausalLm;
@@ -50,21 +49,13 @@ fn an_adapter_trained_in_rust_loads_in_peft_with_the_same_logits() {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let mut model = LlamaForCausalLM::from_folder(&model_dir.0, &mut vs).unwrap();
     vs.freeze();
-    let patches = r#"lora(rank=4, alpha=8, targets="*.self_attn.{q_proj,v_proj}")"#;
-    let specs = tch_patch::registry::Registry::global()
-        .unwrap()
-        .parse(patches)
-        .unwrap();
-    tch_patch::registry::apply_specs(&mut model, &vs, &specs).unwrap();
     let ids = read(&model_dir.0.join("expected.safetensors"))("input_ids");
-    let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
-    for _ in 0..5 {
-        let logits = model.logits(&ids.narrow(1, 0, 10), true);
-        let loss = logits
-            .view([-1, model.config().vocab_size])
-            .cross_entropy_for_logits(&ids.narrow(1, 1, 10).reshape([-1]));
-        opt.backward_step(&loss);
-    }
+    let specs = train_lora(
+        &mut model,
+        &vs,
+        r#"lora(rank=4, alpha=8, targets="*.self_attn.{q_proj,v_proj}")"#,
+        &ids,
+    );
     save_model_lora(&adapter_dir.0, &model, &specs, &PeftOptions::default()).unwrap();
     let ours = tch::no_grad(|| model.logits(&ids, false)).to_kind(Kind::Float);
     let out = run_python(

@@ -2,9 +2,10 @@
 use super::entry::{path_problem, AdapterEntry};
 use super::problem::AdapterProblem;
 use super::AdapterDtype;
+use super::AdapterError;
 use crate::error::{PatchError, Result};
 use crate::names::kind_name;
-use crate::patch::Patch;
+use crate::patch_trait::Patch;
 use crate::patches::{BuildPatch, LinearLike, Lora, LoraConfig};
 use crate::registry::PatchArgs;
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ pub(crate) fn var_path<'a>(root: &nn::Path<'a>, path: &str) -> nn::Path<'a> {
 /// registers `<path>.lora_a` and `<path>.lora_b` there, as when it was trained).
 ///
 /// Everything is checked before anything changes; any problem is
-/// [`PatchError::InvalidAdapter`] listing them all, with `modules` and the VarStore as they
+/// [`AdapterError`](crate::adapter::AdapterError) listing them all, with `modules` and the VarStore as they
 /// were: an entry that is not `lora` or whose arguments are not a valid [`LoraConfig`], a
 /// path with no module in `modules`, tensors other than exactly `lora_a` `[rank, in]` and
 /// `lora_b` `[out, rank]` (floating point), names already taken in the VarStore.
@@ -88,10 +89,11 @@ pub fn apply_lora_adapter_with<L: LinearLike>(
         }
     }
     if !problems.is_empty() {
-        return Err(PatchError::InvalidAdapter {
+        return Err(AdapterError {
             operation: "apply LoRA adapter".into(),
             problems,
-        });
+        }
+        .into());
     }
     let mut patched = BTreeMap::new();
     for (entry, config) in entries.iter().zip(configs) {

@@ -66,7 +66,7 @@ pub(crate) fn check_spec(
         return Err(problem(registry.unknown_patch(name, None).into()));
     };
     let args = schema.check_values(values).map_err(problem)?;
-    let glob = Glob::new(&targets).map_err(problem)?;
+    let glob = Glob::new(&targets).map_err(|error| problem(error.into()))?;
     if path_problem(path).is_none() && !glob.matches(path) {
         return Err(AdapterProblem::TargetsMismatch {
             path: path.to_owned(),
@@ -112,6 +112,7 @@ mod tests {
     use crate::adapter::AdapterProblem;
     use crate::error::PatchError;
     use crate::registry::Registry;
+    use crate::tree::TreeError;
 
     fn check(path: &str, targets: &str) -> Result<(), AdapterProblem> {
         let registry = Registry::global().unwrap();
@@ -128,7 +129,7 @@ mod tests {
         };
         assert_eq!(path, "blocks.0.q");
         assert!(
-            matches!(*error, PatchError::BadGlob { ref pattern, .. } if pattern == "blocks.{0.q")
+            matches!(*error, PatchError::Tree(TreeError::BadGlob { ref pattern, .. }) if pattern == "blocks.{0.q")
         );
         let mismatch = check("blocks.0.q", "blocks.*.v").unwrap_err();
         assert_eq!(

@@ -3,7 +3,7 @@
 use super::problem::AdapterProblem;
 use crate::error::Result;
 use crate::params::join_name;
-use crate::patch::Patch;
+use crate::patch_trait::Patch;
 use crate::patches::{LinearLike, Lora};
 use crate::registry::{PatchArgs, PatchSpec};
 use std::path::PathBuf;

@@ -8,7 +8,8 @@ use super::read_manifest::{
     read_manifest, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, LIBRARY_VERSION, MANIFEST_FILE,
 };
 use super::tensors::kind_name;
-use crate::error::{PatchError, Result};
+use super::AdapterError;
+use crate::error::Result;
 use crate::registry::{PatchSpec, Registry};
 use serde::Serialize;
 
@@ -38,7 +39,7 @@ pub struct ManifestPatch {
 /// An adapter manifest (`adapter.json`, see [the module docs](super)), checked.
 ///
 /// ```
-/// use tch_patch::adapter::AdapterManifest;
+/// use tch_patch::adapter::{AdapterError, AdapterManifest};
 /// use tch_patch::PatchError;
 ///
 /// let json = r#"{
@@ -53,7 +54,7 @@ pub struct ManifestPatch {
 /// assert_eq!(AdapterManifest::from_json(&manifest.to_json()?)?, manifest);
 ///
 /// let typo = json.replace("\"lora\"", "\"lorra\"");
-/// let Err(PatchError::InvalidAdapter { problems, .. }) = AdapterManifest::from_json(typo.as_bytes()) else {
+/// let Err(PatchError::Adapter(AdapterError { problems, .. })) = AdapterManifest::from_json(typo.as_bytes()) else {
 ///     panic!()
 /// };
 /// assert!(problems[0].to_string().contains("did you mean \"lora\""));
@@ -77,13 +78,13 @@ impl AdapterManifest {
     /// check [`read_adapter`](super::read_adapter) makes of `adapter.json` (JSON, format
     /// and version, every field present, of its type and known, paths, patches and their
     /// arguments, tensor names), none of those against `adapter.safetensors`. Any problem
-    /// is [`PatchError::InvalidAdapter`] listing them all.
+    /// is [`AdapterError`](crate::adapter::AdapterError) listing them all.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        Self::from_json_with(bytes, Registry::global()?)
+        Ok(Self::from_json_with(bytes, Registry::global()?)?)
     }
 
     /// [`from_json`](Self::from_json) with the patches checked against `registry`.
-    pub fn from_json_with(bytes: &[u8], registry: &Registry) -> Result<Self> {
+    pub fn from_json_with(bytes: &[u8], registry: &Registry) -> Result<Self, AdapterError> {
         let mut problems = Vec::new();
         let manifest = read_manifest(bytes, &mut problems);
         let patches = manifest
@@ -95,7 +96,7 @@ impl AdapterManifest {
                 save_id: manifest.save_id,
                 patches,
             }),
-            _ => Err(PatchError::InvalidAdapter {
+            _ => Err(AdapterError {
                 operation: "read an adapter manifest".into(),
                 problems,
             }),
@@ -130,7 +131,7 @@ impl AdapterManifest {
 
     /// The manifest as pretty-printed JSON, as [`save_adapter`](super::save_adapter)
     /// writes it.
-    pub fn to_json(&self) -> Result<Vec<u8>> {
+    pub fn to_json(&self) -> Result<Vec<u8>, AdapterError> {
         let manifest = ManifestOut {
             format: ADAPTER_FORMAT,
             format_version: ADAPTER_FORMAT_VERSION,
@@ -139,15 +140,14 @@ impl AdapterManifest {
             save_id: self.save_id.as_deref(),
             patches: self.patches.iter().map(PatchOut::of).collect(),
         };
-        let mut bytes =
-            serde_json::to_vec_pretty(&manifest).map_err(|error| PatchError::InvalidAdapter {
-                operation: "write the adapter manifest".into(),
-                problems: vec![AdapterProblem::Field {
-                    file: MANIFEST_FILE.into(),
-                    field: "(all)".into(),
-                    message: error.to_string(),
-                }],
-            })?;
+        let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(|error| AdapterError {
+            operation: "write the adapter manifest".into(),
+            problems: vec![AdapterProblem::Field {
+                file: MANIFEST_FILE.into(),
+                field: "(all)".into(),
+                message: error.to_string(),
+            }],
+        })?;
         bytes.push(b'\n');
         Ok(bytes)
     }

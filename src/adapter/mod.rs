@@ -9,7 +9,7 @@
 //!   `adapter.safetensors` (only the patches' tensors, keyed by full dotted name) and
 //!   `adapter.json`, the manifest. Reading checks everything (JSON, format version,
 //!   patches through the registry, every tensor's presence, shape and dtype) and
-//!   reports every problem in one [`PatchError::InvalidAdapter`](crate::PatchError).
+//!   reports every problem in one [`AdapterError`].
 //! * [`AdapterManifest::from_json`] / [`AdapterManifest::to_json`]: the manifest alone,
 //!   parsed and checked from bytes (what `read_adapter` checks of it), and written back.
 //! * [`apply_lora_adapter`]: re-creates LoRA patches from entries onto linear modules
@@ -55,6 +55,7 @@ mod args;
 pub(crate) mod check_entries;
 mod dtype;
 pub(crate) mod entry;
+mod error;
 pub(crate) mod io;
 pub(crate) mod json;
 pub(crate) mod load_model;
@@ -71,6 +72,7 @@ pub(crate) mod tensors;
 pub use apply::{apply_lora_adapter, apply_lora_adapter_with};
 pub use dtype::AdapterDtype;
 pub use entry::{Adapter, AdapterEntry, AdapterSummary};
+pub use error::AdapterError;
 pub use load_model::{load_model_adapter, load_model_adapter_with};
 pub use manifest::{AdapterManifest, ManifestPatch, ManifestTensor};
 pub use model::{model_adapter_entries, save_model_adapter};

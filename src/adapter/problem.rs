@@ -1,4 +1,4 @@
-//! One problem found in adapter files or adapter data. [`PatchError::InvalidAdapter`]
+//! One problem found in adapter files or adapter data. [`AdapterError`](crate::adapter::AdapterError)
 //! collects every problem of one read, save or apply.
 use crate::error::PatchError;
 use crate::names::shape_text;
@@ -166,12 +166,4 @@ pub enum AdapterProblem {
         /// The patched path.
         path: String,
     },
-}
-
-pub(crate) fn list_adapter_problems(problems: &[AdapterProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

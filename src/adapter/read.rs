@@ -8,7 +8,8 @@ use super::read_manifest::{
     read_manifest, PatchIn, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, SAVE_ID_KEY, TENSORS_FILE,
 };
 use super::tensors::{self, FileTensor};
-use crate::error::{PatchError, Result};
+use super::AdapterError;
+use crate::error::Result;
 use crate::names::shape_text;
 use crate::registry::Registry;
 use safetensors::tensor::SafeTensors;
@@ -27,12 +28,12 @@ use std::path::Path;
 /// * every tensor the manifest lists named `<path>.<local>`, given once, in the
 ///   safetensors file with the manifest's shape and dtype; no other tensor in the file.
 ///
-/// Any problem is [`PatchError::InvalidAdapter`] listing them all
+/// Any problem is [`AdapterError`](crate::adapter::AdapterError) listing them all
 /// ([`AdapterProblem`](super::AdapterProblem) each).
 ///
 /// ```
 /// use tch::{nn, Device};
-/// use tch_patch::adapter::{read_adapter, save_adapter, AdapterEntry, AdapterProblem};
+/// use tch_patch::adapter::{read_adapter, save_adapter, AdapterEntry, AdapterError, AdapterProblem};
 /// use tch_patch::patches::{Lora, LoraConfig};
 /// use tch_patch::PatchError;
 ///
@@ -46,18 +47,21 @@ use std::path::Path;
 /// let manifest = std::fs::read_to_string(dir.join("adapter.json")).unwrap();
 /// let edited = manifest.replace("\"lora\"", "\"lorra\"").replace("[\n            8,\n            4\n          ]", "[9, 4]");
 /// std::fs::write(dir.join("adapter.json"), edited).unwrap();
-/// let Err(PatchError::InvalidAdapter { problems, .. }) = read_adapter(&dir) else { panic!() };
+/// let Err(PatchError::Adapter(AdapterError { problems, .. })) = read_adapter(&dir) else { panic!() };
 /// assert!(matches!(&problems[0], AdapterProblem::InvalidPatch { path, .. } if path == "fc"));
 /// assert_eq!(problems[1].to_string(), "tensor `fc.lora_a` has shape [8, 4], expected [9, 4] (from the manifest)");
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// # Ok::<(), tch_patch::PatchError>(())
 /// ```
 pub fn read_adapter(dir: impl AsRef<Path>) -> Result<Adapter> {
-    read_adapter_with(dir, Registry::global()?)
+    Ok(read_adapter_with(dir, Registry::global()?)?)
 }
 
 /// [`read_adapter`] with the patches checked against `registry`.
-pub fn read_adapter_with(dir: impl AsRef<Path>, registry: &Registry) -> Result<Adapter> {
+pub fn read_adapter_with(
+    dir: impl AsRef<Path>,
+    registry: &Registry,
+) -> Result<Adapter, AdapterError> {
     let dir = dir.as_ref();
     let mut problems = Vec::new();
     let manifest_bytes = read(dir, MANIFEST_FILE, &mut problems);
@@ -91,7 +95,7 @@ pub fn read_adapter_with(dir: impl AsRef<Path>, registry: &Registry) -> Result<A
         );
     }
     let (Some(manifest), Some(file), true) = (manifest, file, problems.is_empty()) else {
-        return Err(PatchError::InvalidAdapter {
+        return Err(AdapterError {
             operation: format!("read adapter `{}`", dir.display()),
             problems,
         });
@@ -105,7 +109,7 @@ pub fn read_adapter_with(dir: impl AsRef<Path>, registry: &Registry) -> Result<A
                 let local = tensor.name[patch.path.len() + 1..].to_owned();
                 Ok((local, tensors::load(&file, &tensor.name)?))
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, AdapterError>>()?;
         entries.push(AdapterEntry::new(patch.path, patch.spec, tensors));
     }
     Ok(Adapter {

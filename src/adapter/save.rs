@@ -9,7 +9,8 @@ use super::read_manifest::{
     ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, MANIFEST_FILE, SAVE_ID_KEY, TENSORS_FILE,
 };
 use super::tensors::to_safetensors_bytes;
-use crate::error::{PatchError, Result};
+use super::AdapterError;
+use crate::error::Result;
 use crate::registry::Registry;
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,7 +25,7 @@ use tch::Tensor;
 /// Everything is checked first, with the [global registry](Registry::global): paths
 /// (dotted, unique), specs (each patch registered, its arguments valid), tensors (defined,
 /// of a dtype safetensors holds, unique names). Any problem is
-/// [`PatchError::InvalidAdapter`] listing them all, and nothing is written. Existing
+/// [`AdapterError`](crate::adapter::AdapterError) listing them all, and nothing is written. Existing
 /// files of the same names are replaced; the tensors file is written before the manifest.
 ///
 /// ```
@@ -56,10 +57,11 @@ pub fn save_adapter_with(
     let dir = dir.as_ref();
     let problems = check_entries(registry, entries);
     if !problems.is_empty() {
-        return Err(PatchError::InvalidAdapter {
+        return Err(AdapterError {
             operation: format!("save adapter to `{}`", dir.display()),
             problems,
-        });
+        }
+        .into());
     }
     let tensors: Vec<(String, &Tensor)> = entries
         .iter()

@@ -1,6 +1,7 @@
 //! Named tensors to and from the bytes of a safetensors file, with dtypes named as
 //! safetensors names them (`F32`, `BF16`...).
 use super::problem::AdapterProblem;
+use super::AdapterError;
 use crate::error::{PatchError, Result};
 use crate::names;
 use crate::save::{tensor_bytes, Bytes};
@@ -86,15 +87,15 @@ pub(crate) fn to_safetensors_bytes(
         .map(|(name, tensor)| Ok((name.clone(), encode(name, tensor)?)))
         .collect::<Result<Vec<_>>>()?;
     let views = encoded.iter().map(|(name, e)| (name.as_str(), e));
-    safetensors::tensor::serialize(views, &Some(metadata)).map_err(|error| {
-        PatchError::InvalidAdapter {
+    safetensors::tensor::serialize(views, &Some(metadata))
+        .map_err(|error| AdapterError {
             operation: "encode safetensors".into(),
             problems: vec![AdapterProblem::Tensor {
                 name: "(header)".into(),
                 message: error_message(&error),
             }],
-        }
-    })
+        })
+        .map_err(Into::into)
 }
 
 /// One tensor of a safetensors file, as its header describes it.
@@ -128,17 +129,18 @@ pub(crate) fn describe(file: &SafeTensors<'_>) -> HashMap<String, FileTensor> {
 
 /// The tensor stored under `key` (a new CPU tensor owning its values). The key must be in
 /// the file with a dtype libtorch has (checked before with [`describe`]).
-pub(crate) fn load(file: &SafeTensors<'_>, key: &str) -> Result<Tensor> {
+pub(crate) fn load(file: &SafeTensors<'_>, key: &str) -> Result<Tensor, AdapterError> {
+    let problem = |message: String| AdapterError {
+        operation: "read safetensors".into(),
+        problems: vec![AdapterProblem::Tensor {
+            name: key.to_owned(),
+            message,
+        }],
+    };
     let view = file
         .tensor(key)
-        .map_err(|error| PatchError::InvalidAdapter {
-            operation: "read safetensors".into(),
-            problems: vec![AdapterProblem::Tensor {
-                name: key.to_owned(),
-                message: error_message(&error),
-            }],
-        })?;
-    Tensor::try_from(view).map_err(PatchError::torch(format!("converting `{key}`")))
+        .map_err(|error| problem(error_message(&error)))?;
+    Tensor::try_from(view).map_err(|error| problem(format!("converting it failed: {error}")))
 }
 
 /// The safetensors reader's error in words.

@@ -1,4 +1,5 @@
 //! Dimension arguments of the built-in transforms: checked against a tensor, normalised.
+use super::ParametrizeError;
 use crate::error::{PatchError, Result, TensorProblem};
 use tch::Tensor;
 
@@ -10,12 +11,13 @@ pub(super) fn normalise(what: &'static str, axis: i64, name: &str, tensor: &Tens
     if (0..signed).contains(&index) {
         Ok(index)
     } else {
-        Err(PatchError::AxisOutOfRange {
+        Err(ParametrizeError::AxisOutOfRange {
             what,
             axis,
             name: name.to_owned(),
             ndim,
-        })
+        }
+        .into())
     }
 }
 

@@ -135,6 +135,7 @@ impl Transform for FakeQuantInt8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parametrize::ParametrizeError;
     use tch::{Device, Kind};
 
     /// Per channel: every row lands on its own grid of 255 levels and its largest
@@ -177,11 +178,11 @@ mod tests {
         let error = FakeQuantInt8::per_channel(2).prepare("w", &w).unwrap_err();
         assert!(matches!(
             error,
-            PatchError::AxisOutOfRange {
+            PatchError::Parametrize(ParametrizeError::AxisOutOfRange {
                 axis: 2,
                 ndim: 2,
                 ..
-            }
+            })
         ));
         let ints = Tensor::zeros([2], (Kind::Int64, Device::Cpu));
         let error = FakeQuantInt8::per_tensor().prepare("w", &ints).unwrap_err();

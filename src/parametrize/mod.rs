@@ -9,6 +9,7 @@
 //!   A `Parametrized` wrapped in another applies first, as a transform pushed earlier.
 //! - Built-in transforms: [`MagnitudePrune`], [`FakeQuantInt8`], [`WeightNorm`].
 mod axes;
+mod error;
 mod fake_quant;
 mod forward;
 mod handle_swap;
@@ -23,6 +24,7 @@ mod traits;
 mod transform;
 mod weight_norm;
 
+pub use error::ParametrizeError;
 pub use fake_quant::{FakeQuantInt8, Granularity};
 pub use parametrized::{parametrize, Parametrized};
 pub use prune::{sparsity_of, MagnitudePrune};

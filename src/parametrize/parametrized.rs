@@ -3,6 +3,7 @@
 use super::nesting;
 use super::registration;
 use super::transform::Transform;
+use super::ParametrizeError;
 use crate::error::{PatchError, Result, TensorProblem};
 use crate::names::{device_name, kind_name, shape_text};
 use crate::params::{Parameters, TensorRole, Visitor};
@@ -203,10 +204,11 @@ impl<M: Parameters> Parametrized<M> {
                     .zip(roles)
                     .find(|(_, role)| *role == TensorRole::Param)
                 {
-                    return Err(PatchError::NeedsVarStore {
+                    return Err(ParametrizeError::NeedsVarStore {
                         transform: transform.name().to_owned(),
                         tensor: full.clone(),
-                    });
+                    }
+                    .into());
                 }
             }
         }
@@ -293,10 +295,11 @@ impl<M: Parameters> Parametrized<M> {
         self.stacks
             .iter()
             .position(|stack| stack.name == name)
-            .ok_or_else(|| PatchError::NotParametrized {
+            .ok_or_else(|| ParametrizeError::NotParametrized {
                 name: name.to_owned(),
                 parametrized: self.stacks.iter().map(|s| s.name.clone()).collect(),
             })
+            .map_err(Into::into)
     }
 
     /// Each parametrized tensor's name with the names of its transforms, in order.
@@ -353,12 +356,13 @@ pub(super) fn check_same_layout(
     if layout(input) == layout(output) {
         Ok(())
     } else {
-        Err(PatchError::TransformChangedTensor {
+        Err(ParametrizeError::TransformChangedTensor {
             transform: transform.to_owned(),
             name: name.to_owned(),
             expected: describe(input),
             actual: describe(output),
-        })
+        }
+        .into())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Magnitude pruning: a fixed mask that zeroes the smallest entries.
 use super::axes::require_float;
 use super::transform::Transform;
+use super::ParametrizeError;
 use crate::error::{PatchError, Result};
 use crate::params::TensorRole;
 use tch::{Kind, Tensor};
@@ -35,14 +36,14 @@ pub struct MagnitudePrune {
 
 impl MagnitudePrune {
     /// Prunes the `sparsity` fraction of entries, `0 <= sparsity < 1` (else an error).
-    pub fn new(sparsity: f64) -> Result<Self> {
+    pub fn new(sparsity: f64) -> Result<Self, ParametrizeError> {
         if (0.0..1.0).contains(&sparsity) {
             Ok(MagnitudePrune {
                 sparsity,
                 mask: None,
             })
         } else {
-            Err(PatchError::SparsityOutOfRange { sparsity })
+            Err(ParametrizeError::SparsityOutOfRange { sparsity })
         }
     }
 
@@ -147,7 +148,7 @@ mod tests {
         for bad in [-0.1, 1.0, 1.5, f64::NAN] {
             assert!(matches!(
                 MagnitudePrune::new(bad),
-                Err(PatchError::SparsityOutOfRange { .. })
+                Err(ParametrizeError::SparsityOutOfRange { .. })
             ));
         }
         assert!(MagnitudePrune::new(0.0).is_ok());

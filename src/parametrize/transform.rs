@@ -1,5 +1,6 @@
 //! The `Transform` trait: what a parametrization computes from the tensor it replaces.
-use crate::error::{PatchError, Result};
+use super::ParametrizeError;
+use crate::error::Result;
 use crate::params::TensorRole;
 use tch::Tensor;
 
@@ -58,9 +59,10 @@ pub trait Transform: Send + 'static {
     /// needs to hold for values `apply` can produce. The default has none.
     fn right_inverse(&self, value: &Tensor) -> Result<Tensor> {
         let _ = value;
-        Err(PatchError::NoRightInverse {
+        Err(ParametrizeError::NoRightInverse {
             transform: self.name().to_owned(),
-        })
+        }
+        .into())
     }
 
     /// The transform's own tensors (a mask, a gain) with local names and roles. A
@@ -144,9 +146,10 @@ impl Transform for FnTransform {
     fn right_inverse(&self, value: &Tensor) -> Result<Tensor> {
         match &self.right_inverse {
             Some(inverse) => Ok(inverse(value)),
-            None => Err(PatchError::NoRightInverse {
+            None => Err(ParametrizeError::NoRightInverse {
                 transform: self.name.clone(),
-            }),
+            }
+            .into()),
         }
     }
 }
@@ -163,6 +166,8 @@ impl std::fmt::Debug for FnTransform {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::PatchError;
+    use crate::parametrize::ParametrizeError;
 
     #[test]
     fn a_closure_is_a_transform_without_inverse() {
@@ -172,7 +177,7 @@ mod tests {
         assert!(double.apply(&w).unwrap().equal(&(&w * 2)));
         assert!(matches!(
             double.right_inverse(&w),
-            Err(PatchError::NoRightInverse { transform }) if transform == "closure"
+            Err(PatchError::Parametrize(ParametrizeError::NoRightInverse { transform })) if transform == "closure"
         ));
     }
 }

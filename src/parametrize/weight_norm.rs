@@ -120,6 +120,7 @@ impl Transform for WeightNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parametrize::ParametrizeError;
     use tch::{Device, Kind};
 
     #[test]
@@ -148,11 +149,11 @@ mod tests {
         let error = WeightNorm::new(3).prepare("w", &v).unwrap_err();
         assert!(matches!(
             error,
-            PatchError::AxisOutOfRange {
+            PatchError::Parametrize(ParametrizeError::AxisOutOfRange {
                 axis: 3,
                 ndim: 3,
                 ..
-            }
+            })
         ));
     }
 }

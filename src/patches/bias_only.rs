@@ -104,6 +104,10 @@ impl<L: LinearLike> LinearLike for BiasOnly<L> {
         self.base.weight()
     }
 
+    fn fan_in_fan_out(&self) -> bool {
+        self.base.fan_in_fan_out()
+    }
+
     fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {
         self.base.forward_detached(xs, train) + &*linear_like::detached(&self.bias_delta)
     }

@@ -102,6 +102,10 @@ impl<M: LinearLike> LinearLike for DropoutBefore<M> {
         self.base.weight()
     }
 
+    fn fan_in_fan_out(&self) -> bool {
+        self.base.fan_in_fan_out()
+    }
+
     fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {
         self.base.forward_detached(&self.input(xs, train), train)
     }

@@ -1,14 +1,19 @@
-//! Whatever a `Slot<nn::Linear>` holds is linear-like, so LoRA, bias-only tuning and
-//! dropout-before stack on top of each other inside one slot.
+//! Whatever a slot of a linear-like layer holds (`Slot<nn::Linear>`, a slot of a model's
+//! own `Conv1D`) is linear-like, so LoRA, bias-only tuning and dropout-before stack on
+//! top of each other inside one slot.
 use super::LinearLike;
 use crate::parametrize::SwappedIn;
 use crate::params::{Parameters, TensorRole, Visitor};
 use crate::tree::DynLayer;
-use tch::{nn, nn::ModuleT, Tensor};
+use tch::{nn::ModuleT, Tensor};
 
-impl LinearLike for DynLayer<nn::Linear> {
+impl<T: LinearLike + 'static> LinearLike for DynLayer<T> {
     fn weight(&self) -> &Tensor {
-        &self.root().ws
+        self.root().weight()
+    }
+
+    fn fan_in_fan_out(&self) -> bool {
+        self.root().fan_in_fan_out()
     }
 
     /// The content's `forward_t(xs, train)` with every one of its tensors detached: each
@@ -46,7 +51,7 @@ fn tensor_handles<'a, M: Parameters + ?Sized>(module: &'a M) -> Vec<&'a Tensor> 
 mod tests {
     use super::*;
     use crate::Layer;
-    use tch::{Device, Kind};
+    use tch::{nn, Device, Kind};
 
     #[test]
     fn detached_forward_gives_the_same_values_and_no_gradient_to_the_content() {

@@ -4,7 +4,9 @@ use std::ops::Deref;
 use tch::{nn, nn::ModuleT, Tensor};
 
 /// A module that maps `[.., in_features]` to `[.., out_features]` with a weight of shape
-/// `[out_features, in_features]`, like `nn::Linear`.
+/// `[out_features, in_features]`, like `nn::Linear`, or stored transposed,
+/// `[in_features, out_features]`, like transformers' `Conv1D` (GPT-2): see
+/// [`fan_in_fan_out`](Self::fan_in_fan_out).
 ///
 /// Object safe, so `Box<dyn LinearLike>` is one too (and implements it). Patches of a
 /// linear-like module ([`Lora`](super::Lora), [`BiasOnly`](super::BiasOnly),
@@ -27,10 +29,24 @@ use tch::{nn, nn::ModuleT, Tensor};
 /// ys.sum(Kind::Float).backward();
 /// assert!(xs.grad().defined() && !linear.ws.grad().defined());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a linear-like layer, which this patch needs",
+    label = "`LinearLike` is not implemented for `{Self}`",
+    note = "implement `tch_patch::patches::LinearLike` for it (its weight, whether the weight is stored `[in, out]`, a forward with its tensors detached), as for `nn::Linear`"
+)]
 pub trait LinearLike: ModuleT {
-    /// The weight, `[out_features, in_features]`: the module's own tensor (not a copy),
+    /// The weight, `[out_features, in_features]` (`[in_features, out_features]` when
+    /// [`fan_in_fan_out`](Self::fan_in_fan_out)): the module's own tensor (not a copy),
     /// so an in-place change through a shallow handle of it (merging) reaches the module.
     fn weight(&self) -> &Tensor;
+
+    /// Whether the weight is stored `[in_features, out_features]`, as transformers'
+    /// `Conv1D` stores it (`y = x @ W + b`): PEFT's `fan_in_fan_out`. A LoRA update of
+    /// such a layer is the same `A: [rank, in]`, `B: [out, rank]`, merged transposed.
+    /// `false` unless the layer says otherwise.
+    fn fan_in_fan_out(&self) -> bool {
+        false
+    }
 
     /// The forward with every parameter of the module detached: the same values as
     /// `forward_t(xs, train)`, but a backward pass reaches only `xs`, never the module's
@@ -40,14 +56,24 @@ pub trait LinearLike: ModuleT {
     /// passed on to every layer below (dropout in a stack applies iff it is `true`).
     fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor;
 
-    /// The size of an input row: the weight's second dimension (0 if it is not 2-D).
+    /// The size of an input row: the weight's second dimension, its first when
+    /// [`fan_in_fan_out`](Self::fan_in_fan_out) (0 if it is not 2-D).
     fn in_features(&self) -> i64 {
-        self.weight().size().get(1).copied().unwrap_or(0)
+        weight_dim(self.weight(), usize::from(!self.fan_in_fan_out()))
     }
 
-    /// The size of an output row: the weight's first dimension (0 if it is not 2-D).
+    /// The size of an output row: the weight's first dimension, its second when
+    /// [`fan_in_fan_out`](Self::fan_in_fan_out) (0 if it is not 2-D).
     fn out_features(&self) -> i64 {
-        self.weight().size().first().copied().unwrap_or(0)
+        weight_dim(self.weight(), usize::from(self.fan_in_fan_out()))
+    }
+}
+
+/// Dimension `dim` of a 2-D weight, 0 for another rank.
+fn weight_dim(weight: &Tensor, dim: usize) -> i64 {
+    match weight.size().as_slice() {
+        &[rows, columns] => [rows, columns][dim],
+        _ => 0,
     }
 }
 
@@ -80,6 +106,10 @@ impl LinearLike for Box<dyn LinearLike> {
 
     fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {
         (**self).forward_detached(xs, train)
+    }
+
+    fn fan_in_fan_out(&self) -> bool {
+        (**self).fan_in_fan_out()
     }
 
     fn in_features(&self) -> i64 {

@@ -148,9 +148,15 @@ impl<L: LinearLike> Lora<L> {
         self.enabled
     }
 
-    /// The update `B @ A * scale`, `[out, in]`, as a new tensor with no graph.
+    /// The update `B @ A * scale` in the base weight's layout (`[out, in]`, or transposed
+    /// to `[in, out]` for a [`fan_in_fan_out`](LinearLike::fan_in_fan_out) base, as PEFT's
+    /// `get_delta_weight`), as a new tensor with no graph.
     pub fn delta_weight(&self) -> Result<Tensor> {
-        delta(&self.lora_a, &self.lora_b, self.scaling)
+        self.delta(&self.lora_a, &self.lora_b)
+    }
+
+    fn delta(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        delta(a, b, self.scaling, self.base.fan_in_fan_out())
     }
 
     /// Adds the update into the base weight in place (the same tensor, same storage), so
@@ -166,7 +172,7 @@ impl<L: LinearLike> Lora<L> {
             });
         }
         let (a, b) = tch::no_grad(|| (self.lora_a.detach().copy(), self.lora_b.detach().copy()));
-        let delta = delta(&a, &b, self.scaling)?;
+        let delta = self.delta(&a, &b)?;
         tch::no_grad(|| self.base.weight().shallow_clone().f_add_(&delta).map(drop)).map_err(
             PatchError::torch("merging the LoRA update into the base weight"),
         )?;
@@ -183,8 +189,9 @@ impl<L: LinearLike> Lora<L> {
         // The copies stay where and what they were at merge time (they are not the
         // VarStore's, so `VarStore::set_device` or `half` does not reach them): the delta
         // goes to the weight's device, and the in-place subtraction rounds it to its dtype.
+        let delta = self.delta(a, b)?;
         let weight = self.base.weight();
-        let delta = delta(a, b, self.scaling)?
+        let delta = delta
             .f_to_device(weight.device())
             .map_err(PatchError::torch(
                 "moving the merged LoRA update to the weight",
@@ -264,9 +271,19 @@ impl<L: LinearLike> Lora<L> {
     }
 }
 
-fn delta(a: &Tensor, b: &Tensor, scaling: f64) -> Result<Tensor> {
-    tch::no_grad(|| b.f_matmul(a)?.f_mul_scalar(scaling))
-        .map_err(PatchError::torch("computing the LoRA update B @ A"))
+/// `B @ A * scaling`, transposed first for a `fan_in_fan_out` weight (PEFT's order of
+/// operations, so that merges agree with PEFT's bit for bit).
+fn delta(a: &Tensor, b: &Tensor, scaling: f64, fan_in_fan_out: bool) -> Result<Tensor> {
+    tch::no_grad(|| {
+        let product = b.f_matmul(a)?;
+        let product = if fan_in_fan_out {
+            product.f_transpose(0, 1)?
+        } else {
+            product
+        };
+        product.f_mul_scalar(scaling)
+    })
+    .map_err(PatchError::torch("computing the LoRA update B @ A"))
 }
 
 impl<L: LinearLike> BuildPatch<L> for Lora<L> {
@@ -293,13 +310,18 @@ fn init<L: LinearLike>(base: &L, path: &nn::Path, config: &LoraConfig) -> Result
     config.validate()?;
     let weight = base.weight();
     let size = weight.size();
-    let &[out, inp] = size.as_slice() else {
+    if size.len() != 2 {
         return Err(PatchError::ShapeMismatch {
             name: "weight".into(),
             actual: size,
-            expected: "[out_features, in_features]".into(),
+            expected: if base.fan_in_fan_out() {
+                "[in_features, out_features]".into()
+            } else {
+                "[out_features, in_features]".into()
+            },
         });
-    };
+    }
+    let (out, inp) = (base.out_features(), base.in_features());
     if !weight.is_floating_point() {
         return Err(PatchError::KindMismatch {
             name: "weight".into(),
@@ -328,6 +350,10 @@ fn init<L: LinearLike>(base: &L, path: &nn::Path, config: &LoraConfig) -> Result
 impl<L: LinearLike> LinearLike for Lora<L> {
     fn weight(&self) -> &Tensor {
         self.base.weight()
+    }
+
+    fn fan_in_fan_out(&self) -> bool {
+        self.base.fan_in_fan_out()
     }
 
     fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {

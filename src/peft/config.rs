@@ -34,6 +34,10 @@ pub struct PeftOptions {
     pub inference_mode: bool,
     /// How `target_modules` is written.
     pub target_modules: PeftTargets,
+    /// `fan_in_fan_out`: `true` for a model whose adapted layers store their weight
+    /// `[in, out]` (GPT-2's `Conv1D`). PEFT sets it by each layer's type when it loads
+    /// (warning when the file says otherwise), so it changes no value, only the warning.
+    pub fan_in_fan_out: bool,
 }
 
 impl Default for PeftOptions {
@@ -43,6 +47,7 @@ impl Default for PeftOptions {
             task_type: None,
             inference_mode: true,
             target_modules: PeftTargets::Paths,
+            fan_in_fan_out: false,
         }
     }
 }
@@ -114,6 +119,10 @@ pub struct PeftLoraConfig {
     pub task_type: Option<String>,
     /// `inference_mode`.
     pub inference_mode: bool,
+    /// `fan_in_fan_out`: as written. PEFT, and this library, decide by each layer's type
+    /// whatever it says: a `Conv1D` weight is `[in, out]`, an `nn.Linear`'s `[out, in]`
+    /// ([`LinearLike::fan_in_fan_out`](crate::patches::LinearLike::fan_in_fan_out)).
+    pub fan_in_fan_out: bool,
 }
 
 impl PeftLoraConfig {
@@ -229,6 +238,7 @@ pub(crate) fn config_bytes(config: &PeftLoraConfig) -> Result<Vec<u8>, serde_jso
             "target_modules" => targets_value(&config.target_modules),
             "task_type" => config.task_type.clone().into(),
             "use_rslora" => config.use_rslora.into(),
+            "fan_in_fan_out" => config.fan_in_fan_out.into(),
             _ => serde_json::from_str(field.defaults[0])?,
         };
         out.insert(field.name.to_owned(), value);
@@ -303,6 +313,7 @@ pub(crate) fn read_config(
         .optional_string(top, "", "task_type")
         .map(str::to_owned);
     let inference_mode = reader.bool_or(top, "", "inference_mode", false);
+    let fan_in_fan_out = reader.bool_or(top, "", "fan_in_fan_out", false);
     // With unsupported options (recorded as problems) the values are still returned, so
     // the tensors are checked against them too and every problem is listed at once.
     Some(PeftLoraConfig {
@@ -319,6 +330,7 @@ pub(crate) fn read_config(
         base_model_name_or_path,
         task_type,
         inference_mode: inference_mode?,
+        fan_in_fan_out: fan_in_fan_out?,
     })
 }
 

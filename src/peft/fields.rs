@@ -51,7 +51,7 @@ pub(crate) const FIELDS: &[Field] = &[
     field("ensure_weight_tying", &["false"], Refused("tying the adapters of tied layers (embedding and output head)")),
     field("eva_config", &["null"], InitOnly),
     field("exclude_modules", &["null", "[]"], Read),
-    field("fan_in_fan_out", &["false"], Refused("a base weight stored as [in, out] (GPT-2's Conv1D)")),
+    field("fan_in_fan_out", &["false"], Read),
     field("inference_mode", &["false"], Info),
     field("init_lora_weights", &["true"], Read),
     field("kasa_config", &["null"], Refused("KaSA's singular-value adapter")),

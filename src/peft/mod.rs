@@ -17,11 +17,12 @@
 //! |---|---|
 //! | `r`, `lora_alpha`, `lora_dropout`, `use_rslora`, `rank_pattern`, `alpha_pattern` | implemented |
 //! | `target_modules`, `exclude_modules`, `layers_to_transform`, `layers_pattern` | implemented: every module with weights in the file must be one PEFT adapts with them |
+//! | `fan_in_fan_out` | read; as in PEFT, each layer's type decides (a `Conv1D` weight is `[in, out]`, an `nn.Linear`'s `[out, in]`: [`LinearLike::fan_in_fan_out`](crate::patches::LinearLike::fan_in_fan_out)), whatever the file says |
 //! | `peft_type` | `"LORA"` only |
 //! | `init_lora_weights` | `true`, `false`, `"gaussian"`, `"eva"`, `"orthogonal"` (the saved values replace them); `"pissa"`, `"pissa_niter_K"`, `"olora"`, `"corda"`, `"lora_ga"` (they change the base weight when PEFT loads them), `"loftq"` and `"mica"` refused |
 //! | `eva_config`, `corda_config`, `loftq_config`, `lora_ga_config` | accepted: used only by their `init_lora_weights` |
 //! | `base_model_name_or_path`, `revision`, `task_type`, `inference_mode`, `auto_mapping`, `peft_version`, `megatron_core`, `qalora_group_size` | information, accepted |
-//! | `bias` (other than `"none"`), `lora_bias`, `use_dora`, `fan_in_fan_out`, `modules_to_save`, `target_parameters`, `trainable_token_indices`, `alora_invocation_tokens`, `layer_replication`, `megatron_config`, `use_qalora`, `use_bdlora`, `velora_config`, `monteclora_config`, `arrow_config`, `kasa_config`, `ensure_weight_tying` | refused when set, naming the field |
+//! | `bias` (other than `"none"`), `lora_bias`, `use_dora`, `modules_to_save`, `target_parameters`, `trainable_token_indices`, `alora_invocation_tokens`, `layer_replication`, `megatron_config`, `use_qalora`, `use_bdlora`, `velora_config`, `monteclora_config`, `arrow_config`, `kasa_config`, `ensure_weight_tying` | refused when set, naming the field |
 mod config;
 mod fields;
 mod model;

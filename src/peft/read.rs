@@ -5,7 +5,8 @@ use crate::adapter::entry::{path_problem, AdapterEntry};
 use crate::adapter::io;
 use crate::adapter::problem::AdapterProblem;
 use crate::adapter::tensors::{self, kind_of_name, FileTensor};
-use crate::error::{PatchError, Result};
+use crate::adapter::AdapterError;
+use crate::error::Result;
 use crate::patches::LoraConfig;
 use crate::registry::PatchArgs;
 use std::collections::{BTreeMap, HashMap};
@@ -38,8 +39,8 @@ pub struct PeftAdapter {
 ///   [`LoraConfig`]; each path one that PEFT adapts with this config
 ///   ([`PeftLoraConfig::targets`]).
 ///
-/// Any problem is [`PatchError::InvalidAdapter`] listing them all.
-pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter> {
+/// Any problem is [`AdapterError`](crate::adapter::AdapterError) listing them all.
+pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError> {
     let dir = dir.as_ref();
     let mut problems = Vec::new();
     let read = |name: &str| {
@@ -71,7 +72,7 @@ pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter> {
         specs = check_modules(config, modules, &mut problems);
     }
     let (Some(config), Some(file), true) = (config, file, problems.is_empty()) else {
-        return Err(PatchError::InvalidAdapter {
+        return Err(AdapterError {
             operation: format!("read PEFT adapter `{}`", dir.display()),
             problems,
         });

@@ -7,7 +7,8 @@ use crate::adapter::entry::{AdapterEntry, AdapterSummary};
 use crate::adapter::problem::AdapterProblem;
 use crate::adapter::save::write_pair;
 use crate::adapter::tensors::to_safetensors_bytes;
-use crate::error::{PatchError, Result};
+use crate::adapter::AdapterError;
+use crate::error::Result;
 use crate::names::kind_name;
 use crate::patches::LoraConfig;
 use crate::registry::{PatchArgs, Registry};
@@ -27,7 +28,7 @@ use tch::Tensor;
 /// [`save_adapter`](crate::adapter::save_adapter) checks it, a `lora` patch, with exactly
 /// `lora_a` `[rank, in]` and `lora_b` `[out, rank]` of one floating-point dtype; one
 /// `lora_dropout` and one `use_rslora` for all (PEFT has no per-module value). Any
-/// problem is [`PatchError::InvalidAdapter`] listing them all.
+/// problem is [`AdapterError`](crate::adapter::AdapterError) listing them all.
 ///
 /// ```
 /// use tch::{nn, Device};
@@ -55,13 +56,13 @@ pub fn save_peft_lora(
     options: &PeftOptions,
 ) -> Result<AdapterSummary> {
     let dir = dir.as_ref();
-    let invalid = |problems| PatchError::InvalidAdapter {
+    let invalid = |problems| AdapterError {
         operation: format!("save PEFT adapter to `{}`", dir.display()),
         problems,
     };
     let mut problems = check_entries(Registry::global()?, entries);
     if !problems.is_empty() {
-        return Err(invalid(problems));
+        return Err(invalid(problems).into());
     }
     let mut loras = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -74,7 +75,7 @@ pub fn save_peft_lora(
         .then(|| peft_config(&loras, options, &mut problems))
         .flatten();
     let Some(config) = config else {
-        return Err(invalid(problems));
+        return Err(invalid(problems).into());
     };
     let tensors: Vec<(String, &Tensor)> = loras
         .iter()
@@ -272,6 +273,7 @@ fn peft_config(
         base_model_name_or_path: options.base_model_name_or_path.clone(),
         task_type: options.task_type.clone(),
         inference_mode: options.inference_mode,
+        fan_in_fan_out: options.fan_in_fan_out,
     })
 }
 

@@ -3,14 +3,14 @@
 //! `SlotRule` per layer type that patch wraps, in any crate, with no central list; the
 //! rule of a spec covers every one of those types, and a chain of specs is applied all or
 //! nothing.
-use super::{PatchArgs, PatchSpec, Registry};
-use crate::error::{PatchError, Result};
+use super::{PatchArgs, PatchSpec, PatchStringError, Registry};
+use crate::error::Result;
 use crate::params::Parameters;
-use crate::patch::Patch;
+use crate::patch_trait::Patch;
 use crate::patches::BuildPatch;
 use crate::tree::{
     apply_chain, no_match_of, path_in, short_type_name, AnyRule, AnySlot, ApplyReport, DynLayer,
-    Nodes, Refused, Rule, Selector, Undo,
+    Nodes, Refused, Rule, Selector, TreeError, Undo,
 };
 use crate::{Layer, ModuleTree};
 use std::any::{Any, TypeId};
@@ -72,7 +72,7 @@ pub fn apply_specs(
 /// every slot the spec's `targets` pick, of any layer type the patch was registered for.
 /// An error if the patch is unknown ([`PatchStringError::UnknownPatch`](crate::registry::PatchStringError::UnknownPatch), listing
 /// [`Registry::names`]) or registered without a patch type
-/// ([`PatchError::NotApplicable`]).
+/// ([`PatchStringError::NotApplicable`]).
 pub fn rule_for(spec: &PatchSpec, vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
     Registry::global()?.rule(spec, vs)
 }
@@ -83,11 +83,16 @@ impl Registry {
         if self.schema(&spec.name).is_none() {
             return Err(self.unknown_patch(&spec.name, None).into());
         }
-        let slot_rules = self.rules.get(&spec.name).copied().unwrap_or_default();
+        let slot_rules = self
+            .rules
+            .get(&spec.name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if slot_rules.is_empty() {
-            return Err(PatchError::NotApplicable {
+            return Err(PatchStringError::NotApplicable {
                 patch: spec.name.clone(),
-            });
+            }
+            .into());
         }
         let selector = Selector::glob(&spec.targets)?;
         let rules = slot_rules
@@ -244,11 +249,11 @@ where
     let shared = SharedStore::of(vs);
     let rule = Rule::<P::Base>::new(selector.clone(), P::NAME, move |path, content| {
         let base = content.into_root().map_err(|patched| {
-            let error = PatchError::AlreadyPatched {
+            let error = TreeError::AlreadyPatched {
                 path: path.to_owned(),
                 patch: patched.patch_names().join(" over "),
             };
-            Refused::new(error, patched)
+            Refused::new(error.into(), patched)
         })?;
         let store = shared.store();
         P::build(base, &path_in(&store.root(), path), &config)
@@ -279,8 +284,8 @@ impl SpecRule {
     }
 
     /// Which of the rules have slots to patch. An error, before anything changes, if the
-    /// selector picks no slot of a type the patch wraps ([`PatchError::NoMatch`]) or picks
-    /// a slot of another type ([`PatchError::UnpatchableSlot`]).
+    /// selector picks no slot of a type the patch wraps ([`TreeError::NoMatch`]) or picks
+    /// a slot of another type ([`PatchStringError::UnpatchableSlot`]).
     fn plan(&self, model: &dyn ModuleTree) -> Result<Vec<bool>> {
         let nodes = Nodes::of(model);
         let slots: Vec<(&str, &dyn AnySlot)> = nodes.slots().map(|s| (s.path, s.slot)).collect();
@@ -309,15 +314,17 @@ impl SpecRule {
                 &types,
                 self.slot_types(),
                 &slots,
-            ));
+            )
+            .into());
         }
         if let Some((path, slot)) = unpatchable {
-            return Err(PatchError::UnpatchableSlot {
+            return Err(PatchStringError::UnpatchableSlot {
                 patch: self.name.clone(),
                 path: path.to_owned(),
                 slot_type: short_type_name(slot.root_type_name()),
                 accepted: self.rules.iter().map(|(_, name, _)| name.clone()).collect(),
-            });
+            }
+            .into());
         }
         Ok(used)
     }
@@ -391,7 +398,7 @@ mod tests {
         ];
         let mut registry = Registry::new();
         let error = registry
-            .add_with_rules(LoraConfig::schema(), TWICE)
+            .add_with_rules(LoraConfig::schema(), TWICE.iter().collect())
             .unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -399,9 +406,40 @@ mod tests {
         );
         assert_eq!(registry.names().count(), 0, "the registry is unchanged");
         registry
-            .add_with_rules(LoraConfig::schema(), &TWICE[..1])
+            .add_with_rules(LoraConfig::schema(), TWICE[..1].iter().collect())
             .unwrap();
         assert_eq!(registry.slot_types("lora").unwrap(), ["Linear"]);
+    }
+
+    #[test]
+    fn extra_slot_types_need_a_registered_patch_and_a_new_layer_type() {
+        const LINEAR: &[SlotRule] = &[SlotRule::stacking::<
+            LoraConfig,
+            Lora<DynLayer<nn::Linear>>,
+            nn::Linear,
+        >()];
+        let extra = super::super::ExtraSlotRules::new("lora", || "my_crate::Extra", LINEAR);
+        let mut registry = Registry::new();
+        let error = registry.add_extra_rules(&extra).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the registry of patches is invalid: `patch_over!` of `my_crate::Extra` adds slot types to \
+             patch `lora`, which is not registered"
+        );
+        registry
+            .add_with_rules(LoraConfig::schema(), LINEAR.iter().collect())
+            .unwrap();
+        let error = registry.add_extra_rules(&extra).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid schema of patch \"lora\": it is registered twice for `Linear` slots (the \
+             second by `patch_over!` of `my_crate::Extra`)"
+        );
+        assert_eq!(
+            registry.slot_types("lora").unwrap(),
+            ["Linear"],
+            "unchanged"
+        );
     }
 
     #[test]

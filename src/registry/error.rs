@@ -1,4 +1,5 @@
 //! Errors of patch strings, patch arguments and the registry of patches.
+use crate::names::problem_list;
 use thiserror::Error;
 
 /// What is wrong with a patch string, a patch's arguments or the registry of patches.
@@ -155,9 +156,36 @@ pub enum PatchStringError {
         /// The patch the arguments belong to.
         found: String,
     },
+    /// A patch string's `targets` pick a slot of a layer type the patch cannot wrap (it was
+    /// registered for other types). Found before any slot is changed: nothing was changed.
+    #[error(
+        "patch `{patch}` cannot wrap `{path}`, a `{slot_type}` slot: it patches only `{}` \
+         slots; narrow `targets` to leave `{path}` out",
+        accepted.join("`, `")
+    )]
+    UnpatchableSlot {
+        /// The patch's name.
+        patch: String,
+        /// The slot's path.
+        path: String,
+        /// The short name of the slot's layer type (e.g. `Embedding`).
+        slot_type: String,
+        /// The short names of the layer types the patch wraps, as registered.
+        accepted: Vec<String>,
+    },
+    /// A registered patch that patch strings can name but not apply: its config declares
+    /// no patch type to build. Found before any slot is changed: nothing was changed.
+    #[error(
+        "patch \"{patch}\" can be parsed but not applied to a model: its config names no patch \
+         type to build (give it `#[patch_args(patch = YourPatch)]`)"
+    )]
+    NotApplicable {
+        /// The patch's name.
+        patch: String,
+    },
     /// A patch string has more than one problem: every one is listed, in the order found
     /// (each is one of the other variants). Nothing was parsed or changed.
-    #[error("{} problems in patch string `{input}`: {}", problems.len(), list_problems(problems))]
+    #[error("{} problems in patch string `{input}`: {}", problems.len(), problem_list(problems))]
     Problems {
         /// The whole patch string.
         input: String,
@@ -179,14 +207,6 @@ impl PatchStringError {
             }),
         }
     }
-}
-
-fn list_problems(problems: &[PatchStringError]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// `at column N: ` for a known column, nothing otherwise.

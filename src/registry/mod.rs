@@ -35,6 +35,7 @@ pub(crate) mod apply;
 mod args;
 mod check_args;
 mod error;
+mod over;
 mod parse;
 mod spec;
 mod value;
@@ -88,12 +89,39 @@ impl RegisteredPatch {
 
 inventory::collect!(RegisteredPatch);
 
+/// More slot types for a patch registered elsewhere, submitted by [`patch_over!`]
+/// (`crate::patch_over`): [`Registry::from_inventory`] adds its rules to the patch's own.
+#[doc(hidden)]
+pub struct ExtraSlotRules {
+    patch: &'static str,
+    source: fn() -> &'static str,
+    rules: &'static [SlotRule],
+}
+
+impl ExtraSlotRules {
+    /// Rules for patch `patch` from `source` (the config type's name). Used by
+    /// [`patch_over!`](crate::patch_over); not public API.
+    pub const fn new(
+        patch: &'static str,
+        source: fn() -> &'static str,
+        rules: &'static [SlotRule],
+    ) -> Self {
+        ExtraSlotRules {
+            patch,
+            source,
+            rules,
+        }
+    }
+}
+
+inventory::collect!(ExtraSlotRules);
+
 /// Patch schemas by name, and for the patches registered with a patch type, the rules
 /// that apply them to a model's slots.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     schemas: BTreeMap<String, PatchSchema>,
-    rules: BTreeMap<String, &'static [SlotRule]>,
+    rules: BTreeMap<String, Vec<&'static SlotRule>>,
 }
 
 impl Registry {
@@ -134,7 +162,14 @@ impl Registry {
         }
         let mut registry = Registry::new();
         for (schema, _, rules) in entries {
-            registry.add_with_rules(schema, rules)?;
+            registry.add_with_rules(schema, rules.iter().collect())?;
+        }
+        let mut extra: Vec<&ExtraSlotRules> =
+            inventory::iter::<ExtraSlotRules>.into_iter().collect();
+        // Link order is not stable: the rules of one patch in the same order every run.
+        extra.sort_by_key(|entry| (entry.patch, (entry.source)()));
+        for entry in extra {
+            registry.add_extra_rules(entry)?;
         }
         Ok(registry)
     }
@@ -144,24 +179,46 @@ impl Registry {
     fn add_with_rules(
         &mut self,
         schema: PatchSchema,
-        rules: &'static [SlotRule],
+        rules: Vec<&'static SlotRule>,
     ) -> Result<(), PatchStringError> {
-        for (index, rule) in rules.iter().enumerate() {
-            if rules[..index]
-                .iter()
-                .any(|earlier| earlier.root() == rule.root())
-            {
-                return Err(PatchStringError::InvalidSchema {
-                    patch: schema.name,
-                    message: format!("it is registered twice for `{}` slots", rule.short_name()),
-                });
-            }
+        if let Some(rule) = twice(&rules) {
+            return Err(PatchStringError::InvalidSchema {
+                patch: schema.name,
+                message: format!("it is registered twice for `{}` slots", rule.short_name()),
+            });
         }
         let name = schema.name.clone();
         self.add(schema)?;
         if !rules.is_empty() {
             self.rules.insert(name, rules);
         }
+        Ok(())
+    }
+
+    /// Adds the rules of a [`patch_over!`](crate::patch_over) to its patch's: an error if
+    /// the patch is not registered or a layer type then has two rules.
+    fn add_extra_rules(&mut self, extra: &ExtraSlotRules) -> Result<(), PatchStringError> {
+        let source = (extra.source)();
+        if !self.schemas.contains_key(extra.patch) {
+            return Err(PatchStringError::InvalidRegistry {
+                message: format!(
+                    "`patch_over!` of `{source}` adds slot types to patch `{}`, which is not registered",
+                    extra.patch
+                ),
+            });
+        }
+        let mut rules = self.rules.get(extra.patch).cloned().unwrap_or_default();
+        rules.extend(extra.rules);
+        if let Some(rule) = twice(&rules) {
+            return Err(PatchStringError::InvalidSchema {
+                patch: extra.patch.to_owned(),
+                message: format!(
+                    "it is registered twice for `{}` slots (the second by `patch_over!` of `{source}`)",
+                    rule.short_name()
+                ),
+            });
+        }
+        self.rules.insert(extra.patch.to_owned(), rules);
         Ok(())
     }
 
@@ -195,8 +252,8 @@ impl Registry {
     /// without a patch type, `None` for an unknown name.
     pub fn slot_types(&self, name: &str) -> Option<Vec<String>> {
         self.schemas.get(name)?;
-        let rules = self.rules.get(name).copied().unwrap_or_default();
-        Some(rules.iter().map(SlotRule::short_name).collect())
+        let rules = self.rules.get(name).map(Vec::as_slice).unwrap_or_default();
+        Some(rules.iter().map(|rule| rule.short_name()).collect())
     }
 
     /// The error for a patch name this registry does not know: every known name (from
@@ -277,4 +334,14 @@ impl Registry {
 /// Parses and checks a patch string with the [global registry](Registry::global).
 pub fn parse_patches(text: &str) -> Result<Vec<PatchSpec>, PatchStringError> {
     Registry::global()?.parse(text)
+}
+
+/// The first rule whose layer type an earlier rule has too.
+fn twice<'a>(rules: &[&'a SlotRule]) -> Option<&'a SlotRule> {
+    rules.iter().enumerate().find_map(|(index, rule)| {
+        rules[..index]
+            .iter()
+            .any(|earlier| earlier.root() == rule.root())
+            .then_some(*rule)
+    })
 }

@@ -201,7 +201,7 @@ pub fn to_patch_string(specs: &[PatchSpec]) -> String {
 ///   the patch type must implement [`BuildPatch`](crate::patches::BuildPatch) with this
 ///   struct as its `Config`, and have the same name (`#[patch(name = "...")]`); otherwise
 ///   it fails to compile, at the type. Without `patch`, patch strings parse the patch but
-///   cannot apply it ([`PatchError::NotApplicable`](crate::PatchError::NotApplicable));
+///   cannot apply it ([`PatchStringError::NotApplicable`](crate::registry::PatchStringError::NotApplicable));
 /// * field types: `i64`, `f64`, `bool`, `String`, `Vec<i64>`; the field name is the
 ///   argument name; the field's doc comment is its help line;
 /// * on a field: `#[arg(default = literal, range = a..=b, choices("x", "y"))]`, each

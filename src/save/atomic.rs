@@ -3,8 +3,9 @@
 use super::fs::{Fs, RealFs};
 use super::serialize::to_bytes;
 use super::SaveStep;
-use crate::error::{PatchError, Result};
+use crate::error::Result;
 use crate::params::{named_tensors_with_prefix, Parameters};
+use crate::save::SaveError;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,11 +15,11 @@ use tch::Tensor;
 /// either its previous content or the complete new file, never a part of one.
 ///
 /// Every tensor is checked and copied to memory first (a name given twice, an undefined
-/// tensor, a dtype safetensors cannot store: [`PatchError::InvalidTensors`], nothing
+/// tensor, a dtype safetensors cannot store: [`PatchError::InvalidTensors`](crate::PatchError::InvalidTensors), nothing
 /// touched). Then the bytes go to a new temporary file in `path`'s folder, which is
 /// fsync'ed and renamed over `path` (keeping the permissions of the file it replaces), and
 /// the folder is fsync'ed so that the rename survives
-/// a power loss. A failing step is [`PatchError::Save`], which names the path and the step;
+/// a power loss. A failing step is [`SaveError::Step`](crate::save::SaveError::Step), which names the path and the step;
 /// the temporary file is removed. (A process killed in the middle can leave a
 /// `.{name}.tmp-*` file behind, never a damaged `path`.)
 ///
@@ -82,19 +83,19 @@ pub(super) fn save_with<S: AsRef<str>>(
     tensors: &[(S, &Tensor)],
 ) -> Result<()> {
     let bytes = to_bytes(&format!("save `{}`", path.display()), tensors)?;
-    write_atomic(fs, path, &bytes)
+    write_atomic(fs, path, &bytes).map_err(Into::into)
 }
 
 /// Writes `bytes` to `path` atomically on the real file system (adapter files, manifests
 /// and exports use it).
-pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
     write_atomic(&super::fs::RealFs, path, bytes)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder.
-pub(super) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_atomic(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
     let fail = |step: SaveStep| {
-        move |source: std::io::Error| PatchError::Save {
+        move |source: std::io::Error| SaveError::Step {
             path: path.to_owned(),
             step,
             source,

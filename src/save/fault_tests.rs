@@ -3,6 +3,7 @@
 use super::atomic::save_with;
 use super::fs::{Fs, RealFs};
 use super::SaveStep;
+use crate::save::SaveError;
 use crate::{load::load_safetensors, load::LoadOptions, PatchError};
 use std::cell::RefCell;
 use std::fs::File;
@@ -145,13 +146,13 @@ fn a_save_interrupted_at_any_step_leaves_the_previous_file_and_no_temp_file() {
 
         let error = save(&FailingFs::new(Some(step)), &path, &new).unwrap_err();
 
-        let PatchError::Save {
+        let PatchError::Save(SaveError::Step {
             path: named,
             step: failed,
             ..
-        } = &error
+        }) = &error
         else {
-            panic!("{step:?}: expected PatchError::Save, got {error}");
+            panic!("{step:?}: expected PatchError::Save(SaveError::Step), got {error}");
         };
         assert_eq!((named, *failed), (&path, step));
         let message = error.to_string();
@@ -189,7 +190,7 @@ fn a_first_save_interrupted_before_the_rename_leaves_no_file_at_all() {
         let path = dir.0.join("adapter.safetensors");
         let (_vs, model) = linear(4);
         let error = save(&FailingFs::new(Some(step)), &path, &model).unwrap_err();
-        assert!(matches!(error, PatchError::Save { step: s, .. } if s == step));
+        assert!(matches!(error, PatchError::Save(SaveError::Step { step: s, .. }) if s == step));
         assert!(dir.entries().is_empty(), "{step:?}: {:?}", dir.entries());
     }
 }

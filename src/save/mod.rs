@@ -6,6 +6,7 @@
 //!
 //! Loading is [`crate::load::load_safetensors`].
 mod atomic;
+mod error;
 #[cfg(test)]
 mod fault_tests;
 mod fs;
@@ -13,11 +14,12 @@ mod serialize;
 
 pub(crate) use atomic::write_bytes_atomic;
 pub use atomic::{save_module, save_safetensors_atomic};
+pub use error::SaveError;
 pub(crate) use serialize::{tensor_bytes, Bytes};
 
 use std::fmt;
 
-/// The steps of an atomic save, in order. [`crate::PatchError::Save`] names the one that
+/// The steps of an atomic save, in order. [`SaveError::Step`] names the one that
 /// failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

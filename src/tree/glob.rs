@@ -15,7 +15,8 @@
 //! Matching runs an edit-distance table over (glob tokens × path characters), so it takes
 //! time linear in each and never backtracks; the same table gives how far a path is from
 //! matching, which ranks the nearest paths when a rule matches nothing.
-use crate::error::{PatchError, Result};
+use super::TreeError;
+use crate::error::Result;
 use std::fmt;
 
 /// A compiled path glob.
@@ -62,8 +63,8 @@ impl Token {
 }
 
 impl Glob {
-    /// Compiles a glob; [`PatchError::BadGlob`] says where it is malformed.
-    pub fn new(pattern: &str) -> Result<Self> {
+    /// Compiles a glob; [`TreeError::BadGlob`] says where it is malformed.
+    pub fn new(pattern: &str) -> Result<Self, TreeError> {
         let chars: Vec<char> = pattern.chars().collect();
         if chars.is_empty() {
             return Err(bad(pattern, 0, "an empty glob matches no slot path"));
@@ -160,8 +161,8 @@ fn skip_text(costs: &mut [u32]) {
     }
 }
 
-fn bad(pattern: &str, position: usize, reason: &'static str) -> PatchError {
-    PatchError::BadGlob {
+fn bad(pattern: &str, position: usize, reason: &'static str) -> TreeError {
+    TreeError::BadGlob {
         pattern: pattern.to_owned(),
         position,
         reason,
@@ -176,7 +177,7 @@ struct Parser<'p> {
 
 impl Parser<'_> {
     /// Tokens up to the end, or (inside `{...}`, `depth > 0`) up to an unescaped `,` or `}`.
-    fn sequence(&mut self, depth: usize) -> Result<Vec<Token>> {
+    fn sequence(&mut self, depth: usize) -> Result<Vec<Token>, TreeError> {
         let mut tokens = Vec::new();
         while let Some(&c) = self.chars.get(self.at) {
             match c {
@@ -210,7 +211,7 @@ impl Parser<'_> {
         Ok(tokens)
     }
 
-    fn alternatives(&mut self, depth: usize) -> Result<Token> {
+    fn alternatives(&mut self, depth: usize) -> Result<Token, TreeError> {
         let open = self.at;
         if depth >= MAX_NESTING {
             return Err(bad(
@@ -236,7 +237,7 @@ impl Parser<'_> {
         }
     }
 
-    fn class(&mut self) -> Result<Token> {
+    fn class(&mut self) -> Result<Token, TreeError> {
         let open = self.at;
         self.at += 1;
         let negated = matches!(self.chars.get(self.at), Some('!' | '^'));
@@ -289,7 +290,7 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::Glob;
-    use crate::PatchError;
+    use crate::tree::TreeError;
     use proptest::prelude::*;
 
     fn glob(pattern: &str) -> Glob {
@@ -387,7 +388,7 @@ mod tests {
         ];
         for (pattern, at, why) in cases {
             match Glob::new(pattern) {
-                Err(PatchError::BadGlob {
+                Err(TreeError::BadGlob {
                     position, reason, ..
                 }) => assert_eq!((position, reason), (at, why), "{pattern}"),
                 other => panic!("{pattern}: {other:?}"),

@@ -11,6 +11,7 @@
 //!   [`diff`] compares two models.
 mod chain;
 mod diff;
+mod error;
 mod glob;
 pub(crate) mod layer;
 mod print;
@@ -23,6 +24,7 @@ pub(crate) mod visit;
 
 pub use chain::{apply_chain, AnyRule};
 pub use diff::{diff, Change, TreeDiff};
+pub use error::TreeError;
 pub use glob::Glob;
 
 pub use layer::SlotContent;

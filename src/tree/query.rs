@@ -4,7 +4,8 @@ use super::rule::{apply_rule, ApplyReport, Rule};
 use super::select::{nearest, Selector};
 use super::slot::{short_type_name, AnySlot, Slot};
 use super::visit::{ModuleTree, SlotVisitorMut, TreeNode, TreeVisitor};
-use crate::error::{PatchError, Result};
+use super::TreeError;
+use crate::error::Result;
 use crate::params::Parameters;
 use std::any::Any;
 use std::fmt;
@@ -150,9 +151,9 @@ pub trait ModuleTreeExt: ModuleTree {
             .collect()
     }
 
-    /// The `Slot<T>` at `path`: [`PatchError::NoSuchSlot`] (with the nearest paths) or
-    /// [`PatchError::WrongSlotType`] when there is none.
-    fn slot<T: 'static>(&self, path: &str) -> Result<&Slot<T>> {
+    /// The `Slot<T>` at `path`: [`TreeError::NoSuchSlot`] (with the nearest paths) or
+    /// [`TreeError::WrongSlotType`] when there is none.
+    fn slot<T: 'static>(&self, path: &str) -> Result<&Slot<T>, TreeError> {
         let slots = self.slots();
         let found = find_slot::<T>(&slots, path)?;
         Ok(slots[found]
@@ -162,7 +163,7 @@ pub trait ModuleTreeExt: ModuleTree {
     }
 
     /// The `Slot<T>` at `path`, mutably (errors as [`slot`](Self::slot)).
-    fn slot_mut<T: 'static>(&mut self, path: &str) -> Result<&mut Slot<T>> {
+    fn slot_mut<T: 'static>(&mut self, path: &str) -> Result<&mut Slot<T>, TreeError> {
         let found = find_slot::<T>(&self.slots(), path)?;
         let slot = self.slots_mut().swap_remove(found).slot;
         Ok(slot
@@ -191,17 +192,17 @@ pub trait ModuleTreeExt: ModuleTree {
 
 impl<M: ModuleTree + ?Sized> ModuleTreeExt for M {}
 
-fn find_slot<T: 'static>(slots: &[(String, &dyn AnySlot)], path: &str) -> Result<usize> {
+fn find_slot<T: 'static>(slots: &[(String, &dyn AnySlot)], path: &str) -> Result<usize, TreeError> {
     let Some(index) = slots.iter().position(|(p, _)| p == path) else {
         let selector = Selector::glob(&escape_glob(path)).unwrap_or_else(|_| Selector::all());
-        return Err(PatchError::NoSuchSlot {
+        return Err(TreeError::NoSuchSlot {
             path: path.to_owned(),
             nearest: nearest(&selector, slots.iter().map(|(p, _)| p.as_str()), 5),
         });
     };
     let slot = slots[index].1;
     if slot.root_type_id() != std::any::TypeId::of::<T>() {
-        return Err(PatchError::WrongSlotType {
+        return Err(TreeError::WrongSlotType {
             path: path.to_owned(),
             expected: short_type_name(std::any::type_name::<T>()),
             actual: short_type_name(slot.root_type_name()),

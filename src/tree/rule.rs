@@ -5,7 +5,8 @@ use super::select::{nearest, Selector};
 use super::slot::{short_type_name, AnySlot, DynLayer, Refused, Slot};
 use super::ties::{tensor_entries, TieIndex};
 use super::visit::{ModuleTree, TreeNode};
-use crate::error::{PatchError, Result};
+use super::TreeError;
+use crate::error::Result;
 use crate::params::{named_tensors, Parameters};
 use std::any::{Any, TypeId};
 use std::collections::{BTreeSet, VecDeque};
@@ -17,7 +18,7 @@ use tch::nn;
 /// (a tied weight: an input embedding and an output head sharing one table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TiePolicy {
-    /// Refuse with [`PatchError::TiedWeights`] (the default): patching one side only of
+    /// Refuse with [`TreeError::TiedWeights`] (the default): patching one side only of
     /// a tie is usually a mistake (merging a LoRA into the head would change the embedding).
     #[default]
     Refuse,
@@ -34,13 +35,13 @@ type CheckFn<T> = dyn Fn(&str, &Slot<T>) -> Result<()>;
 /// A whole-model rewrite: every `Slot<T>` that `selector` picks is wrapped by a patch.
 ///
 /// [`ModuleTreeExt::apply`] runs it all or nothing:
-/// 1. no slot picked is [`PatchError::NoMatch`], listing the nearest `T` slot paths;
-/// 2. a picked slot already holding this patch is [`PatchError::AlreadyPatched`] unless
+/// 1. no slot picked is [`TreeError::NoMatch`], listing the nearest `T` slot paths;
+/// 2. a picked slot already holding this patch is [`TreeError::AlreadyPatched`] unless
 ///    [`allow_stacking`](Self::allow_stacking);
 /// 3. a picked slot tied to a node the rule does not patch follows [`TiePolicy`];
 /// 4. the optional [`check`](Self::check) runs on every picked slot;
 /// 5. then the patch closure runs on each slot in the model's order; when it refuses at
-///    one, every slot patched before is unpatched again and [`PatchError::PatchFailed`]
+///    one, every slot patched before is unpatched again and [`TreeError::PatchFailed`]
 ///    names the path. Nothing is changed before steps 1-4 pass.
 ///
 /// The closure gets the slot's path and its content, and returns the content wrapped, or
@@ -244,7 +245,7 @@ where
                     let slot = slots[earlier].slot.downcast_mut::<T>().expect("a T slot");
                     peel(rule, slot, added);
                 }
-                return Err(error);
+                return Err(error.into());
             }
         }
     }
@@ -279,15 +280,15 @@ where
 /// Runs the rule's closure on one slot and returns how many layers it put on. The closure
 /// must keep what it was given underneath (the same patch names over the same root
 /// tensors); on any error the slot holds what it held before, except when the closure
-/// broke that, which [`PatchError::NotWrapped`] reports.
-fn patch_one<T>(rule: &Rule<T>, path: &str, slot: &mut Slot<T>) -> Result<usize>
+/// broke that, which [`TreeError::NotWrapped`] reports.
+fn patch_one<T>(rule: &Rule<T>, path: &str, slot: &mut Slot<T>) -> Result<usize, TreeError>
 where
     T: Parameters + Any + Send,
 {
     let names_before = slot.patch_names();
     let root_before = named_tensors(slot.root());
     slot.replace_with(|content| (rule.patch)(path, content))
-        .map_err(|source| PatchError::PatchFailed {
+        .map_err(|source| TreeError::PatchFailed {
             rule: rule.name.clone(),
             path: path.to_owned(),
             source: Box::new(source),
@@ -301,7 +302,7 @@ where
             .zip(&root_before)
             .all(|(now, was)| now.name == was.name && now.tensor.is_set_to(&was.tensor));
     if !kept {
-        return Err(PatchError::NotWrapped {
+        return Err(TreeError::NotWrapped {
             rule: rule.name.clone(),
             path: path.to_owned(),
         });
@@ -311,7 +312,7 @@ where
         return Ok(added);
     }
     peel(rule, slot, added);
-    Err(PatchError::WrongPatchName {
+    Err(TreeError::WrongPatchName {
         rule: rule.name.clone(),
         path: path.to_owned(),
         produced: names.first().copied().filter(|_| added > 0),
@@ -347,7 +348,7 @@ where
         .map(|(index, _)| index)
         .collect();
     if chosen.is_empty() {
-        return Err(no_match(rule, &slots));
+        return Err(no_match(rule, &slots).into());
     }
     let entries = tensor_entries(&nodes);
     let ties = TieIndex::new(&entries);
@@ -364,10 +365,11 @@ where
     while let Some(index) = queue.pop_front() {
         let (path, slot) = slots[index];
         if !rule.stacking && slot.patch_names().iter().any(|name| *name == rule.name) {
-            return Err(PatchError::AlreadyPatched {
+            return Err(TreeError::AlreadyPatched {
                 path: path.to_owned(),
                 patch: rule.name.clone(),
-            });
+            }
+            .into());
         }
         if rule.tie == TiePolicy::Allow {
             continue;
@@ -391,12 +393,13 @@ where
                 ),
                 None => "is not in a slot, so it cannot be patched".to_owned(),
             };
-            return Err(PatchError::TiedWeights {
+            return Err(TreeError::TiedWeights {
                 path: path.to_owned(),
                 tensor,
                 tied_to: other.name.clone(),
                 reason,
-            });
+            }
+            .into());
         }
     }
     if let Some(check) = &rule.check {
@@ -408,7 +411,7 @@ where
     Ok(chosen.into_iter().collect())
 }
 
-fn no_match<T: 'static>(rule: &Rule<T>, slots: &[(&str, &dyn AnySlot)]) -> PatchError {
+fn no_match<T: 'static>(rule: &Rule<T>, slots: &[(&str, &dyn AnySlot)]) -> TreeError {
     no_match_of(
         &rule.name,
         &rule.selector,
@@ -418,7 +421,7 @@ fn no_match<T: 'static>(rule: &Rule<T>, slots: &[(&str, &dyn AnySlot)]) -> Patch
     )
 }
 
-/// The [`PatchError::NoMatch`] of a rule named `rule` that patches slots whose layer type
+/// The [`TreeError::NoMatch`] of a rule named `rule` that patches slots whose layer type
 /// is one of `types` (named `slot_type`) and whose `selector` picked none of them.
 pub(crate) fn no_match_of(
     rule: &str,
@@ -426,7 +429,7 @@ pub(crate) fn no_match_of(
     types: &[TypeId],
     slot_type: String,
     slots: &[(&str, &dyn AnySlot)],
-) -> PatchError {
+) -> TreeError {
     let patches = |slot: &dyn AnySlot| types.contains(&slot.root_type_id());
     let other_types = slots
         .iter()
@@ -437,7 +440,7 @@ pub(crate) fn no_match_of(
         .iter()
         .filter(|(_, slot)| patches(*slot))
         .map(|(path, _)| *path);
-    PatchError::NoMatch {
+    TreeError::NoMatch {
         rule: rule.to_owned(),
         selector: selector.to_string(),
         slot_type,

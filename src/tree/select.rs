@@ -1,7 +1,8 @@
 //! [`Selector`]: which slots of a model a query or a rule is about.
 use super::glob::Glob;
 use super::slot::{short_type_name, AnySlot};
-use crate::error::{PatchError, Result};
+use super::TreeError;
+use crate::error::Result;
 use crate::nearest::edit_distance;
 use std::any::TypeId;
 use std::fmt;
@@ -59,15 +60,15 @@ impl Selector {
     }
 
     /// Slots whose path matches a [`Glob`] (e.g. `*.attn.{q,v}`).
-    pub fn glob(pattern: &str) -> Result<Self> {
+    pub fn glob(pattern: &str) -> Result<Self, TreeError> {
         Ok(Glob::new(pattern)?.into())
     }
 
     /// Slots whose whole path matches a regex (as Python's `re.fullmatch`, which PEFT uses
     /// for a `target_modules` string): `blocks\.\d+\.attn\.q`.
-    pub fn regex(pattern: &str) -> Result<Self> {
+    pub fn regex(pattern: &str) -> Result<Self, TreeError> {
         let regex = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|error| {
-            PatchError::BadRegex {
+            TreeError::BadRegex {
                 pattern: pattern.to_owned(),
                 reason: error.to_string(),
             }
@@ -233,7 +234,7 @@ mod tests {
     #[test]
     fn bad_regex_is_an_error() {
         let error = Selector::regex("blocks.(").unwrap_err();
-        assert!(matches!(error, PatchError::BadRegex { ref pattern, .. } if pattern == "blocks.("));
+        assert!(matches!(error, TreeError::BadRegex { ref pattern, .. } if pattern == "blocks.("));
     }
 
     #[test]

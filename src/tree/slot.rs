@@ -2,6 +2,7 @@
 //! place, and [`AnySlot`], its type-erased face for whole-model walks.
 use super::layer::{Layer, SlotContent};
 use super::visit::{ModuleTree, SlotVisitorMut, TreeVisitor};
+use super::TreeError;
 use crate::error::{PatchError, Result};
 use crate::params::{Parameters, Visitor, VisitorMut};
 use std::any::{Any, TypeId};
@@ -213,19 +214,19 @@ impl<T: Parameters + Any + Send> Slot<T> {
 
     /// Removes the outermost patch and returns its name; the layer below, with its very
     /// tensors, stays. Tensors the patch registered in a VarStore stay registered: see
-    /// [`unpatch_from`](Self::unpatch_from). [`PatchError::NotPatched`] when bare.
-    pub fn unpatch(&mut self) -> Result<&'static str> {
+    /// [`unpatch_from`](Self::unpatch_from). [`TreeError::NotPatched`] when bare.
+    pub fn unpatch(&mut self) -> Result<&'static str, TreeError> {
         self.peel()
             .map(|(name, _)| name)
-            .ok_or_else(|| PatchError::NotPatched {
+            .ok_or_else(|| TreeError::NotPatched {
                 slot: format!("a Slot<{}>", short_type_name(std::any::type_name::<T>())),
             })
     }
 
     /// Like [`unpatch`](Self::unpatch), and takes the tensors the patch added out of `vs`
     /// (its variables and trainable list), so the same patch can be applied again.
-    pub fn unpatch_from(&mut self, vs: &nn::VarStore) -> Result<&'static str> {
-        let (name, added) = self.peel().ok_or_else(|| PatchError::NotPatched {
+    pub fn unpatch_from(&mut self, vs: &nn::VarStore) -> Result<&'static str, TreeError> {
+        let (name, added) = self.peel().ok_or_else(|| TreeError::NotPatched {
             slot: format!("a Slot<{}>", short_type_name(std::any::type_name::<T>())),
         })?;
         crate::varstore::forget_tensors(&vs.variables_, &added);

@@ -35,7 +35,7 @@ macro_rules! case {
             setup: |$sfx: &mut $crate::fixture::Fixture| {
                 $setup;
             },
-            run: |$fx: &mut $crate::fixture::Fixture| ($run).map(drop),
+            run: |$fx: &mut $crate::fixture::Fixture| ($run).map(drop).map_err(Into::into),
             expect: |error| matches!(error, $pattern $(if $guard)?),
         }
     };

@@ -62,3 +62,32 @@ pub(crate) fn read(path: &Path) -> impl Fn(&str) -> Tensor {
             .shallow_clone()
     }
 }
+
+/// Applies the patch string `patches` to `model` (its base frozen by the caller) and trains the
+/// patches for 5 Adam steps on next-token prediction of `ids`' first 11 tokens; the specs.
+pub(crate) fn train_lora<M>(
+    model: &mut M,
+    vs: &tch::nn::VarStore,
+    patches: &str,
+    ids: &Tensor,
+) -> Vec<tch_patch::registry::PatchSpec>
+where
+    M: tch_patch_models::decoding::CausalLm + tch_patch::ModuleTree,
+{
+    use tch::nn::OptimizerConfig;
+    let specs = tch_patch::registry::Registry::global()
+        .unwrap()
+        .parse(patches)
+        .unwrap();
+    tch_patch::registry::apply_specs(model, vs, &specs).unwrap();
+    let mut opt = tch::nn::Adam::default().build(vs, 1e-2).unwrap();
+    for _ in 0..5 {
+        let logits = model.logits(&ids.narrow(1, 0, 10), true);
+        let vocab = logits.size()[2];
+        let loss = logits
+            .view([-1, vocab])
+            .cross_entropy_for_logits(&ids.narrow(1, 1, 10).reshape([-1]));
+        opt.backward_step(&loss);
+    }
+    specs
+}

@@ -9,11 +9,13 @@ use crate::Case;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use tch::{nn, Device, Kind, Tensor};
+use tch_patch::adapter::AdapterError;
 use tch_patch::adapter::{
     load_model_adapter_with, AdapterDtype, AdapterProblem, MANIFEST_FILE, TENSORS_FILE,
 };
 use tch_patch::registry::PatchStringError;
 use tch_patch::registry::{apply_specs, Registry};
+use tch_patch::tree::TreeError;
 use tch_patch::{
     adapter::load_model_adapter, adapter::save_model_adapter, params::TensorProblem, PatchError,
 };
@@ -109,7 +111,7 @@ fn load_exact(fx: &mut Fixture) -> Result<(), PatchError> {
 /// The problems of an `InvalidAdapter` error (none for another error).
 fn problems(error: &PatchError) -> &[AdapterProblem] {
     match error {
-        PatchError::InvalidAdapter { problems, .. } => problems,
+        PatchError::Adapter(AdapterError { problems, .. }) => problems,
         _ => &[],
     }
 }
@@ -317,7 +319,7 @@ fn manifest_cases() -> Vec<Case> {
             setup: |fx| edited(fx, |m| first(m)["targets"] = json!("blocks.{0.q")),
             |fx| load(fx),
             e if invalid_patch(e, "blocks.0.q", |e| matches!(e,
-                PatchError::BadGlob { pattern, .. } if pattern == "blocks.{0.q"))
+                PatchError::Tree(TreeError::BadGlob { pattern, .. }) if pattern == "blocks.{0.q"))
         ),
         case!(
             "adapter: targets that do not select the patched path",
@@ -444,19 +446,19 @@ fn fit_cases() -> Vec<Case> {
             "adapter: a patched path that is no slot of the tree",
             setup: |fx| moved(fx, "blocks.2.q", "blocks.5.q"),
             |fx| load(fx),
-            PatchError::NoMatch { rule, nearest, .. } if rule == "lora" && nearest.iter().any(|p| p == "blocks.2.q")
+            PatchError::Tree(TreeError::NoMatch { rule, nearest, .. }) if rule == "lora" && nearest.iter().any(|p| p == "blocks.2.q")
         ),
         case!(
             "adapter: a LoRA on the embedding slot",
             setup: |fx| moved(fx, "blocks.0.q", "emb"),
             |fx| load(fx),
-            PatchError::NoMatch { other_types, .. } if other_types == &[("emb".to_owned(), "Embedding".to_owned())]
+            PatchError::Tree(TreeError::NoMatch { other_types, .. }) if other_types == &[("emb".to_owned(), "Embedding".to_owned())]
         ),
         case!(
             "adapter: a LoRA on one side of a tied weight",
             setup: |fx| moved(fx, "blocks.0.q", "head"),
             |fx| load(fx),
-            PatchError::TiedWeights { path, tied_to, .. } if path == "head" && tied_to == "emb.weight"
+            PatchError::Tree(TreeError::TiedWeights { path, tied_to, .. }) if path == "head" && tied_to == "emb.weight"
         ),
         case!(
             "adapter: onto a tree already patched at a saved path",
@@ -467,7 +469,7 @@ fn fit_cases() -> Vec<Case> {
                 apply_specs(tree.as_mut().unwrap(), vs, &specs).unwrap();
             },
             |fx| load(fx),
-            PatchError::PatchFailed { path, .. } | PatchError::AlreadyPatched { path, .. } if path == "blocks.1.q"
+            PatchError::Tree(TreeError::PatchFailed { path, .. }) | PatchError::Tree(TreeError::AlreadyPatched { path, .. }) if path == "blocks.1.q"
         ),
         case!(
             "adapter: a rank in the arguments that the tensors do not have",

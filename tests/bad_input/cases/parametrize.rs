@@ -4,6 +4,7 @@ use crate::fixture::{floats, Fixture};
 use crate::{only_problem, Case};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Kind, Tensor};
+use tch_patch::parametrize::ParametrizeError;
 use tch_patch::{
     parametrize::parametrize, parametrize::FakeQuantInt8, parametrize::FnTransform,
     parametrize::MagnitudePrune, parametrize::Parametrized, parametrize::Removal,
@@ -82,26 +83,24 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         case!(
             "prune: sparsity above one",
-            |fx| MagnitudePrune::new(1.5).and_then(|p| parametrize(fx.take_net().fc1, "weight", p)),
-            PatchError::SparsityOutOfRange { sparsity } if *sparsity == 1.5
+            |fx| MagnitudePrune::new(1.5).map_err(PatchError::from).and_then(|p| parametrize(fx.take_net().fc1, "weight", p)),
+            PatchError::Parametrize(ParametrizeError::SparsityOutOfRange { sparsity }) if *sparsity == 1.5
         ),
         case!(
             "prune: NaN sparsity",
-            |fx| MagnitudePrune::new(f64::NAN).and_then(|p| parametrize(
-                fx.take_net().fc1,
-                "weight",
-                p
-            )),
-            PatchError::SparsityOutOfRange { .. }
+            |fx| MagnitudePrune::new(f64::NAN)
+                .map_err(PatchError::from)
+                .and_then(|p| parametrize(fx.take_net().fc1, "weight", p)),
+            PatchError::Parametrize(ParametrizeError::SparsityOutOfRange { .. })
         ),
         case!(
             "fake quant: channel axis out of range",
             |fx| parametrize(fx.take_net().fc2, "weight", FakeQuantInt8::per_channel(2)),
-            PatchError::AxisOutOfRange {
+            PatchError::Parametrize(ParametrizeError::AxisOutOfRange {
                 axis: 2,
                 ndim: 2,
                 ..
-            }
+            })
         ),
         case!(
             "weight norm: dimension out of range",
@@ -110,12 +109,12 @@ pub(super) fn cases() -> Vec<Case> {
                 "weight",
                 WeightNorm::new(-3)
             ),
-            PatchError::AxisOutOfRange { axis: -3, .. }
+            PatchError::Parametrize(ParametrizeError::AxisOutOfRange { axis: -3, .. })
         ),
         case!(
             "weight norm: trainable gain without a VarStore",
             |fx| wrapped(fx).push("weight", WeightNorm::new(0)),
-            PatchError::NeedsVarStore { tensor, .. } if tensor == "weight_g"
+            PatchError::Parametrize(ParametrizeError::NeedsVarStore { tensor, .. }) if tensor == "weight_g"
         ),
         case!(
             "weight norm: `fc1.weight_g` already taken",
@@ -141,28 +140,28 @@ pub(super) fn cases() -> Vec<Case> {
         case!(
             "transform that changes the shape",
             |fx| parametrize(fx.take_net().fc1, "weight", |w: &Tensor| w.transpose(0, 1)),
-            PatchError::TransformChangedTensor { .. }
+            PatchError::Parametrize(ParametrizeError::TransformChangedTensor { .. })
         ),
         case!(
             "transform that changes the dtype",
             |fx| parametrize(fx.take_net().fc1, "bias", |b: &Tensor| b
                 .to_kind(Kind::Double)),
-            PatchError::TransformChangedTensor { .. }
+            PatchError::Parametrize(ParametrizeError::TransformChangedTensor { .. })
         ),
         case!(
             "transform that returns an undefined tensor",
             |fx| parametrize(fx.take_net().fc1, "bias", |_: &Tensor| Tensor::new()),
-            PatchError::TransformChangedTensor { actual, .. } if actual.contains("undefined")
+            PatchError::Parametrize(ParametrizeError::TransformChangedTensor { actual, .. }) if actual.contains("undefined")
         ),
         case!(
             "assign: a tensor that is not parametrized",
             |fx| shifted(fx).assign("bias", &floats(&[8])),
-            PatchError::NotParametrized { name, parametrized } if name == "bias" && parametrized == &["weight"]
+            PatchError::Parametrize(ParametrizeError::NotParametrized { name, parametrized }) if name == "bias" && parametrized == &["weight"]
         ),
         case!(
             "assign: through a transform with no right inverse",
             |fx| parametrize(fx.take_net().fc1, "weight", |w: &Tensor| w * 2)?.assign("weight", &floats(&[8, 4])),
-            PatchError::NoRightInverse { transform } if transform == "closure"
+            PatchError::Parametrize(ParametrizeError::NoRightInverse { transform }) if transform == "closure"
         ),
         case!(
             "assign: wrong shape",

@@ -9,6 +9,7 @@ use tch::nn;
 use tch_patch::patches::{BiasOnly, DropoutBefore, Lora};
 use tch_patch::registry::PatchStringError;
 use tch_patch::registry::Registry;
+use tch_patch::tree::TreeError;
 use tch_patch::{
     tree::apply_chain, tree::AnyRule, tree::ModuleTreeExt, tree::Rule, tree::Selector, PatchError,
 };
@@ -123,26 +124,26 @@ pub(super) fn cases() -> Vec<Case> {
             "patch string: a malformed glob in targets",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(targets="blocks.{0,1.q")"#),
-            PatchError::BadGlob { position: 7, .. }
+            PatchError::Tree(TreeError::BadGlob { position: 7, .. })
         ),
         case!(
             "patch string: targets matching no slot",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(targets="*.attn.q")"#),
-            PatchError::NoMatch { rule, .. } if rule == "lora"
+            PatchError::Tree(TreeError::NoMatch { rule, .. }) if rule == "lora"
         ),
         case!(
             "patch string: the second patch matches nothing (the first is undone)",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(rank=2, targets="blocks.*.q"); bias_only(targets="*.mlp")"#),
-            PatchError::NoMatch { rule, .. } if rule == "bias_only"
+            PatchError::Tree(TreeError::NoMatch { rule, .. }) if rule == "bias_only"
         ),
         case!(
             "patch string: the second patch fails half-way (all undone)",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"bias_only(targets="blocks.*.v"); dropout_before(p=0.5, targets="blocks.*.{q,v}")"#),
-            PatchError::PatchFailed { rule, path, source }
-                if rule == "dropout_before" && path == "blocks.0.v" && matches!(**source, PatchError::AlreadyPatched { .. })
+            PatchError::Tree(TreeError::PatchFailed { rule, path, source })
+                if rule == "dropout_before" && path == "blocks.0.v" && matches!(**source, PatchError::Tree(TreeError::AlreadyPatched { .. }))
         ),
         case!(
             "patch string: a syntax error in the second patch (nothing applied)",
@@ -157,7 +158,7 @@ pub(super) fn cases() -> Vec<Case> {
                 fx.with_tree().apply(&rule).unwrap();
             },
             |fx| apply_string(fx, r#"lora(targets="blocks.{0,1}.q")"#),
-            PatchError::AlreadyPatched { path, patch } if path == "blocks.0.q" && patch == "lora"
+            PatchError::Tree(TreeError::AlreadyPatched { path, patch }) if path == "blocks.0.q" && patch == "lora"
         ),
     ]
 }

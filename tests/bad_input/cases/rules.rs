@@ -7,6 +7,7 @@ use crate::Case;
 use tch::nn;
 use tch::{Kind, Tensor};
 use tch_patch::patches::{BiasOnly, BuildPatch, Lora, LoraConfig};
+use tch_patch::tree::TreeError;
 use tch_patch::{
     params::TensorRole, patch, patch_forward, register_tensors, tree::apply_chain, tree::path_in,
     tree::AnyRule, tree::DynLayer, tree::ModuleTreeExt, tree::Refused, tree::Rule, tree::Selector,
@@ -97,10 +98,10 @@ where
         let base = match content.into_root() {
             Ok(base) => base,
             Err(content) => {
-                let error = PatchError::AlreadyPatched {
+                let error = PatchError::Tree(TreeError::AlreadyPatched {
                     path: path.to_owned(),
                     patch: P::NAME.to_owned(),
-                };
+                });
                 return Err(Refused::new(error, content));
             }
         };
@@ -145,14 +146,14 @@ pub(super) fn cases() -> Vec<Case> {
             "rule: glob matching no slot",
             setup: |fx| fx.with_tree(),
             |fx| { let rule = scale_rule(&fx.vs, "*.attn.q", None); apply(fx, rule) },
-            PatchError::NoMatch { rule, nearest, other_types, .. }
+            PatchError::Tree(TreeError::NoMatch { rule, nearest, other_types, .. })
                 if rule == "Scaled" && nearest.len() == 5 && other_types.is_empty()
         ),
         case!(
             "rule: glob picking only a slot of another layer type",
             setup: |fx| fx.with_tree(),
             |fx| { let rule = scale_rule(&fx.vs, "emb", None); apply(fx, rule) },
-            PatchError::NoMatch { other_types, slot_type, .. }
+            PatchError::Tree(TreeError::NoMatch { other_types, slot_type, .. })
                 if slot_type == "Linear" && other_types == &[("emb".to_owned(), "Embedding".to_owned())]
         ),
         case!(
@@ -162,7 +163,7 @@ pub(super) fn cases() -> Vec<Case> {
                 fx.with_tree().apply(&rule).unwrap();
             },
             |fx| { let rule = lora_rule(&fx.vs, "blocks.*.q"); apply(fx, rule) },
-            PatchError::AlreadyPatched { path, patch } if path == "blocks.0.q" && patch == "lora"
+            PatchError::Tree(TreeError::AlreadyPatched { path, patch }) if path == "blocks.0.q" && patch == "lora"
         ),
         case!(
             "rule: stacking asked for, but the patch's names are taken (second Scaled)",
@@ -171,7 +172,7 @@ pub(super) fn cases() -> Vec<Case> {
                 fx.with_tree().apply(&rule).unwrap();
             },
             |fx| { let rule = scale_rule(&fx.vs, "blocks.*.v", None).allow_stacking(); apply(fx, rule) },
-            PatchError::PatchFailed { path, source, .. }
+            PatchError::Tree(TreeError::PatchFailed { path, source, .. })
                 if path == "blocks.1.v"
                     && matches!(&**source, PatchError::NameTaken { name } if name == "tree.blocks.1.v.scale")
         ),
@@ -182,20 +183,20 @@ pub(super) fn cases() -> Vec<Case> {
                 fx.with_tree().apply(&rule).unwrap();
             },
             |fx| { let rule = lora_rule(&fx.vs, "blocks.{1,2}.q").allow_stacking(); apply(fx, rule) },
-            PatchError::PatchFailed { path, source, .. }
-                if path == "blocks.2.q" && matches!(&**source, PatchError::AlreadyPatched { .. })
+            PatchError::Tree(TreeError::PatchFailed { path, source, .. })
+                if path == "blocks.2.q" && matches!(&**source, PatchError::Tree(TreeError::AlreadyPatched { .. }))
         ),
         case!(
             "rule: one side of a tied weight (head tied to emb)",
             setup: |fx| fx.with_tree(),
             |fx| { let rule = lora_rule(&fx.vs, "head"); apply(fx, rule) },
-            PatchError::TiedWeights { path, tied_to, .. } if path == "head" && tied_to == "emb.weight"
+            PatchError::Tree(TreeError::TiedWeights { path, tied_to, .. }) if path == "head" && tied_to == "emb.weight"
         ),
         case!(
             "rule: PatchAll on a tie to a slot of another layer type",
             setup: |fx| fx.with_tree(),
             |fx| apply(fx, tag_rule("head").tie(TiePolicy::PatchAll)),
-            PatchError::TiedWeights { path, tied_to, .. } if path == "head" && tied_to == "emb.weight"
+            PatchError::Tree(TreeError::TiedWeights { path, tied_to, .. }) if path == "head" && tied_to == "emb.weight"
         ),
         case!(
             "rule: the third match fails (the first two are rolled back)",
@@ -204,7 +205,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let rule = scale_rule(&fx.vs, "blocks.*.{q,v}", Some("blocks.1.q"));
                 apply(fx, rule)
             },
-            PatchError::PatchFailed { path, source, .. }
+            PatchError::Tree(TreeError::PatchFailed { path, source, .. })
                 if path == "blocks.1.q" && matches!(**source, PatchError::Empty { .. })
         ),
         case!(
@@ -220,7 +221,7 @@ pub(super) fn cases() -> Vec<Case> {
                 .var_store(&fx.vs);
                 apply(fx, rule)
             },
-            PatchError::WrongPatchName { rule, path, produced: Some("Scaled") }
+            PatchError::Tree(TreeError::WrongPatchName { rule, path, produced: Some("Scaled") })
                 if rule == "lora" && path == "blocks.0.q"
         ),
         case!(
@@ -247,7 +248,7 @@ pub(super) fn cases() -> Vec<Case> {
                 );
                 apply_chain(fx.tree(), &[&first as &dyn AnyRule, &second]).map(drop)
             },
-            PatchError::NoMatch { rule, selector, .. } if rule == "bias_only" && selector.contains("*.mlp")
+            PatchError::Tree(TreeError::NoMatch { rule, selector, .. }) if rule == "bias_only" && selector.contains("*.mlp")
         ),
         case!(
             "apply_chain: the second rule fails half-way (all undone)",
@@ -257,7 +258,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let second = scale_rule(&fx.vs, "blocks.*.{q,v}", Some("blocks.2.q"));
                 apply_chain(fx.tree(), &[&first as &dyn AnyRule, &second]).map(drop)
             },
-            PatchError::PatchFailed { rule, path, .. } if rule == "Scaled" && path == "blocks.2.q"
+            PatchError::Tree(TreeError::PatchFailed { rule, path, .. }) if rule == "Scaled" && path == "blocks.2.q"
         ),
     ]
 }

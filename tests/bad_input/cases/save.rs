@@ -3,6 +3,7 @@ use crate::case;
 use crate::fixture::{floats, Fixture};
 use crate::{only_problem, Case};
 use tch::{Device, Kind, Tensor};
+use tch_patch::save::SaveError;
 use tch_patch::{
     load::load_safetensors, load::LoadOptions, params::TensorProblem, save::save_module,
     save::save_safetensors_atomic, save::SaveStep, PatchError,
@@ -34,10 +35,10 @@ pub(super) fn cases() -> Vec<Case> {
                 );
                 result
             },
-            PatchError::Save {
+            PatchError::Save(SaveError::Step {
                 step: SaveStep::Rename,
                 ..
-            }
+            })
         ),
         case!(
             "save: folder does not exist",
@@ -45,7 +46,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let path = fx.file("no-such-folder/net.safetensors");
                 save_module(fx.net(), path, "")
             },
-            PatchError::Save { step: SaveStep::CreateTemp, path, .. } if path.ends_with("no-such-folder/net.safetensors")
+            PatchError::Save(SaveError::Step { step: SaveStep::CreateTemp, path, .. }) if path.ends_with("no-such-folder/net.safetensors")
         ),
         case!(
             "save: a name given twice (over an existing file)",

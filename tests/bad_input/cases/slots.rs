@@ -7,6 +7,7 @@ use crate::Case;
 use tch::{nn, Kind, Tensor};
 use tch_patch::patches::{BuildPatch, Lora, LoraConfig};
 use tch_patch::registry::PatchStringError;
+use tch_patch::tree::TreeError;
 use tch_patch::{
     params::TensorRole, register_tensors, tree::path_in, tree::ModuleTreeExt, tree::Refused, Layer,
     PatchError, Slot,
@@ -47,7 +48,7 @@ pub(super) fn cases() -> Vec<Case> {
             "slot: unpatch of an unpatched slot",
             setup: |fx| fx.with_tree(),
             |fx| fx.tree().blocks[0].q.unpatch(),
-            PatchError::NotPatched { slot } if slot.contains("Linear")
+            PatchError::Tree(TreeError::NotPatched { slot }) if slot.contains("Linear")
         ),
         case!(
             "slot: unpatch_from of an unpatched slot",
@@ -56,7 +57,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let Fixture { vs, tree, .. } = fx;
                 tree.as_mut().expect("made in setup").emb.unpatch_from(vs)
             },
-            PatchError::NotPatched { slot } if slot.contains("Embedding")
+            PatchError::Tree(TreeError::NotPatched { slot }) if slot.contains("Embedding")
         ),
         case!(
             "slot: unpatch of the unpatched slot of a patched model",
@@ -65,19 +66,19 @@ pub(super) fn cases() -> Vec<Case> {
                 fx.with_tree().apply(&rule).unwrap();
             },
             |fx| fx.tree().slot_mut::<nn::Linear>("blocks.1.v")?.unpatch(),
-            PatchError::NotPatched { .. }
+            PatchError::Tree(TreeError::NotPatched { .. })
         ),
         case!(
             "slot: no slot at a path",
             setup: |fx| fx.with_tree(),
             |fx| fx.tree().slot_mut::<nn::Linear>("blocks.3.q").map(drop),
-            PatchError::NoSuchSlot { path, nearest } if path == "blocks.3.q" && nearest.len() == 5
+            PatchError::Tree(TreeError::NoSuchSlot { path, nearest }) if path == "blocks.3.q" && nearest.len() == 5
         ),
         case!(
             "slot: a path holding another layer type",
             setup: |fx| fx.with_tree(),
             |fx| fx.tree().slot::<nn::Embedding>("head").map(drop),
-            PatchError::WrongSlotType { path, expected, actual }
+            PatchError::Tree(TreeError::WrongSlotType { path, expected, actual })
                 if path == "head" && expected == "Embedding" && actual == "Linear"
         ),
         case!(
