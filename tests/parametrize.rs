@@ -982,7 +982,7 @@ fn a_parametrized_layer_inside_a_model_applies_before_the_model_s_parametrizatio
 }
 
 // No `Deref` to the module: a `Parametrized<nn::Linear>` handed to code that wants an
-// `nn::Linear` would compute with the original weight. `tests/ui/fail_parametrize` shows
+// `nn::Linear` would compute with the original weight. `tests/ui/parametrize` shows
 // that `&Parametrized<nn::Linear>` no longer coerces; these are the routes there are.
 
 fn takes_linear(linear: &nn::Linear, xs: &Tensor) -> Tensor {

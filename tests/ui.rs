@@ -1,7 +1,9 @@
-//! UI tests: what users see when they misuse `#[patch]` / `#[patch_forward]`
-//! (`tests/ui/fail`, each with the expected `.stderr`), `#[derive(ModuleTree)]` and slots
-//! (`tests/ui/fail_tree`), `#[derive(PatchArgs)]`'s `patch = ...` (`tests/ui/patch_args`),
-//! parametrizations (`tests/ui/fail_parametrize`), and patches that must compile and run
+//! UI tests, one folder per macro, each case with the expected `.stderr`: what users see
+//! when they misuse `#[patch]` (`tests/ui/patch`), `#[patch_forward]`
+//! (`tests/ui/patch_forward`), `#[derive(Parameters)]` (`tests/ui/parameters`),
+//! `#[derive(ModuleTree)]` and slots (`tests/ui/module_tree`), `#[derive(PatchArgs)]`
+//! (`tests/ui/patch_args`), `#[delegatable]` / `delegate(...)` (`tests/ui/delegate`), typed
+//! parametrizations (`tests/ui/parametrize`); and patches that must compile and run
 //! (`tests/ui/pass`). Re-bless with `make ui-bless` and review every diff.
 
 #[test]
@@ -21,10 +23,16 @@ fn ui() {
     std::env::set_var("LD_LIBRARY_PATH", path);
 
     let t = trybuild::TestCases::new();
-    t.compile_fail("tests/ui/fail/*.rs");
-    t.compile_fail("tests/ui/fail_tree/*.rs");
-    t.compile_fail("tests/ui/patch_args/*.rs");
-    t.compile_fail("tests/ui/fail_parametrize/*.rs");
-    t.compile_fail("tests/ui/delegate/*.rs");
+    for folder in [
+        "patch",
+        "patch_forward",
+        "parameters",
+        "module_tree",
+        "patch_args",
+        "delegate",
+        "parametrize",
+    ] {
+        t.compile_fail(format!("tests/ui/{folder}/*.rs"));
+    }
     t.pass("tests/ui/pass/*.rs");
 }

@@ -3,7 +3,7 @@ use crate::attr::{self, FieldRole, PatchArgs};
 use crate::ctxt::Ctxt;
 use syn::{Attribute, Generics, Ident, Type, Visibility};
 
-pub struct PatchStruct {
+pub(crate) struct PatchStruct {
     pub args: PatchArgs,
     pub attrs: Vec<Attribute>,
     pub vis: Visibility,
@@ -12,7 +12,7 @@ pub struct PatchStruct {
     pub fields: Vec<PatchField>,
 }
 
-pub struct PatchField {
+pub(crate) struct PatchField {
     pub attrs: Vec<Attribute>,
     pub vis: Visibility,
     pub ident: Ident,
@@ -23,7 +23,7 @@ pub struct PatchField {
 impl PatchStruct {
     /// Reads the item under `#[patch]`. Items that are not structs with named fields are
     /// errors recorded in `cx`; `None` then means there is nothing further to check.
-    pub fn from_item(cx: &Ctxt, args: PatchArgs, item: syn::Item) -> Option<Self> {
+    pub(crate) fn from_item(cx: &Ctxt, args: PatchArgs, item: syn::Item) -> Option<Self> {
         let item = match item {
             syn::Item::Struct(item) => item,
             syn::Item::Enum(item) => {

@@ -6,7 +6,7 @@ use syn::{Attribute, Ident, LitStr, Path, Token, Type};
 
 /// The options written in `#[patch(...)]`, each kept with the token that set it (for spans).
 #[derive(Default)]
-pub struct PatchArgs {
+pub(crate) struct PatchArgs {
     pub from: Option<Type>,
     pub name: Option<LitStr>,
     pub module_t: Option<Ident>,
@@ -14,7 +14,7 @@ pub struct PatchArgs {
     pub delegate: Option<crate::delegate::DelegateList>,
 }
 
-pub const OPTIONS: &str =
+pub(crate) const OPTIONS: &str =
     "`from = Type`, `name = \"...\"`, `module_t`, `crate = path`, `delegate(Trait, ..)`";
 
 const OPTION_NAMES: [&str; 5] = ["from", "name", "module_t", "crate", "delegate"];
@@ -51,7 +51,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 impl PatchArgs {
     /// Parses the attribute's arguments, recording every problem in `cx` and going on.
-    pub fn parse(cx: &Ctxt, input: ParseStream) -> syn::Result<Self> {
+    pub(crate) fn parse(cx: &Ctxt, input: ParseStream) -> syn::Result<Self> {
         let mut args = PatchArgs::default();
         while !input.is_empty() {
             let key: Ident = if input.peek(Token![crate]) {
@@ -141,7 +141,7 @@ fn set_once<T>(cx: &Ctxt, slot: &mut Option<T>, value: T, key: &Ident) {
 
 /// What a field attribute says the field is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum FieldRole {
+pub(crate) enum FieldRole {
     /// A plain field: not listed among the patch's tensors.
     Plain,
     /// `#[param]`: a trainable tensor the patch adds.
@@ -152,7 +152,7 @@ pub enum FieldRole {
 
 /// Reads the role of a field from its attributes and returns the attributes to keep.
 /// Several role attributes on one field are reported, each at its own span.
-pub fn field_role(cx: &Ctxt, attrs: &[Attribute]) -> (FieldRole, Vec<Attribute>) {
+pub(crate) fn field_role(cx: &Ctxt, attrs: &[Attribute]) -> (FieldRole, Vec<Attribute>) {
     let mut role = FieldRole::Plain;
     let mut role_attr: Option<Attribute> = None;
     let mut kept = Vec::new();

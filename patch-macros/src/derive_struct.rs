@@ -6,7 +6,7 @@ use syn::{Attribute, DeriveInput, Fields, LitStr, Member, Path};
 
 /// The fields of the struct `input`, or `None` with an error at the `enum` or `union`
 /// keyword: `on_enum` or `on_union`.
-pub fn struct_fields<'a>(
+pub(crate) fn struct_fields<'a>(
     cx: &Ctxt,
     input: &'a DeriveInput,
     on_enum: &str,
@@ -26,7 +26,7 @@ pub fn struct_fields<'a>(
 }
 
 /// How the field at `index` of its struct is reached and named before any rename.
-pub struct FieldName {
+pub(crate) struct FieldName {
     /// `self.<member>`.
     pub member: Member,
     /// The identifier without `r#`, or the tuple index.
@@ -37,7 +37,7 @@ pub struct FieldName {
 
 impl FieldName {
     /// The member and name of `field`, the field at `index` of its struct.
-    pub fn of(index: usize, field: &syn::Field) -> Self {
+    pub(crate) fn of(index: usize, field: &syn::Field) -> Self {
         match &field.ident {
             Some(ident) => FieldName {
                 member: Member::Named(ident.clone()),
@@ -55,7 +55,7 @@ impl FieldName {
 
 /// The path after `crate =`, written unquoted in every attribute (`crate = my::path`). A
 /// string (the older `crate = "path"`) is an error saying to write the path itself.
-pub fn crate_path(input: syn::parse::ParseStream) -> syn::Result<Path> {
+pub(crate) fn crate_path(input: syn::parse::ParseStream) -> syn::Result<Path> {
     if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
         return Err(syn::Error::new(
@@ -71,7 +71,12 @@ pub fn crate_path(input: syn::parse::ParseStream) -> syn::Result<Path> {
 
 /// `#[<attr>(crate = path)]` on the struct, for use inside tch-patch itself. Any other
 /// option is an error saying `unknown`.
-pub fn container_crate(cx: &Ctxt, attrs: &[Attribute], attr: &str, unknown: &str) -> Option<Path> {
+pub(crate) fn container_crate(
+    cx: &Ctxt,
+    attrs: &[Attribute],
+    attr: &str,
+    unknown: &str,
+) -> Option<Path> {
     let mut krate = None;
     for attr in attrs.iter().filter(|a| a.path().is_ident(attr)) {
         let result = attr.parse_nested_meta(|meta| {

@@ -7,7 +7,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{parse_quote, Generics, Type, WherePredicate};
 
-pub fn expand(patch: &PatchStruct) -> TokenStream {
+pub(crate) fn expand(patch: &PatchStruct) -> TokenStream {
     let from = patch
         .args
         .from
@@ -289,7 +289,7 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
 /// has no impl), so `patch.forward(&xs)` is a compile error saying to pass the train flag,
 /// instead of method lookup going through `Deref` to the parent's `nn::Module::forward`,
 /// which would skip the patch silently.
-pub fn forward_needs_train_flag(
+pub(crate) fn forward_needs_train_flag(
     private: &TokenStream,
     impl_g: &dyn ToTokens,
     self_ty: &dyn ToTokens,
@@ -312,7 +312,7 @@ pub fn forward_needs_train_flag(
 
 /// Whether `ty` names one of the struct's type or const parameters (then the parent is
 /// only a module for some arguments, and the impl's bound says which).
-pub fn mentions_type_params(ty: &Type, generics: &Generics) -> bool {
+pub(crate) fn mentions_type_params(ty: &Type, generics: &Generics) -> bool {
     let params: Vec<&syn::Ident> = generics
         .params
         .iter()

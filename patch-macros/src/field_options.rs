@@ -6,7 +6,7 @@ use syn::{Attribute, LitStr};
 
 /// Whether an option may be given again.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Repeat {
+pub(crate) enum Repeat {
     /// The later one replaces the earlier.
     Replace,
     /// Giving it again is an error at the repeat.
@@ -15,7 +15,7 @@ pub enum Repeat {
 
 /// The `skip` and `rename` options read so far, with their spans.
 #[derive(Default)]
-pub struct FieldOptions {
+pub(crate) struct FieldOptions {
     /// `skip`, with the token that said it.
     pub skip: Option<Span>,
     /// `rename = "..."`, with its literal.
@@ -25,7 +25,7 @@ pub struct FieldOptions {
 impl FieldOptions {
     /// Reads `skip` and `rename` from `attr` into `self`, passing any other option to
     /// `other`. The first error ends the reading; what was read until then stays in `self`.
-    pub fn read(
+    pub(crate) fn read(
         &mut self,
         attr: &Attribute,
         repeat: Repeat,

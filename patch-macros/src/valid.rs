@@ -6,9 +6,9 @@ use proc_macro2::Span;
 use syn::Type;
 
 /// The name of the field that holds the parent.
-pub const BASE_FIELD: &str = "base";
+pub(crate) const BASE_FIELD: &str = "base";
 
-pub fn check(cx: &Ctxt, patch: &PatchStruct) {
+pub(crate) fn check(cx: &Ctxt, patch: &PatchStruct) {
     check_from(cx, patch);
     for field in &patch.fields {
         if field.ident == BASE_FIELD {
@@ -71,7 +71,7 @@ fn names_the_struct(ty: &Type, patch: &PatchStruct) -> bool {
 
 /// `Tensor`, `tch::Tensor` or `::tch::Tensor`. A type alias under another name is not seen
 /// through: the error then asks for the plain name.
-pub fn is_tensor(ty: &Type) -> bool {
+pub(crate) fn is_tensor(ty: &Type) -> bool {
     match ty {
         Type::Path(path) if path.qself.is_none() => path
             .path

@@ -58,6 +58,11 @@ use super::{named_tensors_with_prefix, NamedTensor, Visitor, VisitorMut};
 /// ours.sort();
 /// assert_eq!(ours, in_store);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no named tensors: it does not implement `Parameters`",
+    label = "not a `Tensor` or a module that implements `Parameters`",
+    note = "a field of a `#[derive(Parameters)]` struct is a `Tensor` (a parameter, or a buffer with `#[buffer]`), a module that implements `Parameters` (tch's layers do; derive it on your own), or `#[param(skip)]` when it holds no tensor of the model"
+)]
 pub trait Parameters {
     /// Calls the visitor once per tensor, in a fixed order.
     fn visit<'a>(&'a self, visitor: &mut Visitor<'a, '_>);

@@ -7,13 +7,13 @@ use syn::punctuated::Punctuated;
 use syn::{Path, Token};
 
 /// `delegate(Trait, path::Trait2<f32>)`: the traits the patch implements by delegation.
-pub struct DelegateList {
+pub(crate) struct DelegateList {
     pub traits: Vec<Path>,
 }
 
 impl DelegateList {
     /// Reads the parenthesised list after `delegate`.
-    pub fn parse(input: ParseStream) -> syn::Result<Self> {
+    pub(crate) fn parse(input: ParseStream) -> syn::Result<Self> {
         let content;
         syn::parenthesized!(content in input);
         let traits: Punctuated<Path, Token![,]> = Punctuated::parse_terminated(&content)?;
@@ -31,7 +31,7 @@ impl DelegateList {
 
 /// The trait as its macro carries it: attributes and default bodies dropped (a body could
 /// hold a `$` that `macro_rules!` would read as its own).
-pub fn carried_definition(item: &syn::ItemTrait) -> TokenStream {
+pub(super) fn carried_definition(item: &syn::ItemTrait) -> TokenStream {
     let mut item = item.clone();
     item.attrs.clear();
     for trait_item in &mut item.items {
@@ -56,7 +56,7 @@ pub fn carried_definition(item: &syn::ItemTrait) -> TokenStream {
 }
 
 /// `{ trait definition } { impl block } { parent type }`.
-pub struct DelegateInput {
+pub(super) struct DelegateInput {
     pub definition: syn::ItemTrait,
     pub block: syn::ItemImpl,
     pub parent: syn::Type,

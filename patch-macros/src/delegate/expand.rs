@@ -10,7 +10,7 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{FnArg, GenericArgument, GenericParam, ImplItem, TraitItem, Type};
 
-pub fn expand(input: DelegateInput) -> TokenStream {
+pub(super) fn expand(input: DelegateInput) -> TokenStream {
     let DelegateInput {
         definition,
         mut block,

@@ -13,10 +13,10 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use syn::spanned::Spanned;
 
-pub use ast::DelegateList;
+pub(crate) use ast::DelegateList;
 
 /// `#[delegatable]`: the trait unchanged, plus its delegation macro.
-pub fn delegatable(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
+pub(crate) fn delegatable(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     if !args.is_empty() {
         return Err(syn::Error::new_spanned(
             args,
@@ -71,7 +71,7 @@ pub fn delegatable(args: TokenStream, input: TokenStream) -> syn::Result<TokenSt
 
 /// `#[delegate_rest]` on `impl Trait for Patch { overrides }`: the trait's macro, with the
 /// block, so every item the block leaves out delegates to `<Self as Patch>::Base`.
-pub fn delegate_rest(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
+pub(crate) fn delegate_rest(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     if !args.is_empty() {
         return Err(syn::Error::new_spanned(
             args,
@@ -117,7 +117,7 @@ fn invoke(trait_path: &syn::Path, block: &syn::ItemImpl, parent: &TokenStream) -
 
 /// What `#[patch(delegate(..))]` adds to the patch's expansion: one delegating impl per
 /// trait, bounded by the parent implementing it.
-pub fn patch_impls(
+pub(crate) fn patch_impls(
     patch: &crate::ast::PatchStruct,
     from: &syn::Type,
     private: &TokenStream,
@@ -167,7 +167,7 @@ pub fn patch_impls(
 }
 
 /// The hidden `delegate_impl!`: `{ trait } { impl block } { parent type }`.
-pub fn delegate_impl(input: TokenStream) -> syn::Result<TokenStream> {
+pub(crate) fn delegate_impl(input: TokenStream) -> syn::Result<TokenStream> {
     let input: ast::DelegateInput = syn::parse2(input)?;
     Ok(expand::expand(input))
 }

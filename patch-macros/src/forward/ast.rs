@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
 use syn::{ImplItemFn, ItemImpl, Path, Token};
 
-pub struct ForwardBlock {
+pub(super) struct ForwardBlock {
     pub item: ItemImpl,
     /// Every `fn forward` in the block (more than one is an error).
     pub forwards: Vec<ImplItemFn>,
@@ -14,7 +14,7 @@ pub struct ForwardBlock {
 }
 
 /// The only argument is `crate = path`, for use inside tch-patch itself.
-pub fn parse_args(cx: &Ctxt, args: TokenStream) -> Option<Path> {
+pub(super) fn parse_args(cx: &Ctxt, args: TokenStream) -> Option<Path> {
     if args.is_empty() {
         return None;
     }
@@ -44,7 +44,7 @@ pub fn parse_args(cx: &Ctxt, args: TokenStream) -> Option<Path> {
 }
 
 impl ForwardBlock {
-    pub fn from_item(cx: &Ctxt, item: syn::Item) -> Option<Self> {
+    pub(super) fn from_item(cx: &Ctxt, item: syn::Item) -> Option<Self> {
         let syn::Item::Impl(item) = item else {
             cx.error_spanned_by(
                 item,

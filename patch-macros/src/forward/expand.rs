@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::Path;
 
-pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
+pub(super) fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
     let private = match krate {
         Some(krate) => quote!(#krate::__private),
         None => quote!(::tch_patch::__private),
@@ -63,7 +63,7 @@ pub fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
 /// What an invalid block expands to besides its errors: the block without its `forward` /
 /// `forward_t` (those are at fault), so its other methods still exist and the user sees
 /// only the block's errors. Nothing for a trait impl or a non-impl item.
-pub fn expand_invalid(item: &syn::Item) -> TokenStream {
+pub(super) fn expand_invalid(item: &syn::Item) -> TokenStream {
     let syn::Item::Impl(item) = item else {
         return TokenStream::new();
     };

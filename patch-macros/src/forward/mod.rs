@@ -7,7 +7,7 @@ mod valid;
 use crate::ctxt::Ctxt;
 use proc_macro2::TokenStream;
 
-pub fn patch_forward(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
+pub(crate) fn patch_forward(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let krate = ast::parse_args(&cx, args);
     let item: syn::Item = syn::parse2(input)?;

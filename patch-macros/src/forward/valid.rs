@@ -7,7 +7,7 @@ use syn::{FnArg, ImplItemFn, ReturnType, Type};
 const FORWARD_SIG: &str = "fn forward(&self, xs: &Tensor) -> Tensor";
 const FORWARD_T_SIG: &str = "fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor";
 
-pub fn check(cx: &Ctxt, block: &ForwardBlock) {
+pub(super) fn check(cx: &Ctxt, block: &ForwardBlock) {
     let item = &block.item;
     if let Some((_, trait_path, _)) = &item.trait_ {
         cx.error_spanned_by(

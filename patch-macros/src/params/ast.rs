@@ -5,14 +5,14 @@ use crate::field_options::{FieldOptions, Repeat};
 use crate::valid::is_tensor;
 use syn::{DeriveInput, Generics, Ident, Member, Path, Type};
 
-pub struct Model {
+pub(super) struct Model {
     pub ident: Ident,
     pub generics: Generics,
     pub fields: Vec<ModelField>,
     pub krate: Option<Path>,
 }
 
-pub struct ModelField {
+pub(super) struct ModelField {
     pub member: Member,
     pub name: String,
     pub ty: Type,
@@ -20,7 +20,7 @@ pub struct ModelField {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum FieldKind {
+pub(super) enum FieldKind {
     /// A `Tensor` field: a parameter.
     Param,
     /// A `Tensor` field marked `#[buffer]`.
@@ -32,7 +32,7 @@ pub enum FieldKind {
 }
 
 impl Model {
-    pub fn from_input(cx: &Ctxt, input: &DeriveInput) -> Option<Self> {
+    pub(super) fn from_input(cx: &Ctxt, input: &DeriveInput) -> Option<Self> {
         let krate = container_crate(
             cx,
             &input.attrs,
@@ -78,8 +78,11 @@ fn field_kind(cx: &Ctxt, field: &syn::Field) -> (FieldKind, Option<String>) {
     let mut rename = None;
     for attr in &field.attrs {
         if attr.path().is_ident("buffer") {
-            if let Err(error) = attr.meta.require_path_only() {
-                cx.syn_error(error);
+            if attr.meta.require_path_only().is_err() {
+                cx.error_spanned_by(
+                    &attr.meta,
+                    "`#[buffer]` takes no options: it marks a `Tensor` field as a buffer",
+                );
             }
             if !tensor {
                 cx.error_spanned_by(

@@ -5,19 +5,26 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::WherePredicate;
 
-pub fn expand(model: &Model) -> TokenStream {
+pub(super) fn expand(model: &Model) -> TokenStream {
     let private = match &model.krate {
         Some(krate) => quote!(#krate::__private),
         None => quote!(::tch_patch::__private),
     };
     let ident = &model.ident;
     let mut generics = model.generics.clone();
-    // Each child field's type must be `Parameters`; for a concrete type that is not, the
-    // error points at the field.
+    // A child field whose type names a type parameter is bounded `Parameters` in the
+    // where clause. A concrete type is not (a bound that can never hold would be reported
+    // at the derive, with the compiler's "trivial bounds" note): its `visitor.child` call,
+    // spanned at the field's type, reports it there.
+    let type_params: Vec<&syn::Ident> = model
+        .generics
+        .type_params()
+        .map(|param| &param.ident)
+        .collect();
     let bounds: Vec<WherePredicate> = model
         .fields
         .iter()
-        .filter(|field| field.kind == FieldKind::Child)
+        .filter(|field| field.kind == FieldKind::Child && mentions_any(&field.ty, &type_params))
         .map(|field| {
             let ty = &field.ty;
             syn::parse2(quote_spanned!(ty.span()=> #ty: #private::Parameters))
@@ -35,7 +42,9 @@ pub fn expand(model: &Model) -> TokenStream {
             FieldKind::Buffer => {
                 quote!(visitor.tensor(#name, &self.#member, #private::TensorRole::Buffer);)
             }
-            FieldKind::Child => quote!(visitor.child(#name, &self.#member);),
+            FieldKind::Child => {
+                quote_spanned!(field.ty.span()=> visitor.child(#name, &self.#member);)
+            }
             FieldKind::Skip => quote!(),
         }
     });
@@ -48,7 +57,9 @@ pub fn expand(model: &Model) -> TokenStream {
             FieldKind::Buffer => {
                 quote!(visitor.tensor(#name, &mut self.#member, #private::TensorRole::Buffer);)
             }
-            FieldKind::Child => quote!(visitor.child(#name, &mut self.#member);),
+            FieldKind::Child => {
+                quote_spanned!(field.ty.span()=> visitor.child(#name, &mut self.#member);)
+            }
             FieldKind::Skip => quote!(),
         }
     });
@@ -62,4 +73,16 @@ pub fn expand(model: &Model) -> TokenStream {
             }
         }
     }
+}
+
+/// Whether `ty` names one of `params` anywhere in its tokens.
+fn mentions_any(ty: &syn::Type, params: &[&syn::Ident]) -> bool {
+    fn walk(tokens: TokenStream, params: &[&syn::Ident]) -> bool {
+        tokens.into_iter().any(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) => params.iter().any(|p| **p == ident),
+            proc_macro2::TokenTree::Group(group) => walk(group.stream(), params),
+            _ => false,
+        })
+    }
+    walk(quote!(#ty), params)
 }

@@ -6,7 +6,7 @@ mod expand;
 use crate::ctxt::Ctxt;
 use proc_macro2::TokenStream;
 
-pub fn derive(input: TokenStream) -> syn::Result<TokenStream> {
+pub(crate) fn derive(input: TokenStream) -> syn::Result<TokenStream> {
     let input: syn::DeriveInput = syn::parse2(input)?;
     let cx = Ctxt::new();
     let model = ast::Model::from_input(&cx, &input);

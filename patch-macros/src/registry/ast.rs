@@ -12,7 +12,7 @@ use syn::{
     Type, UnOp,
 };
 
-pub struct ArgsStruct {
+pub(super) struct ArgsStruct {
     pub ident: Ident,
     pub generics: Generics,
     /// `name = "..."`.
@@ -29,7 +29,7 @@ pub struct ArgsStruct {
     pub fields: Vec<ArgField>,
 }
 
-pub struct ArgField {
+pub(super) struct ArgField {
     pub ident: Ident,
     /// The name in patch strings: the field name without `r#`.
     pub name: String,
@@ -41,12 +41,12 @@ pub struct ArgField {
 }
 
 /// A literal written in an `#[arg(...)]` option, with its span.
-pub struct Literal {
+pub(super) struct Literal {
     pub value: LitValue,
     pub span: Span,
 }
 
-pub enum LitValue {
+pub(super) enum LitValue {
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -56,13 +56,13 @@ pub enum LitValue {
 
 /// A number of a range bound.
 #[derive(Clone, Copy)]
-pub enum Num {
+pub(super) enum Num {
     Int(i64),
     Float(f64),
 }
 
 impl Num {
-    pub fn as_f64(self) -> f64 {
+    pub(super) fn as_f64(self) -> f64 {
         match self {
             Num::Int(v) => v as f64,
             Num::Float(v) => v,
@@ -71,7 +71,7 @@ impl Num {
 }
 
 /// `a..b`, `a..=b`, `a..`, `..=b` with literal ends.
-pub struct RangeLit {
+pub(super) struct RangeLit {
     pub start: Option<(Num, Span)>,
     pub end: Option<(Num, Span)>,
     pub inclusive: bool,
@@ -79,7 +79,7 @@ pub struct RangeLit {
 }
 
 impl ArgsStruct {
-    pub fn from_input(cx: &Ctxt, input: &DeriveInput) -> Option<Self> {
+    pub(super) fn from_input(cx: &Ctxt, input: &DeriveInput) -> Option<Self> {
         let mut out = ArgsStruct {
             ident: input.ident.clone(),
             generics: input.generics.clone(),

@@ -9,7 +9,7 @@ use proc_macro2::{Group, Literal, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
-pub fn expand(args: &ArgsStruct, kinds: &[ArgKind]) -> TokenStream {
+pub(super) fn expand(args: &ArgsStruct, kinds: &[ArgKind]) -> TokenStream {
     let private = match &args.krate {
         Some(krate) => quote!(#krate::__private),
         None => quote!(::tch_patch::__private),

@@ -7,7 +7,7 @@ mod valid;
 use crate::ctxt::Ctxt;
 use proc_macro2::TokenStream;
 
-pub fn derive(input: TokenStream) -> syn::Result<TokenStream> {
+pub(crate) fn derive(input: TokenStream) -> syn::Result<TokenStream> {
     let input: syn::DeriveInput = syn::parse2(input)?;
     let cx = Ctxt::new();
     let parsed = ast::ArgsStruct::from_input(&cx, &input);

@@ -9,7 +9,7 @@ use syn::Type;
 
 /// The argument type of a field, from its Rust type.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum ArgKind {
+pub(super) enum ArgKind {
     Int,
     Float,
     Bool,
@@ -53,7 +53,7 @@ const TYPES: &str = "`i64`, `f64`, `bool`, `String` or `Vec<i64>`";
 
 /// Checks the struct; gives each field's argument kind (`None` where it is unknown, which
 /// is then an error already recorded).
-pub fn check(cx: &Ctxt, args: &ArgsStruct) -> Vec<Option<ArgKind>> {
+pub(super) fn check(cx: &Ctxt, args: &ArgsStruct) -> Vec<Option<ArgKind>> {
     match &args.name {
         None => cx.syn_error(syn::Error::new(
             Span::call_site(),

@@ -6,14 +6,14 @@ use crate::field_options::{FieldOptions, Repeat};
 use proc_macro2::Span;
 use syn::{DeriveInput, Generics, Ident, LitStr, Member, Path, Type};
 
-pub struct TreeModel {
+pub(super) struct TreeModel {
     pub ident: Ident,
     pub generics: Generics,
     pub fields: Vec<TreeField>,
     pub krate: Option<Path>,
 }
 
-pub struct TreeField {
+pub(super) struct TreeField {
     pub member: Member,
     /// The path segment: the field name, or a rename.
     pub name: String,
@@ -28,10 +28,10 @@ pub struct TreeField {
     pub buffer: Option<Span>,
 }
 
-pub const FIELD_OPTIONS: &str = "`skip` (not part of the tree) or `rename = \"name\"`";
+pub(super) const FIELD_OPTIONS: &str = "`skip` (not part of the tree) or `rename = \"name\"`";
 
 impl TreeModel {
-    pub fn from_input(cx: &Ctxt, input: &DeriveInput) -> Option<Self> {
+    pub(super) fn from_input(cx: &Ctxt, input: &DeriveInput) -> Option<Self> {
         let krate = container_crate(
             cx,
             &input.attrs,

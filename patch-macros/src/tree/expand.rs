@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{Generics, Ident, Type, WherePredicate};
 
-pub fn expand(model: &TreeModel) -> TokenStream {
+pub(super) fn expand(model: &TreeModel) -> TokenStream {
     let private = match &model.krate {
         Some(krate) => quote!(#krate::__private),
         None => quote!(::tch_patch::__private),

@@ -4,7 +4,7 @@ use crate::ctxt::Ctxt;
 use crate::valid::is_tensor;
 use std::collections::HashMap;
 
-pub fn check(cx: &Ctxt, model: &TreeModel) {
+pub(super) fn check(cx: &Ctxt, model: &TreeModel) {
     let mut seen: HashMap<&str, ()> = HashMap::new();
     for field in &model.fields {
         if let (Some(_), Some(rename)) = (field.skip, &field.rename) {
