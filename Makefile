@@ -29,7 +29,8 @@ lint: libtorch
 # benches/ (release), the zero-cost benches again counting instructions instead of time
 # (Linux perf events; skipped with a message where the machine has no counters) and once
 # more timing each variant in alternation with its baseline,
-# bench/compare.py (the same cases in PyTorch), then bench/report writes bench/RESULTS.md
+# bench/compare.py (the same cases in PyTorch; models/benches/llama.rs against transformers
+# and PEFT), then bench/report writes bench/RESULTS.md
 # and bench/patch_cost.png. About 22 minutes on 2 cores, plus the build.
 # BENCH_NOTE="..." adds a note to RESULTS.md (e.g. that the machine was busy).
 BENCHES := $(basename $(notdir $(wildcard benches/*.rs)))
@@ -48,6 +49,7 @@ bench: export MALLOC_TRIM_THRESHOLD_ = 536870912
 bench: libtorch
 	rm -rf target/criterion target/criterion-instructions target/paired
 	$(CARGO) bench $(foreach b,$(BENCHES),--bench $(b))
+	$(CARGO) bench -p tch-patch-models --bench llama
 	BENCH_MEASURE=instructions CRITERION_HOME=$(CURDIR)/target/criterion-instructions \
 		$(CARGO) bench $(foreach b,$(COUNTED_BENCHES),--bench $(b))
 	BENCH_MEASURE=paired BENCH_PAIRED_DIR=$(CURDIR)/target/paired \

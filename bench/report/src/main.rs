@@ -13,6 +13,7 @@ mod criterion;
 mod format;
 mod machine;
 mod markdown;
+mod models;
 mod paired;
 mod patch_cost;
 mod plot;

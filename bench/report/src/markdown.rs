@@ -30,6 +30,7 @@ impl Report<'_> {
         self.zero_cost_in_instructions(&mut out);
         self.zero_cost_in_alternation(&mut out);
         self.patch_cost(&mut out);
+        crate::models::section(self.rust, &self.python.results, &mut out);
         self.all_cases(&mut out);
         out
     }
