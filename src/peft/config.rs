@@ -60,6 +60,12 @@ pub enum PeftTargetModules {
     List(Vec<String>),
     /// A regular expression PEFT full-matches against module paths.
     Regex(String),
+    /// `"all-linear"` (in any case), for `target_modules`: PEFT's shorthand for every linear
+    /// layer (`nn.Linear`, `Conv1D`) but the model's output head, which for the causal
+    /// language models here is the module named `lm_head`. (PEFT's `save_pretrained`
+    /// writes the list of names it expanded to; a hand-written config may hold the
+    /// shorthand itself.)
+    AllLinear,
     /// `null`: for `target_modules`, PEFT's defaults for the model's architecture (which
     /// this library does not know, so any module is taken as selected); for
     /// `exclude_modules`, nothing excluded.
@@ -75,10 +81,14 @@ impl PeftTargetModules {
                 .iter()
                 .any(|name| path == name || path.ends_with(&format!(".{name}"))),
             PeftTargetModules::Regex(regex) => full_match(regex).is_ok_and(|r| r.is_match(path)),
+            PeftTargetModules::AllLinear => path.rsplit('.').next() != Some("lm_head"),
             PeftTargetModules::Unset => false,
         }
     }
 }
+
+/// PEFT's `INCLUDE_LINEAR_LAYERS_SHORTHAND`.
+const ALL_LINEAR: &str = "all-linear";
 
 /// The regular expression `re.fullmatch(pattern, ...)` uses.
 fn full_match(pattern: &str) -> Result<Regex, regex::Error> {
@@ -147,7 +157,8 @@ impl PeftLoraConfig {
         match &self.target_modules {
             PeftTargetModules::Unset => true,
             PeftTargetModules::Regex(_) => self.target_modules.names(path),
-            PeftTargetModules::List(_) => {
+            // PEFT expands "all-linear" to a list of names first, so layers apply to it too.
+            PeftTargetModules::List(_) | PeftTargetModules::AllLinear => {
                 self.target_modules.names(path)
                     && self.layers_to_transform.as_ref().is_none_or(|layers| {
                         layer_index(&self.layers_pattern, path).is_some_and(|i| layers.contains(&i))
@@ -192,6 +203,7 @@ fn targets_value(targets: &PeftTargetModules) -> Value {
     match targets {
         PeftTargetModules::List(names) => Value::from(names.clone()),
         PeftTargetModules::Regex(regex) => Value::from(regex.clone()),
+        PeftTargetModules::AllLinear => Value::from(ALL_LINEAR),
         PeftTargetModules::Unset => Value::Null,
     }
 }
@@ -341,6 +353,11 @@ fn read_targets(
 ) -> Option<PeftTargetModules> {
     match top.get(field) {
         None | Some(Value::Null) => Some(PeftTargetModules::Unset),
+        Some(Value::String(text))
+            if field == "target_modules" && text.eq_ignore_ascii_case(ALL_LINEAR) =>
+        {
+            Some(PeftTargetModules::AllLinear)
+        }
         Some(Value::String(regex)) => match full_match(regex) {
             Ok(_) => Some(PeftTargetModules::Regex(regex.clone())),
             Err(error) => {
@@ -475,5 +492,39 @@ fn read_pattern<T: Copy>(
             reader.problem(field, message);
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(target_modules: &str) -> Option<PeftLoraConfig> {
+        let json =
+            format!(r#"{{"peft_type": "LORA", "r": 4, "target_modules": {target_modules}}}"#);
+        let mut problems = Vec::new();
+        let config = read_config(json.as_bytes(), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        config
+    }
+
+    #[test]
+    fn all_linear_targets_every_module_but_the_output_head() {
+        for text in [r#""all-linear""#, r#""ALL-LINEAR""#] {
+            let config = config_with(text).unwrap();
+            assert_eq!(config.target_modules, PeftTargetModules::AllLinear);
+            assert!(config.targets("transformer.h.0.attn.c_attn"));
+            assert!(config.targets("model.layers.1.mlp.down_proj"));
+            assert!(!config.targets("lm_head"));
+        }
+        let json = config_bytes(&config_with(r#""all-linear""#).unwrap()).unwrap();
+        let written: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(written["target_modules"], "all-linear");
+        // Any other string is a regular expression.
+        let regex = config_with(r#"".*q_proj""#).unwrap();
+        assert_eq!(
+            regex.target_modules,
+            PeftTargetModules::Regex(".*q_proj".into())
+        );
     }
 }

@@ -16,7 +16,7 @@
 //! | field | here |
 //! |---|---|
 //! | `r`, `lora_alpha`, `lora_dropout`, `use_rslora`, `rank_pattern`, `alpha_pattern` | implemented |
-//! | `target_modules`, `exclude_modules`, `layers_to_transform`, `layers_pattern` | implemented: every module with weights in the file must be one PEFT adapts with them |
+//! | `target_modules`, `exclude_modules`, `layers_to_transform`, `layers_pattern` | implemented: every module with weights in the file must be one PEFT adapts with them; `"all-linear"` is every linear layer but the output head `lm_head`, as in PEFT |
 //! | `fan_in_fan_out` | read; as in PEFT, each layer's type decides (a `Conv1D` weight is `[in, out]`, an `nn.Linear`'s `[out, in]`: [`LinearLike::fan_in_fan_out`](crate::patches::LinearLike::fan_in_fan_out)), whatever the file says |
 //! | `peft_type` | `"LORA"` only |
 //! | `init_lora_weights` | `true`, `false`, `"gaussian"`, `"eva"`, `"orthogonal"` (the saved values replace them); `"pissa"`, `"pissa_niter_K"`, `"olora"`, `"corda"`, `"lora_ga"` (they change the base weight when PEFT loads them), `"loftq"` and `"mica"` refused |

@@ -161,6 +161,7 @@ fn describe_targets(targets: &PeftTargetModules) -> String {
     match targets {
         PeftTargetModules::List(names) => format!("[{}]", names.join(", ")),
         PeftTargetModules::Regex(regex) => format!("the regular expression {regex:?}"),
+        PeftTargetModules::AllLinear => "\"all-linear\" (every linear layer but `lm_head`)".into(),
         PeftTargetModules::Unset => "null".into(),
     }
 }
