@@ -33,14 +33,14 @@ fn config() -> LlamaConfig {
     LlamaConfig::from_file(path).expect("bench/llama_config.json is a Llama config")
 }
 
-/// `target/bench-llama/{model,adapter}`: a random Llama saved as a transformers folder, and
-/// a LoRA adapter on it with a non-zero B saved in PEFT's layout.
-fn folders() -> (PathBuf, PathBuf) {
+/// `target/bench-llama/{model,adapter}`: a random Llama of `config` saved as a transformers
+/// folder, and a LoRA adapter on it with a non-zero B saved in PEFT's layout.
+fn folders(config: &LlamaConfig) -> (PathBuf, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-llama");
     let (model_dir, adapter_dir) = (root.join("model"), root.join("adapter"));
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
-    let mut model = LlamaForCausalLM::new(&vs.root(), &config());
+    let mut model = LlamaForCausalLM::new(&vs.root(), config);
     model
         .save_folder(&model_dir)
         .expect("the model folder is written");
@@ -60,21 +60,19 @@ fn folders() -> (PathBuf, PathBuf) {
     (model_dir, adapter_dir)
 }
 
-fn tokens(batch: i64, length: i64) -> Tensor {
-    Tensor::randint_low(
-        1,
-        config().vocab_size,
-        [batch, length],
-        (Kind::Int64, Device::Cpu),
-    )
+/// Random token ids of a vocabulary of `vocab`, none of them 0 (the padding id).
+fn tokens(vocab: i64, batch: i64, length: i64) -> Tensor {
+    Tensor::randint_low(1, vocab, [batch, length], (Kind::Int64, Device::Cpu))
 }
 
 fn llama<M: Measurement>(c: &mut Criterion<M>) {
-    let (model_dir, adapter_dir) = folders();
+    let config = config();
+    let vocab = config.vocab_size;
+    let (model_dir, adapter_dir) = folders(&config);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = LlamaForCausalLM::from_folder(&model_dir, &mut vs).expect("the folder loads");
     for batch in [1, 8] {
-        let prompts = tokens(batch, PROMPT);
+        let prompts = tokens(vocab, batch, PROMPT);
         let mask = Tensor::ones([batch, PROMPT], (Kind::Int64, Device::Cpu));
         let mut g = group(c, &format!("llama_greedy_b{batch}"), Policy::Slow);
         case(&mut g, "generate", || {
@@ -91,9 +89,8 @@ fn llama<M: Measurement>(c: &mut Criterion<M>) {
     let mut opt = nn::AdamW::default()
         .build(&train_vs, 1e-4)
         .expect("an optimizer");
-    let ids = tokens(4, 128);
+    let ids = tokens(vocab, 4, 128);
     let (inputs, targets) = (ids.narrow(1, 0, 127), ids.narrow(1, 1, 127).reshape([-1]));
-    let vocab = config().vocab_size;
     let mut g = group(c, "llama_lora_step", Policy::Slow);
     case(&mut g, "train_step", || {
         let logits = train_model.logits(&inputs, true);
@@ -104,7 +101,7 @@ fn llama<M: Measurement>(c: &mut Criterion<M>) {
     });
     g.finish();
 
-    let first = tokens(1, PROMPT);
+    let first = tokens(vocab, 1, PROMPT);
     let mut g = group(c, "llama_load", Policy::Slow);
     case(&mut g, "load_to_logits", || {
         let mut vs = nn::VarStore::new(Device::Cpu);

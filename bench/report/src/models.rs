@@ -5,7 +5,7 @@ use crate::results::{CaseId, Results};
 use std::fmt::Write;
 
 /// The cases of the section: group, variant, what it is, the tokens one call makes (for
-/// tokens per second; 0 for none).
+/// tokens per second; 0 for none): batch x `NEW_TOKENS` of `models/benches/llama.rs`.
 const CASES: &[(&str, &str, &str, f64)] = &[
     (
         "llama_greedy_b1",
@@ -56,16 +56,20 @@ pub(crate) fn section(rust: &Results, python: &Results, out: &mut String) {
          |---|---|---|---|---|---|---|"
     );
     for (group, variant, about, tokens) in CASES {
-        for threads in [1, 2] {
+        // The thread counts either side ran the case with (the policy file's).
+        let threads: std::collections::BTreeSet<u32> = rust
+            .keys()
+            .chain(python.keys())
+            .filter(|id| id.group == *group && id.variant == *variant)
+            .map(|id| id.threads)
+            .collect();
+        for threads in threads {
             let id = CaseId {
                 group: (*group).to_owned(),
                 variant: (*variant).to_owned(),
                 threads,
             };
             let (ours, theirs) = (rust.get(&id), python.get(&id));
-            if ours.is_none() && theirs.is_none() {
-                continue;
-            }
             let time = |m: Option<&crate::results::Measurement>| {
                 m.map_or("—".to_owned(), |m| duration(m.median_ns))
             };

@@ -1,5 +1,6 @@
 //! Code generation for `#[derive(Parameters)]`.
 use super::ast::{FieldKind, Model};
+use crate::expand::mentions_type_params;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -12,19 +13,16 @@ pub(super) fn expand(model: &Model) -> TokenStream {
     };
     let ident = &model.ident;
     let mut generics = model.generics.clone();
-    // A child field whose type names a type parameter is bounded `Parameters` in the
-    // where clause. A concrete type is not (a bound that can never hold would be reported
+    // A child field whose type names a type or const parameter is bounded `Parameters` in
+    // the where clause. A concrete type is not (a bound that can never hold would be reported
     // at the derive, with the compiler's "trivial bounds" note): its `visitor.child` call,
     // spanned at the field's type, reports it there.
-    let type_params: Vec<&syn::Ident> = model
-        .generics
-        .type_params()
-        .map(|param| &param.ident)
-        .collect();
     let bounds: Vec<WherePredicate> = model
         .fields
         .iter()
-        .filter(|field| field.kind == FieldKind::Child && mentions_any(&field.ty, &type_params))
+        .filter(|field| {
+            field.kind == FieldKind::Child && mentions_type_params(&field.ty, &model.generics)
+        })
         .map(|field| {
             let ty = &field.ty;
             syn::parse2(quote_spanned!(ty.span()=> #ty: #private::Parameters))
@@ -73,16 +71,4 @@ pub(super) fn expand(model: &Model) -> TokenStream {
             }
         }
     }
-}
-
-/// Whether `ty` names one of `params` anywhere in its tokens.
-fn mentions_any(ty: &syn::Type, params: &[&syn::Ident]) -> bool {
-    fn walk(tokens: TokenStream, params: &[&syn::Ident]) -> bool {
-        tokens.into_iter().any(|tree| match tree {
-            proc_macro2::TokenTree::Ident(ident) => params.iter().any(|p| **p == ident),
-            proc_macro2::TokenTree::Group(group) => walk(group.stream(), params),
-            _ => false,
-        })
-    }
-    walk(quote!(#ty), params)
 }
