@@ -5,7 +5,7 @@ use thiserror::Error;
 
 /// What went wrong in a tch-patch operation: the umbrella of the errors of each concern
 /// ([`PatchStringError`](crate::registry::PatchStringError), [`TreeError`](crate::tree::TreeError),
-/// [`ParametrizeError`](crate::parametrize::ParametrizeError), [`SaveError`](crate::save::SaveError),
+/// [`ParametrizeError`](crate::parametrize::ParametrizeError), [`LoadError`](crate::load::LoadError), [`SaveError`](crate::save::SaveError),
 /// [`AdapterError`](crate::adapter::AdapterError)) and of the tensor-level errors every
 /// concern shares. Each variant says whether anything was changed; almost always nothing
 /// was, because every operation validates everything before it changes anything.
@@ -83,16 +83,6 @@ pub enum PatchError {
         /// Every problem found, in the order found.
         problems: Vec<TensorProblem>,
     },
-    /// A checkpoint file could not be read: missing, unreadable, truncated or malformed.
-    /// Found before any tensor is written: nothing was changed.
-    #[error("cannot read checkpoint `{}`: {source}", path.display())]
-    ReadCheckpoint {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What tch or safetensors reported.
-        #[source]
-        source: tch::TchError,
-    },
     /// An operation that needs another merge state of a LoRA adapter (merging a merged
     /// one, training a merged one). Nothing was changed.
     #[error("{message}")]
@@ -166,6 +156,9 @@ pub enum PatchError {
     /// ([`ParametrizeError`](crate::parametrize::ParametrizeError)).
     #[error(transparent)]
     Parametrize(#[from] crate::parametrize::ParametrizeError),
+    /// A checkpoint could not be loaded ([`LoadError`](crate::load::LoadError)).
+    #[error(transparent)]
+    Load(#[from] crate::load::LoadError),
     /// A file or folder could not be written ([`SaveError`](crate::save::SaveError)).
     #[error(transparent)]
     Save(#[from] crate::save::SaveError),
@@ -175,7 +168,8 @@ pub enum PatchError {
 }
 
 /// One problem with one named tensor given for a module (an override of a functional call,
-/// an entry of a checkpoint). [`PatchError::InvalidTensors`] collects them all.
+/// an entry of a checkpoint). [`PatchError::InvalidTensors`] and
+/// [`LoadError::InvalidTensors`](crate::load::LoadError::InvalidTensors) collect them all.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum TensorProblem {

@@ -3,6 +3,7 @@
 //! [`CModule::load`] in Rust.
 use crate::adapter::io;
 use crate::error::{PatchError, Result};
+use crate::load::LoadError;
 use crate::params::{named_tensors, Parameters};
 use crate::save::SaveError;
 use std::path::Path;
@@ -153,10 +154,11 @@ pub fn save_torchscript(module: &CModule, path: impl AsRef<Path>) -> Result<u64>
     Ok(bytes.len() as u64)
 }
 
-/// Loads a TorchScript module saved by [`save_torchscript`] or by PyTorch, on the CPU.
-pub fn load_torchscript(path: impl AsRef<Path>) -> Result<CModule> {
+/// Loads a TorchScript module saved by [`save_torchscript`] or by PyTorch, on the CPU; a
+/// file libtorch cannot read is [`LoadError::Read`].
+pub fn load_torchscript(path: impl AsRef<Path>) -> std::result::Result<CModule, LoadError> {
     let path = path.as_ref();
-    CModule::load(path).map_err(|source| PatchError::ReadCheckpoint {
+    CModule::load(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })

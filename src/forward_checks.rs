@@ -47,7 +47,7 @@ pub trait DelegateForwardT {
     label = "override `fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor` instead",
     note = "or remove `module_t` from `#[patch(...)]` if the parent implements `nn::Module`"
 )]
-pub trait PlainPatch {}
+pub trait ModulePatch {}
 
 /// Written by `#[patch(module_t)]`.
 #[diagnostic::on_unimplemented(
@@ -55,7 +55,7 @@ pub trait PlainPatch {}
     label = "override `fn forward(&self, xs: &Tensor) -> Tensor` instead",
     note = "or add `module_t` to `#[patch(...)]` when the parent implements only `nn::ModuleT`"
 )]
-pub trait TrainModePatch {}
+pub trait ModuleTPatch {}
 
 /// Never implemented: the bound of the hidden `forward(xs)` that a `module_t` patch gets, so
 /// that `patch.forward(&xs)` is a compile error saying what to call, instead of reaching the
@@ -74,6 +74,6 @@ pub fn assert_module_parent<T: ModuleParent + ?Sized>() {}
 /// Compile-time assertion used by generated code, for `module_t` patches.
 pub fn assert_module_t_parent<T: ModuleTParent + ?Sized>() {}
 /// Compile-time assertion used by generated code.
-pub fn assert_plain_patch<T: PlainPatch + ?Sized>() {}
+pub fn assert_module_patch<T: ModulePatch + ?Sized>() {}
 /// Compile-time assertion used by generated code.
-pub fn assert_train_mode_patch<T: TrainModePatch + ?Sized>() {}
+pub fn assert_module_t_patch<T: ModuleTPatch + ?Sized>() {}

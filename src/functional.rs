@@ -1,11 +1,12 @@
 //! `torch.func.functional_call`: run a module with some of its tensors replaced by given
 //! ones, gradients flowing to the given tensors.
-use crate::error::{PatchError, Result, TensorProblem};
-use crate::params::{named_tensors, Parameters, VisitorMut};
-use crate::tensor_fit::{fit_problems, given_index, Fit};
-use crate::tied::{tie_leaders, Agreement, TiedValues};
+use crate::error::{Result, TensorProblem};
+use crate::handles::{Placed, PlacedIn};
+use crate::params::Parameters;
+use crate::tensor_fit::{fit_problems, Fit};
+use crate::tensor_plan::Planner;
+use crate::tied::Agreement;
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
 use tch::Tensor;
 
 /// Whether every tensor of the module must be given.
@@ -29,7 +30,7 @@ pub enum Strictness {
 /// * Every override is checked before anything changes: a name the module lacks, a name
 ///   given twice, an undefined tensor, another shape, dtype or device, and (in
 ///   [`Strictness::Strict`]) every tensor of the module left without a value. All problems
-///   come back at once in [`PatchError::InvalidTensors`]; the module is untouched.
+///   come back at once in [`PatchError::InvalidTensors`](crate::PatchError::InvalidTensors); the module is untouched.
 /// * Tied tensors (two names, one tensor, as `Tensor::is_set_to` sees it) get one value:
 ///   giving one of the names replaces it under all of them; giving two names different
 ///   tensors is a [`TensorProblem::TiedConflict`].
@@ -73,21 +74,9 @@ where
     T: Borrow<Tensor>,
     F: FnOnce(&M) -> R,
 {
-    let handles = checked_handles(module, overrides, strictness)?;
-    let mut guard = Restore {
-        module,
-        saved: handles,
-    };
-    exchange_by_position(guard.module, &mut guard.saved);
-    Ok(f(guard.module))
-}
-
-/// A handle to put in place of the module's own: where the module's walk reaches the tensor
-/// (its position and full name), and the handle.
-struct Placed {
-    position: usize,
-    name: String,
-    handle: Tensor,
+    let placed = checked_handles(module, overrides, strictness)?;
+    let guard = PlacedIn::new(module, placed);
+    Ok(f(guard.module()))
 }
 
 /// Validates the overrides and returns, for every module name that gets one, the handle
@@ -103,99 +92,31 @@ where
     K: AsRef<str>,
     T: Borrow<Tensor>,
 {
-    let named = named_tensors(module);
-    let leaders = tie_leaders(&named)?;
-    let index: HashMap<&str, usize> = named
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.name.as_str(), i))
-        .collect();
+    let mut planner = Planner::new(module, Agreement::SameTensor);
     let fit = Fit {
         kind: true,
         device: true,
     };
-    let mut problems = Vec::new();
-    let mut seen = HashSet::new();
-    // Tie leaders of every existing name given, fitting or not (those are not "missing").
-    let mut attempted = HashSet::new();
-    let mut chosen = TiedValues::new(Agreement::SameTensor);
-    let lookup = |name: &str| index.get(name).copied();
-    for (name, value) in overrides {
-        let (name, value) = (name.as_ref(), value.borrow());
-        let Some(i) = given_index(name, &mut seen, lookup, &mut problems) else {
-            continue;
-        };
-        attempted.insert(leaders[i]);
-        let misfits = fit_problems(name, value, &named[i].tensor, fit);
-        if !misfits.is_empty() {
-            problems.extend(misfits);
-            continue;
-        }
-        problems.extend(chosen.offer(leaders[i], name, value)?);
-    }
+    planner.offer_all(overrides, |name, value, target| {
+        Ok(fit_problems(name, value, target, fit))
+    })?;
     if strictness == Strictness::Strict {
-        for (i, tensor) in named.iter().enumerate() {
-            if !attempted.contains(&leaders[i]) {
-                problems.push(TensorProblem::Missing {
-                    name: tensor.name.clone(),
-                });
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(PatchError::InvalidTensors {
-            operation: "functional_call".into(),
-            problems,
-        });
-    }
-    Ok(named
-        .into_iter()
-        .enumerate()
-        .filter_map(|(position, tensor)| {
-            let value = chosen.get(leaders[position])?;
-            Some(Placed {
-                position,
-                name: tensor.name,
-                handle: value.shallow_clone(),
+        let missing: Vec<TensorProblem> = planner
+            .not_given()
+            .map(|tensor| TensorProblem::Missing {
+                name: tensor.name.clone(),
             })
-        })
-        .collect())
-}
-
-/// Swaps each handle with the module's tensor at its position in the walk (the walk's
-/// order is the one `named_tensors` saw: the module is borrowed all along). Positions
-/// spare the walk a lookup by name per tensor of the model, twice per call; the name is
-/// still compared, so a `Parameters` impl whose `visit` and `visit_mut` disagree leaves
-/// the tensor alone instead of swapping the wrong one.
-fn exchange_by_position<M: Parameters + ?Sized>(module: &mut M, placed: &mut [Placed]) {
-    let mut pending = placed.iter_mut().peekable();
-    let mut position = 0;
-    let mut exchange = |name: &str, tensor: &mut Tensor, _| {
-        if let Some(next) = pending.next_if(|p| p.position == position) {
-            if next.name == name {
-                std::mem::swap(tensor, &mut next.handle);
-            }
-        }
-        position += 1;
-    };
-    module.visit_mut(&mut VisitorMut::new("", &mut exchange));
-}
-
-/// Puts the module's own handles back when dropped, so a panicking `f` restores them too.
-struct Restore<'m, M: Parameters + ?Sized> {
-    module: &'m mut M,
-    saved: Vec<Placed>,
-}
-
-impl<M: Parameters + ?Sized> Drop for Restore<'_, M> {
-    fn drop(&mut self) {
-        exchange_by_position(self.module, &mut self.saved);
+            .collect();
+        planner.reject(missing);
     }
+    Ok(planner.finish_for("functional_call")?.placements())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::PatchError;
+    use crate::params::VisitorMut;
     use tch::{nn, Device, Kind};
 
     fn linear() -> (nn::VarStore, nn::Linear) {

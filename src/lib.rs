@@ -68,6 +68,7 @@ mod error;
 pub mod export;
 mod forward_checks;
 pub mod functional;
+mod handles;
 pub mod load;
 pub mod mutable;
 mod names;
@@ -83,6 +84,7 @@ mod safe_read;
 pub mod save;
 pub mod swap;
 mod tensor_fit;
+mod tensor_plan;
 mod tied;
 pub mod tree;
 mod varstore;
@@ -104,9 +106,9 @@ pub mod __private {
     pub use crate::dynamic::PatchTypeInfo;
     pub use crate::error::Result;
     pub use crate::forward_checks::{
-        assert_module_parent, assert_module_t_parent, assert_plain_patch, assert_train_mode_patch,
-        DelegateForward, DelegateForwardT, ModuleParent, ModuleTParent, NeedsTrainFlag, PlainPatch,
-        TrainModePatch,
+        assert_module_parent, assert_module_patch, assert_module_t_parent, assert_module_t_patch,
+        DelegateForward, DelegateForwardT, ModuleParent, ModulePatch, ModuleTParent, ModuleTPatch,
+        NeedsTrainFlag,
     };
     pub use crate::params::{TensorRole, Visitor, VisitorMut};
     pub use crate::patch_trait::{Patch, PatchView};

@@ -2,9 +2,10 @@
 //! while autograd records it, so one network can write another's weights and be trained
 //! through them (hypernetworks).
 use crate::error::{PatchError, Result};
+use crate::handles::exchange_by_name;
 use crate::names::{device_name, is_floating, kind_name};
 use crate::params::{named_tensors, Parameters, Visitor, VisitorMut};
-use crate::tensor_fit::{exchange_handles, fit_problems, position, Fit};
+use crate::tensor_fit::{fit_problems, position, Fit};
 use crate::tied::tie_leaders;
 use std::collections::HashMap;
 use std::fmt;
@@ -76,7 +77,7 @@ impl<M: Parameters> Mutable<M> {
     /// of it (one per tied group). Costs one copy of those tensors.
     pub fn new(mut module: M) -> Result<Self> {
         let named = named_tensors(&module);
-        let leaders = tie_leaders(&named)?;
+        let leaders = tie_leaders(&named);
         let mut copies: HashMap<usize, Tensor> = HashMap::new();
         for (i, tensor) in named.iter().enumerate() {
             if leaders[i] == i && is_grad_leaf(&tensor.tensor) {
@@ -92,7 +93,7 @@ impl<M: Parameters> Mutable<M> {
             .enumerate()
             .filter_map(|(i, t)| Some((t.name.clone(), copies.get(&leaders[i])?.shallow_clone())))
             .collect();
-        exchange_handles(&mut module, &mut handles);
+        exchange_by_name(&mut module, &mut handles);
         Ok(Mutable {
             module,
             names: named.iter().map(|t| t.name.clone()).collect(),
@@ -160,7 +161,7 @@ impl<M: Parameters> Mutable<M> {
     /// The module with the tensors it had before [`Mutable::new`] (the VarStore's leaves,
     /// unchanged), every assignment and in-place change dropped.
     pub fn restore(mut self) -> M {
-        exchange_handles(&mut self.module, &mut self.originals);
+        exchange_by_name(&mut self.module, &mut self.originals);
         self.module
     }
 
@@ -260,7 +261,7 @@ impl<M: Parameters> Mutable<M> {
             }
         }
         // Every converted tensor first (one per tied group), then all handles at once.
-        let leaders = tie_leaders(&current)?;
+        let leaders = tie_leaders(&current);
         let mut converted: HashMap<usize, Tensor> = HashMap::new();
         for (i, named) in current.iter().enumerate() {
             let tensor = &named.tensor;
@@ -293,7 +294,7 @@ impl<M: Parameters> Mutable<M> {
                 Some((t.name.clone(), converted.get(&leaders[i])?.shallow_clone()))
             })
             .collect();
-        exchange_handles(&mut self.module, &mut handles);
+        exchange_by_name(&mut self.module, &mut handles);
         Ok(())
     }
 
@@ -311,7 +312,7 @@ impl<M: Parameters> Mutable<M> {
             // A tensor that appeared after creation (through `DerefMut`): no known ties.
             None => HashMap::from([(name.to_owned(), value.shallow_clone())]),
         };
-        exchange_handles(&mut self.module, &mut handles);
+        exchange_by_name(&mut self.module, &mut handles);
     }
 }
 

@@ -2,11 +2,11 @@
 //! stays the same tensor object, so the VarStore and every optimizer built from it keep
 //! training it.
 use crate::error::{PatchError, Result, TensorProblem};
-use crate::params::{named_tensors, Parameters};
-use crate::tensor_fit::{fit_problems, given_index, Fit};
-use crate::tied::{tie_leaders, Agreement, TiedValues};
+use crate::params::Parameters;
+use crate::tensor_fit::{fit_problems, Fit};
+use crate::tensor_plan::Planner;
+use crate::tied::Agreement;
 use std::borrow::Borrow;
-use std::collections::HashSet;
 use tch::Tensor;
 
 /// Gives the module's tensor `name` the data of `value`: its values, and also its shape,
@@ -58,64 +58,38 @@ where
     K: AsRef<str>,
     T: Borrow<Tensor>,
 {
-    let named = named_tensors(module);
-    let leaders = tie_leaders(&named)?;
-    let mut problems = Vec::new();
-    let mut seen = HashSet::new();
-    let mut chosen = TiedValues::new(Agreement::SameTensor);
+    let mut planner = Planner::new(module, Agreement::SameTensor);
     let any_layout = Fit {
         kind: false,
         device: false,
     };
-    let lookup = |name: &str| named.iter().position(|t| t.name == name);
-    for (name, value) in values {
-        let (name, value) = (name.as_ref(), value.borrow());
-        let Some(i) = given_index(name, &mut seen, lookup, &mut problems) else {
-            continue;
-        };
+    planner.offer_all(values, |name, value, target| {
         if !value.defined() {
-            problems.extend(fit_problems(name, value, &named[i].tensor, any_layout));
-            continue;
+            return Ok(fit_problems(name, value, target, any_layout));
         }
-        if named[i].tensor.defined() && named[i].tensor.requires_grad() {
+        if target.defined() && target.requires_grad() {
             let kind = value
                 .f_kind()
                 .map_err(PatchError::torch(format!("reading the dtype of `{name}`")))?;
             let differentiable = value.f_is_floating_point().unwrap_or(false)
                 || value.f_is_complex().unwrap_or(false);
             if !differentiable {
-                problems.push(TensorProblem::NotDifferentiable {
+                return Ok(vec![TensorProblem::NotDifferentiable {
                     name: name.to_owned(),
                     kind,
-                });
-                continue;
+                }]);
             }
         }
-        problems.extend(chosen.offer(leaders[i], name, value)?);
-    }
-    if !problems.is_empty() {
-        return Err(PatchError::InvalidTensors {
-            operation: "replace tensors".into(),
-            problems,
-        });
-    }
+        Ok(Vec::new())
+    })?;
+    let plan = planner.finish_for("replace tensors")?;
     let _no_grad = tch::no_grad_guard();
-    // (the tensor, a handle to its old data) for each tensor changed so far, to roll back.
-    let mut done: Vec<(Tensor, Tensor)> = Vec::new();
-    for (leader, name, value) in chosen.into_values() {
-        // A shallow handle: the same tensor object as the module's (and the VarStore's).
-        let target = named[leader].tensor.shallow_clone();
-        match set_data(target, &value, &name) {
-            Ok(changed) => done.push(changed),
-            Err(err) => {
-                for (mut target, old) in done.into_iter().rev() {
-                    let _ = target.f_set_data(&old);
-                }
-                return Err(err);
-            }
-        }
-    }
-    Ok(())
+    plan.write_all(
+        |target, name, value| set_data(target, value, name),
+        |(mut target, old)| {
+            let _ = target.f_set_data(&old);
+        },
+    )
 }
 
 /// Gives `target` the data of `value`, and a gradient of the new layout if it has one of

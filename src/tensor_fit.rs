@@ -1,9 +1,9 @@
 //! Checks shared by functional calls, mutable modules, swaps and loads: does a tensor fit
-//! the place of a module's tensor, are two handles one tensor, and exchanging tensor
-//! handles by name (tied tensors are in `tied.rs`).
+//! the place of a module's tensor, and are two handles one tensor (tied tensors are in
+//! `tied.rs`, exchanging handles in `handles.rs`).
 use crate::error::{PatchError, Result, TensorProblem};
-use crate::params::{NamedTensor, Parameters, VisitorMut};
-use std::collections::{HashMap, HashSet};
+use crate::params::NamedTensor;
+use std::collections::HashSet;
 use tch::Tensor;
 
 /// Which properties of a given tensor must equal the module tensor's.
@@ -110,21 +110,6 @@ pub(crate) fn position(tensors: &[NamedTensor], name: &str) -> Result<usize> {
             name: name.to_owned(),
             known: tensors.iter().map(|named| named.name.clone()).collect(),
         })
-}
-
-/// For each name in `handles`, exchanges the module's tensor handle with the map's: after
-/// the call the module holds the map's handles and the map the module's former ones. O(1)
-/// per tensor, no storage copied; calling it twice restores both sides.
-pub(crate) fn exchange_handles<M: Parameters + ?Sized>(
-    module: &mut M,
-    handles: &mut HashMap<String, Tensor>,
-) {
-    let mut exchange = |name: &str, tensor: &mut Tensor, _| {
-        if let Some(handle) = handles.get_mut(name) {
-            std::mem::swap(tensor, handle);
-        }
-    };
-    module.visit_mut(&mut VisitorMut::new("", &mut exchange));
 }
 
 #[cfg(test)]

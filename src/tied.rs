@@ -1,58 +1,72 @@
 //! Tied tensors (several names, one tensor): which of a module's names are one tensor, and
 //! the one value each tied tensor is given when values come by name.
-use crate::error::{PatchError, Result, TensorProblem};
+use crate::error::TensorProblem;
 use crate::params::NamedTensor;
 use crate::tensor_fit::same_tensor;
 use std::collections::HashMap;
 use tch::Tensor;
 
-/// For each tensor, the index of the first tensor it is tied to: the same storage, offset,
-/// shape and strides (`Tensor::is_set_to`). A tensor tied to none is its own leader.
-///
-/// `is_set_to` is a dispatched libtorch op, so comparing every pair would cost a model of
-/// `n` tensors `n²/2` calls on every functional call, swap or load. Tied tensors start at
-/// one address, so a tensor is compared only with the earlier leaders at its address.
-pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Result<Vec<usize>> {
-    let mut leaders: Vec<usize> = Vec::with_capacity(tensors.len());
-    // The first leader at each address; further leaders at an address already taken (views
-    // of one storage with other shapes) are rare and kept aside.
-    let mut first_at: HashMap<Option<usize>, usize> = HashMap::with_capacity(tensors.len());
-    let mut more_at: Vec<(Option<usize>, usize)> = Vec::new();
-    for (index, named) in tensors.iter().enumerate() {
-        let mut leader = index;
-        if named.tensor.defined() {
-            let address = first_element_address(&named.tensor);
-            let first = first_at.get(&address).copied();
-            let more = more_at.iter().filter(|(at, _)| *at == address);
-            for earlier in first.into_iter().chain(more.map(|&(_, i)| i)) {
-                let other = &tensors[earlier];
-                let tied = named.tensor.f_is_set_to(&other.tensor).map_err(|source| {
-                    let context = format!("comparing `{}` with `{}`", named.name, other.name);
-                    PatchError::torch(context)(source)
-                })?;
-                if tied {
-                    leader = earlier;
-                    break;
-                }
-            }
-            if leader == index {
-                match first {
-                    None => {
-                        first_at.insert(address, index);
-                    }
-                    Some(_) => more_at.push((address, index)),
-                }
+/// Tensors bucketed by the address of their first element, so that the tensors tied to one
+/// are found with a few `Tensor::is_set_to` calls (a dispatched libtorch op: comparing
+/// every pair would cost a model of `n` tensors `n²/2` calls on every functional call, swap
+/// or load). Tied tensors start at one address. The one tie detector of the crate: loads,
+/// functional calls, swaps, `Mutable` and the tree's rules and printing all use it.
+pub(crate) struct TieIndex {
+    /// Address -> (index, shallow handle) of every defined tensor there, in index order.
+    buckets: HashMap<Option<usize>, Vec<(usize, Tensor)>>,
+}
+
+impl TieIndex {
+    /// Indexes `tensors` by position; undefined ones are tied to nothing.
+    pub(crate) fn new<'t>(tensors: impl IntoIterator<Item = &'t Tensor>) -> Self {
+        let mut buckets: HashMap<Option<usize>, Vec<(usize, Tensor)>> = HashMap::new();
+        for (index, tensor) in tensors.into_iter().enumerate() {
+            if tensor.defined() {
+                buckets
+                    .entry(first_element_address(tensor))
+                    .or_default()
+                    .push((index, tensor.shallow_clone()));
             }
         }
-        leaders.push(leader);
+        TieIndex { buckets }
     }
-    Ok(leaders)
+
+    /// The positions of the indexed tensors that are one tensor with `tensor` (the same
+    /// storage, offset, shape and strides), in ascending order.
+    pub(crate) fn tied_to<'s>(&'s self, tensor: &Tensor) -> impl Iterator<Item = usize> + 's {
+        let bucket = match tensor.defined() {
+            true => self.buckets.get(&first_element_address(tensor)),
+            false => None,
+        };
+        let tensor = tensor.shallow_clone();
+        bucket
+            .into_iter()
+            .flatten()
+            .filter(move |(_, other)| same_tensor(other, &tensor))
+            .map(|&(index, _)| index)
+    }
+
+    /// For each indexed tensor, the position of the first one it is tied to (itself if
+    /// none): its tie leader.
+    pub(crate) fn leaders<'t>(&self, tensors: impl IntoIterator<Item = &'t Tensor>) -> Vec<usize> {
+        tensors
+            .into_iter()
+            .enumerate()
+            .map(|(index, tensor)| self.tied_to(tensor).next().unwrap_or(index).min(index))
+            .collect()
+    }
+}
+
+/// For each tensor, the index of the first tensor it is tied to (see [`TieIndex`]). A
+/// tensor tied to none is its own leader.
+pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Vec<usize> {
+    TieIndex::new(tensors.iter().map(|t| &t.tensor)).leaders(tensors.iter().map(|t| &t.tensor))
 }
 
 /// The address of a strided tensor's first element; `None` for layouts without one (sparse,
 /// MKL-DNN: tch's `data_ptr` would panic), which are all compared with each other. Tied
 /// tensors have one address, so every tie detector buckets by it.
-pub(crate) fn first_element_address(tensor: &Tensor) -> Option<usize> {
+fn first_element_address(tensor: &Tensor) -> Option<usize> {
     if tensor.is_sparse() || tensor.is_mkldnn() {
         None
     } else {
@@ -88,28 +102,27 @@ impl TiedValues {
     }
 
     /// Gives `value`, named `name`, to the tensor led by `leader` if it has no value yet.
-    /// If it has one, returns the conflict when the two do not agree.
+    /// If it has one, returns the conflict when the two do not agree (values libtorch
+    /// cannot compare do not agree).
     pub(crate) fn offer(
         &mut self,
         leader: usize,
         name: &str,
         value: &Tensor,
-    ) -> Result<Option<TensorProblem>> {
+    ) -> Option<TensorProblem> {
         let Some((tied_to, earlier)) = self.chosen.get(&leader) else {
             self.chosen
                 .insert(leader, (name.to_owned(), value.shallow_clone()));
-            return Ok(None);
+            return None;
         };
         let agree = match self.agreement {
             Agreement::SameTensor => same_tensor(earlier, value),
-            Agreement::EqualValues => earlier
-                .f_equal(value)
-                .map_err(PatchError::torch(format!("comparing `{name}`")))?,
+            Agreement::EqualValues => earlier.f_equal(value).unwrap_or(false),
         };
-        Ok((!agree).then(|| TensorProblem::TiedConflict {
+        (!agree).then(|| TensorProblem::TiedConflict {
             name: name.to_owned(),
             tied_to: tied_to.clone(),
-        }))
+        })
     }
 
     /// The value of the tensor led by `leader`, if it was given one.
@@ -143,7 +156,7 @@ mod tests {
             role: crate::params::TensorRole::Param,
         };
         let tensors = [named("a", &a), named("b", &b), named("a2", &a)];
-        assert_eq!(tie_leaders(&tensors).unwrap(), [0, 1, 0]);
+        assert_eq!(tie_leaders(&tensors), [0, 1, 0]);
     }
 
     #[test]
@@ -164,19 +177,16 @@ mod tests {
             named("empty", empty()), // zero elements, no address of their own
             named("empty2", empty()),
         ];
-        assert_eq!(tie_leaders(&tensors).unwrap(), [0, 1, 0, 1, 4, 5, 6]);
+        assert_eq!(tie_leaders(&tensors), [0, 1, 0, 1, 4, 5, 6]);
     }
 
     #[test]
     fn one_tensor_under_two_names_agrees_and_another_conflicts() {
         let (value, other) = (ones(), ones());
         let mut ties = TiedValues::new(Agreement::SameTensor);
-        assert!(ties.offer(0, "emb", &value).unwrap().is_none());
-        assert!(ties
-            .offer(0, "head", &value.shallow_clone())
-            .unwrap()
-            .is_none());
-        let conflict = ties.offer(0, "lm", &other).unwrap();
+        assert!(ties.offer(0, "emb", &value).is_none());
+        assert!(ties.offer(0, "head", &value.shallow_clone()).is_none());
+        let conflict = ties.offer(0, "lm", &other);
         assert!(
             matches!(conflict, Some(TensorProblem::TiedConflict { name, tied_to })
             if name == "lm" && tied_to == "emb")
@@ -188,9 +198,9 @@ mod tests {
     #[test]
     fn equal_values_agree_when_values_are_compared() {
         let mut ties = TiedValues::new(Agreement::EqualValues);
-        assert!(ties.offer(3, "emb", &ones()).unwrap().is_none());
-        assert!(ties.offer(3, "head", &ones()).unwrap().is_none());
-        assert!(ties.offer(3, "lm", &ones().zeros_like()).unwrap().is_some());
+        assert!(ties.offer(3, "emb", &ones()).is_none());
+        assert!(ties.offer(3, "head", &ones()).is_none());
+        assert!(ties.offer(3, "lm", &ones().zeros_like()).is_some());
         let values: Vec<_> = ties.into_values().collect();
         assert!(matches!(&values[..], [(3, name, _)] if name == "emb"));
     }

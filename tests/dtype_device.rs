@@ -562,7 +562,7 @@ fn errors_write_dtypes_devices_and_shapes_as_pytorch_does() {
     let mut target = linear();
     let load = load_safetensors(&mut target, &file, &LoadOptions::new());
     expect(
-        load.unwrap_err(),
+        load.unwrap_err().into(),
         vec!["`weight` has dtype float64, expected float32"],
     );
 

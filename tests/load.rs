@@ -5,8 +5,9 @@ mod common;
 use common::{assert_unchanged, snapshot, Mlp, TempFile, TiedLm};
 use tch::{nn, Device, Kind, Tensor};
 use tch_patch::{
-    load::load_safetensors, load::load_safetensors_with, load::LoadOptions, load::LoadReport,
-    named_tensors, params::named_tensors_with_prefix, params::TensorProblem, PatchError,
+    load::load_safetensors, load::load_safetensors_with, load::LoadError, load::LoadOptions,
+    load::LoadReport, named_tensors, params::named_tensors_with_prefix, params::TensorProblem,
+    PatchError,
 };
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
@@ -27,9 +28,9 @@ fn saved_mlp(file: &TempFile, prefix: &str) -> Mlp {
     mlp
 }
 
-fn problems(err: PatchError) -> Vec<TensorProblem> {
+fn problems(err: LoadError) -> Vec<TensorProblem> {
     match err {
-        PatchError::InvalidTensors { problems, .. } => problems,
+        LoadError::InvalidTensors { problems, .. } => problems,
         other => panic!("expected InvalidTensors, got {other}"),
     }
 }
@@ -237,7 +238,7 @@ fn a_missing_or_truncated_file_is_an_error_naming_the_path() {
 
     let absent = TempFile::new("absent");
     let err = load_safetensors(&mut mlp, absent.path(), &LoadOptions::new()).unwrap_err();
-    assert!(matches!(&err, PatchError::ReadCheckpoint { path, .. } if path == absent.path()));
+    assert!(matches!(&err, LoadError::Read { path, .. } if path == absent.path()));
     assert!(err
         .to_string()
         .contains(&absent.path().display().to_string()));
@@ -247,7 +248,7 @@ fn a_missing_or_truncated_file_is_an_error_naming_the_path() {
     let bytes = std::fs::read(truncated.path()).unwrap();
     std::fs::write(truncated.path(), &bytes[..bytes.len() - 7]).unwrap();
     let err = load_safetensors(&mut mlp, truncated.path(), &LoadOptions::new()).unwrap_err();
-    assert!(matches!(&err, PatchError::ReadCheckpoint { path, .. } if path == truncated.path()));
+    assert!(matches!(&err, LoadError::Read { path, .. } if path == truncated.path()));
 
     assert_unchanged(&mlp, &before);
 }

@@ -9,7 +9,7 @@ mod common;
 use common::{assert_unchanged, snapshot, Mlp, TempFile};
 use proptest::prelude::*;
 use tch::{nn, Device};
-use tch_patch::{load::load_safetensors, load::LoadOptions, save::save_module, PatchError};
+use tch_patch::{load::load_safetensors, load::LoadError, load::LoadOptions, save::save_module};
 
 /// One way of damaging a file's bytes; positions are taken modulo the file's length.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ proptest! {
         let before = snapshot(&model);
         match load_safetensors(&mut model, file.path(), &LoadOptions::new()) {
             Ok(report) => prop_assert_eq!(report.loaded.len(), 4),
-            Err(PatchError::ReadCheckpoint { .. } | PatchError::InvalidTensors { .. }) => {
+            Err(LoadError::Read { .. } | LoadError::InvalidTensors { .. }) => {
                 assert_unchanged(&model, &before);
             }
             Err(other) => prop_assert!(false, "unexpected error: {other}"),

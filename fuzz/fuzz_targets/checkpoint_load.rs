@@ -1,6 +1,6 @@
 //! Arbitrary bytes as a checkpoint file through `load_safetensors` onto a small model (and
 //! through `read_adapter` as an adapter's tensors file): never a panic, never a libtorch
-//! exception's stack trace in a message; an error is a typed one (`ReadCheckpoint`,
+//! exception's stack trace in a message; an error is a typed one (`LoadError::Read`,
 //! `InvalidTensors`, `InvalidAdapter`) and leaves the model exactly as it was; a load that
 //! succeeds wrote the file's values.
 #![no_main]
@@ -8,7 +8,7 @@ use tch_patch::adapter::AdapterError;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use tch::{nn, Device, Tensor};
-use tch_patch::{load::load_safetensors, load::LoadOptions, PatchError};
+use tch_patch::{load::load_safetensors, load::LoadError, load::LoadOptions, PatchError};
 
 fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("tch-patch-fuzz-{}-{name}", std::process::id()))
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let before = values(&linear);
     match load_safetensors(&mut linear, &path, &LoadOptions::new().allow_missing(true).allow_unexpected(true)) {
         Ok(_) => {}
-        Err(error @ (PatchError::ReadCheckpoint { .. } | PatchError::InvalidTensors { .. })) => {
+        Err(error @ (LoadError::Read { .. } | LoadError::InvalidTensors { .. })) => {
             let text = error.to_string();
             assert!(!text.contains("Exception raised from"), "a C++ stack trace: {text}");
             let after = values(&linear);

@@ -74,5 +74,9 @@ pub enum ModelError {
     },
     /// Loading the checkpoint's tensors failed (every problem listed; nothing was written).
     #[error(transparent)]
-    Load(#[from] tch_patch::PatchError),
+    Load(#[from] tch_patch::load::LoadError),
+    /// Writing the model's tensors failed (a tensor safetensors cannot hold, or the file
+    /// system); the folder's earlier files were left as they were.
+    #[error(transparent)]
+    Save(#[from] tch_patch::PatchError),
 }

@@ -202,9 +202,9 @@ fn module_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> Token
     let ident = &patch.ident;
     let (impl_g, ty_g, where_clause) = patch.generics.split_for_impl();
     let kind_marker = if patch.args.module_t.is_some() {
-        quote!(#private::TrainModePatch)
+        quote!(#private::ModuleTPatch)
     } else {
-        quote!(#private::PlainPatch)
+        quote!(#private::ModulePatch)
     };
     let markers = quote! {
         #[diagnostic::do_not_recommend]

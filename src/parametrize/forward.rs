@@ -1,9 +1,9 @@
 //! What a `Parametrized` module computes: the transformed tensors, the forward that sees
 //! them, and the `cached` scope.
-use super::handle_swap::SwappedIn;
 use super::nesting;
 use super::parametrized::Parametrized;
 use crate::error::Result;
+use crate::handles::SwappedIn;
 use crate::params::Parameters;
 use std::cell::RefCell;
 use tch::{nn, Tensor};

@@ -12,8 +12,6 @@ mod axes;
 mod error;
 mod fake_quant;
 mod forward;
-mod handle_swap;
-pub(crate) use handle_swap::SwappedIn;
 mod nesting;
 pub(crate) use nesting::{Inner, InnerMut};
 mod parametrized;

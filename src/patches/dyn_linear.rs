@@ -2,7 +2,7 @@
 //! own `Conv1D`) is linear-like, so LoRA, bias-only tuning and dropout-before stack on
 //! top of each other inside one slot.
 use super::LinearLike;
-use crate::parametrize::SwappedIn;
+use crate::handles::SwappedIn;
 use crate::params::{Parameters, TensorRole, Visitor};
 use crate::tree::DynLayer;
 use tch::{nn::ModuleT, Tensor};

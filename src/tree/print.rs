@@ -2,7 +2,7 @@
 //! tensor shapes, ties and parameter counts.
 use super::query::Nodes;
 use super::slot::short_type_name;
-use super::ties::{tensor_entries, TensorEntry, TieIndex};
+use super::ties::{tensor_entries, EntryTies, TensorEntry};
 use super::visit::{ModuleTree, TreeNode};
 use crate::params::TensorRole;
 use std::fmt::Write;
@@ -41,7 +41,7 @@ use std::fmt::Write;
 pub fn print_tree<M: ModuleTree + ?Sized>(model: &M) -> String {
     let nodes = Nodes::of(model);
     let entries = tensor_entries(&nodes);
-    let ties = TieIndex::new(&entries);
+    let ties = EntryTies::new(&entries);
     let mut out = String::new();
     let mut owned: Vec<Vec<usize>> = vec![Vec::new(); nodes.iter().count()];
     for (at, entry) in entries.iter().enumerate() {

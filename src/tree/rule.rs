@@ -3,7 +3,7 @@ use super::layer::Layer;
 use super::query::{ModuleTreeExt, Nodes, SlotMut};
 use super::select::{nearest, Selector};
 use super::slot::{short_type_name, AnySlot, DynLayer, Refused, Slot};
-use super::ties::{tensor_entries, TieIndex};
+use super::ties::{tensor_entries, EntryTies};
 use super::visit::{ModuleTree, TreeNode};
 use super::TreeError;
 use crate::error::Result;
@@ -351,7 +351,7 @@ where
         return Err(no_match(rule, &slots).into());
     }
     let entries = tensor_entries(&nodes);
-    let ties = TieIndex::new(&entries);
+    let ties = EntryTies::new(&entries);
     // Node index (in `nodes`) of each slot, to tell which slot owns a tensor.
     let slot_nodes: Vec<usize> = nodes
         .iter()

@@ -1,13 +1,11 @@
-//! Tied tensors: one tensor reachable under two paths (an input embedding and an output
-//! head sharing one table). Found with `Tensor::is_set_to` (same storage, offset, sizes and
-//! strides), bucketed by first-element address as in [`crate::tied`] (sparse tensors, whose
-//! `data_ptr` would panic, in one bucket) so a model is scanned in near-linear time.
+//! Tied tensors of a model: one tensor reachable under two paths (an input embedding and an
+//! output head sharing one table), found by the crate's one tie detector,
+//! [`crate::tied::TieIndex`], over every tensor of every node.
 use super::query::Nodes;
 use super::slot::AnySlot;
 use super::visit::TreeNode;
 use crate::params::{named_tensors_with_prefix, TensorRole};
-use crate::tied::first_element_address;
-use std::collections::HashMap;
+use crate::tied::TieIndex;
 use tch::Tensor;
 
 /// One tensor of a model: which node holds it and its full dotted name.
@@ -54,43 +52,19 @@ pub(crate) fn tensor_entries(nodes: &Nodes<'_>) -> Vec<TensorEntry> {
     entries
 }
 
-/// The bucket of a tensor: its first element's address (`Some(None)` for a sparse or MKL-DNN
-/// tensor, compared with all others of its kind), `None` for an undefined one.
-fn pointer(tensor: &Tensor) -> Option<Option<usize>> {
-    tensor.defined().then(|| first_element_address(tensor))
+/// The tensors of a model's entries, indexed to find ties ([`crate::tied::TieIndex`]).
+pub(crate) struct EntryTies {
+    index: TieIndex,
+    /// The tie leader of each entry.
+    leaders: Vec<usize>,
 }
 
-/// Tensors grouped by address, to find ties quickly.
-pub(crate) struct TieIndex {
-    by_pointer: HashMap<Option<usize>, Vec<usize>>,
-}
-
-impl TieIndex {
+impl EntryTies {
     pub(super) fn new(entries: &[TensorEntry]) -> Self {
-        let mut by_pointer: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
-        for (index, entry) in entries.iter().enumerate() {
-            if let Some(pointer) = pointer(&entry.tensor) {
-                by_pointer.entry(pointer).or_default().push(index);
-            }
-        }
-        TieIndex { by_pointer }
-    }
-
-    /// Entries that are the same tensor as `tensor`, in the model's order.
-    pub(super) fn same_tensor<'e>(
-        &self,
-        entries: &'e [TensorEntry],
-        tensor: &Tensor,
-    ) -> impl Iterator<Item = (usize, &'e TensorEntry)> + 'e {
-        let candidates = pointer(tensor)
-            .and_then(|p| self.by_pointer.get(&p))
-            .cloned()
-            .unwrap_or_default();
-        let tensor = tensor.shallow_clone();
-        candidates
-            .into_iter()
-            .map(move |index| (index, &entries[index]))
-            .filter(move |(_, entry)| entry.tensor.is_set_to(&tensor))
+        let tensors = || entries.iter().map(|entry| &entry.tensor);
+        let index = TieIndex::new(tensors());
+        let leaders = index.leaders(tensors());
+        EntryTies { index, leaders }
     }
 
     /// The first entry before `index` that is the same tensor, if any.
@@ -99,9 +73,8 @@ impl TieIndex {
         entries: &'e [TensorEntry],
         index: usize,
     ) -> Option<&'e TensorEntry> {
-        self.same_tensor(entries, &entries[index].tensor)
-            .find(|(other, _)| *other < index)
-            .map(|(_, entry)| entry)
+        let leader = self.leaders[index];
+        (leader != index).then(|| &entries[leader])
     }
 
     /// For each tensor of the slot's innermost layer, the entries of other nodes that are
@@ -115,7 +88,7 @@ impl TieIndex {
     ) -> Vec<(String, &'e TensorEntry)> {
         let mut partners = Vec::new();
         for root in named_tensors_with_prefix(slot.root_parameters(), path) {
-            for (_, other) in self.same_tensor(entries, &root.tensor) {
+            for other in self.index.tied_to(&root.tensor).map(|at| &entries[at]) {
                 if other.owner != node {
                     partners.push((root.name.clone(), other));
                 }

@@ -12,7 +12,7 @@ mod fixture;
 use fingerprint::{Fingerprint, Labelled};
 use fixture::{Fixture, TreeNet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use tch_patch::{tree::ModuleTreeExt, Parameters, PatchError};
+use tch_patch::{load::LoadError, tree::ModuleTreeExt, Parameters, PatchError};
 
 /// One bad input: what to set up, the call, and the error it must give.
 pub struct Case {
@@ -44,10 +44,15 @@ macro_rules! case {
     };
 }
 
-/// The one problem of an `InvalidTensors` error, if there is exactly one.
+/// The one problem of an `InvalidTensors` error (of a load or another operation), if there is exactly one.
 pub fn only_problem(error: &PatchError) -> Option<&tch_patch::params::TensorProblem> {
     match error {
-        PatchError::InvalidTensors { problems, .. } if problems.len() == 1 => problems.first(),
+        PatchError::InvalidTensors { problems, .. }
+        | PatchError::Load(LoadError::InvalidTensors { problems, .. })
+            if problems.len() == 1 =>
+        {
+            problems.first()
+        }
         _ => None,
     }
 }

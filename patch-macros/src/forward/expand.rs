@@ -28,7 +28,7 @@ pub(super) fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
                     <#self_ty>::#ident(self, xs)
                 }
             },
-            quote_spanned!(ident.span()=> #private::assert_plain_patch::<Self>();),
+            quote_spanned!(ident.span()=> #private::assert_module_patch::<Self>();),
         )
     } else {
         let ident = &block.forwards_t[0].sig.ident;
@@ -40,7 +40,7 @@ pub(super) fn expand(block: &ForwardBlock, krate: Option<Path>) -> TokenStream {
                     <#self_ty>::#ident(self, xs, train)
                 }
             },
-            quote_spanned!(ident.span()=> #private::assert_train_mode_patch::<Self>();),
+            quote_spanned!(ident.span()=> #private::assert_module_t_patch::<Self>();),
         )
     };
     quote! {

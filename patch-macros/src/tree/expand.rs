@@ -1,10 +1,10 @@
 //! Code generation for `#[derive(ModuleTree)]`.
 use super::ast::TreeModel;
+use crate::expand::mentions_type_params;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::visit::{self, Visit};
-use syn::{Generics, Ident, Type, WherePredicate};
+use syn::WherePredicate;
 
 pub(super) fn expand(model: &TreeModel) -> TokenStream {
     let private = match &model.krate {
@@ -13,13 +13,12 @@ pub(super) fn expand(model: &TreeModel) -> TokenStream {
     };
     let ident = &model.ident;
     let walked: Vec<_> = model.fields.iter().filter(|f| f.skip.is_none()).collect();
-    // A field whose type uses the struct's type parameters needs a bound. Other fields get
+    // A field whose type uses the struct's generic parameters needs a bound. Other fields get
     // none: a concrete type that is not a tree node is then reported at the field itself,
     // by the visit call below, with the trait's note on what to write.
-    let params = type_params(&model.generics);
     let bounds: Vec<WherePredicate> = walked
         .iter()
-        .filter(|field| field.buffer.is_none() && uses_any(&field.ty, &params))
+        .filter(|field| field.buffer.is_none() && mentions_type_params(&field.ty, &model.generics))
         .map(|field| {
             let ty = &field.ty;
             syn::parse2(quote_spanned!(ty.span()=> #ty: #private::ModuleTree))
@@ -59,35 +58,4 @@ pub(super) fn expand(model: &TreeModel) -> TokenStream {
             }
         }
     }
-}
-
-fn type_params(generics: &Generics) -> Vec<Ident> {
-    generics.type_params().map(|p| p.ident.clone()).collect()
-}
-
-/// Whether `ty` names one of `params` anywhere (`Slot<L>`, `Vec<Block<L>>`, `L::Output`).
-fn uses_any(ty: &Type, params: &[Ident]) -> bool {
-    struct Finder<'p> {
-        params: &'p [Ident],
-        found: bool,
-    }
-    impl<'ast> Visit<'ast> for Finder<'_> {
-        fn visit_path(&mut self, path: &'ast syn::Path) {
-            if let Some(first) = path.segments.first() {
-                if self.params.contains(&first.ident) {
-                    self.found = true;
-                }
-            }
-            visit::visit_path(self, path);
-        }
-    }
-    if params.is_empty() {
-        return false;
-    }
-    let mut finder = Finder {
-        params,
-        found: false,
-    };
-    finder.visit_type(ty);
-    finder.found
 }

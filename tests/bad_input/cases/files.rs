@@ -6,17 +6,21 @@ use crate::{only_problem, Case};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 use tch_patch::{
-    load::load_safetensors, load::load_safetensors_with, load::LoadOptions, params::TensorProblem,
-    PatchError,
+    load::load_safetensors, load::load_safetensors_with, load::LoadError, load::LoadOptions,
+    params::TensorProblem, PatchError,
 };
 
 fn load(fx: &mut Fixture, path: &Path) -> Result<(), PatchError> {
-    load_safetensors(fx.net(), path, &LoadOptions::new()).map(drop)
+    load_safetensors(fx.net(), path, &LoadOptions::new())
+        .map(drop)
+        .map_err(PatchError::from)
 }
 
 fn load_finite(fx: &mut Fixture, path: &Path) -> Result<(), PatchError> {
     let options = LoadOptions::new().reject_non_finite(true);
-    load_safetensors(fx.net(), path, &options).map(drop)
+    load_safetensors(fx.net(), path, &options)
+        .map(drop)
+        .map_err(PatchError::from)
 }
 
 /// The bytes of a safetensors file with this JSON header and data.
@@ -87,7 +91,7 @@ fn load_into_expanded(fx: &mut Fixture) -> Result<(), PatchError> {
     let result = load_safetensors(&mut module, &path, &LoadOptions::new()).map(drop);
     let changes = before.differences(&vs, Some(&module));
     assert!(changes.is_empty(), "half loaded: {changes:?}");
-    result
+    result.map_err(PatchError::from)
 }
 
 pub(super) fn cases() -> Vec<Case> {
@@ -100,17 +104,17 @@ pub(super) fn cases() -> Vec<Case> {
         case!(
             "load: missing file",
             |fx| load(fx, &fx.file("absent.safetensors")),
-            PatchError::ReadCheckpoint { path, .. } if path.ends_with("absent.safetensors")
+            PatchError::Load(LoadError::Read { path, .. }) if path.ends_with("absent.safetensors")
         ),
         case!(
             "load: a folder instead of a file",
             |fx| load(fx, &fx.dir.0.clone()),
-            PatchError::ReadCheckpoint { path, .. } if path.is_dir()
+            PatchError::Load(LoadError::Read { path, .. }) if path.is_dir()
         ),
         case!(
             "load: empty file",
             |fx| load(fx, &fx.write_bytes("empty.safetensors", &[])),
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: truncated file (half of a valid one)",
@@ -118,7 +122,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let path = damaged(fx, |bytes| bytes.truncate(bytes.len() / 2));
                 load(fx, &path)
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: last byte missing",
@@ -128,12 +132,12 @@ pub(super) fn cases() -> Vec<Case> {
                 });
                 load(fx, &path)
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: random bytes",
             |fx| load(fx, &fx.write_bytes("noise.safetensors", &noise(4096))),
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: header length past the end of the file",
@@ -144,7 +148,7 @@ pub(super) fn cases() -> Vec<Case> {
                 });
                 load(fx, &path)
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: header length one byte short",
@@ -155,7 +159,7 @@ pub(super) fn cases() -> Vec<Case> {
                 });
                 load(fx, &path)
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: header length u64::MAX",
@@ -165,7 +169,7 @@ pub(super) fn cases() -> Vec<Case> {
                 });
                 load(fx, &path)
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: header that is not JSON",
@@ -173,7 +177,7 @@ pub(super) fn cases() -> Vec<Case> {
                 fx,
                 &fx.write_bytes("text.safetensors", &raw("{not json", &[]))
             ),
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: data offsets that do not match the shape",
@@ -184,7 +188,7 @@ pub(super) fn cases() -> Vec<Case> {
                     &fx.write_bytes("offsets.safetensors", &raw(header, &[0; 16])),
                 )
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: overlapping data offsets",
@@ -195,7 +199,7 @@ pub(super) fn cases() -> Vec<Case> {
                     &fx.write_bytes("overlap.safetensors", &raw(header, &[0; 32])),
                 )
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: a dtype tch has no kind for (U16)",
@@ -206,7 +210,7 @@ pub(super) fn cases() -> Vec<Case> {
                     &fx.write_bytes("u16.safetensors", &raw(header, &[0; 8])),
                 )
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: a dimension past i64::MAX next to a zero one",
@@ -217,7 +221,7 @@ pub(super) fn cases() -> Vec<Case> {
                     &fx.write_bytes("huge-dim.safetensors", &raw(header, &[])),
                 )
             },
-            PatchError::ReadCheckpoint { .. }
+            PatchError::Load(LoadError::Read { .. })
         ),
         case!(
             "load: one tensor name twice in the header, with two dtypes",
@@ -225,7 +229,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let header = r#"{"fc2.bias":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"fc2.bias":{"dtype":"I32","shape":[4],"data_offsets":[0,16]}}"#;
                 load(fx, &fx.write_bytes("twice.safetensors", &raw(header, &[0; 16])))
             },
-            PatchError::ReadCheckpoint { source, .. } if source.to_string() == "its header names tensor \"fc2.bias\" twice"
+            PatchError::Load(LoadError::Read { source, .. }) if source.to_string() == "its header names tensor \"fc2.bias\" twice"
         ),
         case!(
             "load: a zero-sized shape whose other dimensions overflow libtorch's count",
@@ -233,7 +237,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let header = r#"{"fc2.bias":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}}"#;
                 load(fx, &fx.write_bytes("uncountable.safetensors", &raw(header, &[])))
             },
-            PatchError::ReadCheckpoint { source, .. } if short(source) && source.to_string().contains("more elements than libtorch can count")
+            PatchError::Load(LoadError::Read { source, .. }) if short(source) && source.to_string().contains("more elements than libtorch can count")
         ),
         case!(
             "load: a header claiming 200 MB, refused before it is read",
@@ -242,7 +246,7 @@ pub(super) fn cases() -> Vec<Case> {
                 bytes.extend_from_slice(b"{}");
                 load(fx, &fx.write_bytes("big-header.safetensors", &bytes))
             },
-            PatchError::ReadCheckpoint { source, .. } if source.to_string().contains("past the 100000000-byte limit")
+            PatchError::Load(LoadError::Read { source, .. }) if source.to_string().contains("past the 100000000-byte limit")
         ),
         case!(
             "load: a symbolic link to /dev/zero",
@@ -251,12 +255,12 @@ pub(super) fn cases() -> Vec<Case> {
                 std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
                 load(fx, &link)
             },
-            PatchError::ReadCheckpoint { source, .. } if source.to_string().contains("it is a device")
+            PatchError::Load(LoadError::Read { source, .. }) if source.to_string().contains("it is a device")
         ),
         case!(
             "load: a named pipe (refused at once, not waited on)",
             |fx| load(fx, &fifo(fx, "pipe.safetensors")),
-            PatchError::ReadCheckpoint { source, .. } if source.to_string().contains("it is a named pipe")
+            PatchError::Load(LoadError::Read { source, .. }) if source.to_string().contains("it is a named pipe")
         ),
         case!(
             "load: NaN where finite values are required",
@@ -316,7 +320,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let path = fx.write_checkpoint("none.safetensors", |e| e.clear());
                 load(fx, &path)
             },
-            PatchError::InvalidTensors { problems, .. } if problems.len() == 6
+            PatchError::Load(LoadError::InvalidTensors { problems, .. }) if problems.len() == 6
         ),
         case!(
             "load: two different values for one tied tensor",

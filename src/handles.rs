@@ -1,18 +1,22 @@
-//! Putting another tensor behind a module's tensor handle for a while, from `&self`.
+//! Exchanging tensor handles: the one place where a module's tensors are put behind other
+//! handles and back, O(1) per tensor, no storage touched. By name or by position through
+//! `visit_mut` (functional calls, `Mutable`), or from `&self` for the length of a forward
+//! ([`SwappedIn`], parametrizations).
 //!
-//! A tch `Tensor` is a pointer to a heap-allocated C++ `at::Tensor`, and an `at::Tensor` is
-//! one `intrusive_ptr<TensorImpl>`: a single pointer (`TensorBase::impl_`, its only data
-//! member). Exchanging the contents of two `at::Tensor` objects is C++'s `std::swap` of two
-//! tensors: O(1), no storage touched, reference counts unchanged. The Rust `Tensor` structs
-//! are not written, so shared Rust references to them stay valid; only the C++ object behind
-//! them changes, as it does in any in-place libtorch call. `Tensor` is not `Sync`, so every
-//! `&Tensor` to a module's handle lives on the current thread: nothing can observe the swap
-//! concurrently.
-//!
-//! Why not `visit_mut`: `nn::Module::forward` takes `&self`, so a forward has no `&mut` to
-//! the module; a `RefCell` around the module would take away `Deref` to it and the
-//! lifetimes that [`Parameters::visit`](crate::Parameters::visit) hands out.
+//! From `&self`: a tch `Tensor` is a pointer to a heap-allocated C++ `at::Tensor`, and an
+//! `at::Tensor` is one `intrusive_ptr<TensorImpl>`: a single pointer (`TensorBase::impl_`,
+//! its only data member). Exchanging the contents of two `at::Tensor` objects is C++'s
+//! `std::swap` of two tensors: O(1), no storage touched, reference counts unchanged. The
+//! Rust `Tensor` structs are not written, so shared Rust references to them stay valid;
+//! only the C++ object behind them changes, as it does in any in-place libtorch call.
+//! `Tensor` is not `Sync`, so every `&Tensor` to a module's handle lives on the current
+//! thread: nothing can observe the swap concurrently. (Why not `visit_mut` there:
+//! `nn::Module::forward` takes `&self`, so a forward has no `&mut` to the module; a
+//! `RefCell` around the module would take away `Deref` to it and the lifetimes that
+//! [`Parameters::visit`](crate::Parameters::visit) hands out.)
 use crate::error::{PatchError, Result};
+use crate::params::{Parameters, VisitorMut};
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::OnceLock;
 use tch::Tensor;
@@ -90,6 +94,77 @@ impl Drop for SwappedIn<'_> {
             // SAFETY: as in `new`: this exchange undoes that one.
             unsafe { exchange(slot, held) };
         }
+    }
+}
+
+/// For each name in `handles`, exchanges the module's tensor handle with the map's: after
+/// the call the module holds the map's handles and the map the module's former ones.
+/// Calling it twice restores both sides.
+pub(crate) fn exchange_by_name<M: Parameters + ?Sized>(
+    module: &mut M,
+    handles: &mut HashMap<String, Tensor>,
+) {
+    let mut exchange = |name: &str, tensor: &mut Tensor, _| {
+        if let Some(handle) = handles.get_mut(name) {
+            std::mem::swap(tensor, handle);
+        }
+    };
+    module.visit_mut(&mut VisitorMut::new("", &mut exchange));
+}
+
+/// A handle to put in place of the module's own: where the module's walk reaches the tensor
+/// (its position and full name), and the handle.
+pub(crate) struct Placed {
+    pub(crate) position: usize,
+    pub(crate) name: String,
+    pub(crate) handle: Tensor,
+}
+
+/// Swaps each handle with the module's tensor at its position in the walk (the walk's
+/// order is the one `named_tensors` saw: the module is borrowed all along). Positions
+/// spare the walk a lookup by name per tensor of the model, twice per call; the name is
+/// still compared, so a `Parameters` impl whose `visit` and `visit_mut` disagree leaves
+/// the tensor alone instead of swapping the wrong one.
+fn exchange_by_position<M: Parameters + ?Sized>(module: &mut M, placed: &mut [Placed]) {
+    let mut pending = placed.iter_mut().peekable();
+    let mut position = 0;
+    let mut exchange = |name: &str, tensor: &mut Tensor, _| {
+        if let Some(next) = pending.next_if(|p| p.position == position) {
+            if next.name == name {
+                std::mem::swap(tensor, &mut next.handle);
+            }
+        }
+        position += 1;
+    };
+    module.visit_mut(&mut VisitorMut::new("", &mut exchange));
+}
+
+/// A module with other handles in place of some of its own (see [`exchange_by_position`]),
+/// which come back when this is dropped, also when a caller's closure panics.
+pub(crate) struct PlacedIn<'m, M: Parameters + ?Sized> {
+    module: &'m mut M,
+    saved: Vec<Placed>,
+}
+
+impl<'m, M: Parameters + ?Sized> PlacedIn<'m, M> {
+    /// Puts each handle of `placed` (in walk order) in the module until the guard drops.
+    pub(crate) fn new(module: &'m mut M, mut placed: Vec<Placed>) -> Self {
+        exchange_by_position(module, &mut placed);
+        PlacedIn {
+            module,
+            saved: placed,
+        }
+    }
+
+    /// The module, with the placed handles in it.
+    pub(crate) fn module(&self) -> &M {
+        self.module
+    }
+}
+
+impl<M: Parameters + ?Sized> Drop for PlacedIn<'_, M> {
+    fn drop(&mut self) {
+        exchange_by_position(self.module, &mut self.saved);
     }
 }
 

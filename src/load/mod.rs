@@ -2,13 +2,17 @@
 //! each tensor passing through a hook on the way in, every key, shape and dtype checked
 //! before anything is written.
 use crate::adapter::tensors;
-use crate::error::{PatchError, Result, TensorProblem};
-use crate::params::{named_tensors, Parameters};
+use crate::error::TensorProblem;
+use crate::params::Parameters;
 use crate::tensor_fit::{fit_problems, has_internal_overlap, Fit};
-use crate::tied::{tie_leaders, Agreement, TiedValues};
-use std::collections::{BTreeMap, HashSet};
+use crate::tensor_plan::Planner;
+use crate::tied::Agreement;
+use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
+
+mod error;
+pub use error::LoadError;
 
 /// What a load accepts: where the module's tensors are in the file, and whether keys may be
 /// missing or left over. The default is strict and unprefixed.
@@ -95,9 +99,13 @@ pub struct LoadReport {
 /// assert!(linear.ws.equal(&source.ws));
 /// assert!(load_safetensors(&mut linear, &path, &LoadOptions::new()).is_err()); // no prefix
 /// # std::fs::remove_file(&path).unwrap();
-/// # Ok::<(), tch_patch::PatchError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn load_safetensors<M, P>(module: &mut M, path: P, options: &LoadOptions) -> Result<LoadReport>
+pub fn load_safetensors<M, P>(
+    module: &mut M,
+    path: P,
+    options: &LoadOptions,
+) -> Result<LoadReport, LoadError>
 where
     M: Parameters + ?Sized,
     P: AsRef<Path>,
@@ -111,7 +119,7 @@ where
 /// extension point of `load_state_dict`.
 ///
 /// Everything is checked before anything is written, and every problem is reported at once
-/// in [`PatchError::InvalidTensors`]: a tensor of the module the file lacks, a key the
+/// in [`LoadError::InvalidTensors`]: a tensor of the module the file lacks, a key the
 /// module lacks, a hook that failed, and a hook output whose shape or dtype is not the
 /// module tensor's. Then, under `no_grad`, each value is copied into the module's tensor
 /// in place (`copy_`), so the tensor objects stay the same: the VarStore and optimizers
@@ -121,7 +129,7 @@ where
 /// With [`LoadOptions::reject_non_finite`], a value holding NaN or an infinity is a
 /// [`TensorProblem::NonFinite`] too.
 ///
-/// A missing, unreadable, truncated or malformed file is [`PatchError::ReadCheckpoint`],
+/// A missing, unreadable, truncated or malformed file is [`LoadError::Read`],
 /// which names the path.
 ///
 /// ```
@@ -142,18 +150,18 @@ where
 /// let expected = Tensor::from_slice(&[0.0f32, 0.25, -0.5, 0.5]).view([2, 2]);
 /// assert!(linear.ws.equal(&expected));
 /// # std::fs::remove_file(&path).unwrap();
-/// # Ok::<(), tch_patch::PatchError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn load_safetensors_with<M, P, H>(
     module: &mut M,
     path: P,
     options: &LoadOptions,
     mut hook: H,
-) -> Result<LoadReport>
+) -> Result<LoadReport, LoadError>
 where
     M: Parameters + ?Sized,
     P: AsRef<Path>,
-    H: FnMut(&str, Tensor) -> Result<Tensor>,
+    H: FnMut(&str, Tensor) -> crate::Result<Tensor>,
 {
     let path = path.as_ref();
     let entries = read_checkpoint(path)?;
@@ -165,98 +173,90 @@ where
         }
     }
 
-    let named = named_tensors(module);
-    let leaders = tie_leaders(&named)?;
+    let mut planner = Planner::new(module, Agreement::EqualValues);
     let fit = Fit {
         kind: true,
         device: false,
     };
-    let mut problems = Vec::new();
-    let mut report = LoadReport::default();
-    // The value of each tied tensor, on the module's device.
-    let mut values = TiedValues::new(Agreement::EqualValues);
-    // Tie leaders of every tensor the file has a key for, usable or not.
-    let mut in_file = HashSet::new();
-    for (i, target) in named.iter().enumerate() {
-        let Some((_, tensor)) = file.remove(&target.name) else {
+    for i in 0..planner.tensors().len() {
+        let target = planner.tensors()[i].tensor.shallow_clone();
+        let name = planner.tensors()[i].name.clone();
+        let Some((_, tensor)) = file.remove(&name) else {
             continue;
         };
-        in_file.insert(leaders[i]);
-        let value = match hook(&target.name, tensor) {
+        planner.mark_given(i);
+        let value = match hook(&name, tensor) {
             Ok(value) => value,
             Err(error) => {
-                problems.push(TensorProblem::Hook {
-                    name: target.name.clone(),
+                planner.reject([TensorProblem::Hook {
+                    name,
                     error: Box::new(error),
-                });
+                }]);
                 continue;
             }
         };
-        if has_internal_overlap(&target.tensor) {
-            problems.push(TensorProblem::NotWritable {
-                name: target.name.clone(),
-            });
+        if has_internal_overlap(&target) {
+            planner.reject([TensorProblem::NotWritable { name }]);
             continue;
         }
-        let misfits = fit_problems(&target.name, &value, &target.tensor, fit);
+        let misfits = fit_problems(&name, &value, &target, fit);
         if !misfits.is_empty() {
-            problems.extend(misfits);
+            planner.reject(misfits);
             continue;
         }
         if options.reject_non_finite {
-            let count = non_finite_count(&value).map_err(PatchError::torch(format!(
-                "checking `{}` for NaN",
-                target.name
-            )))?;
+            let count = non_finite_count(&value)
+                .map_err(LoadError::torch(format!("checking `{name}` for NaN")))?;
             if count > 0 {
-                problems.push(TensorProblem::NonFinite {
-                    name: target.name.clone(),
-                    count,
-                });
+                planner.reject([TensorProblem::NonFinite { name, count }]);
                 continue;
             }
         }
         let value = value
-            .f_to_device(target.tensor.device())
-            .map_err(PatchError::torch(format!("moving `{}`", target.name)))?;
-        problems.extend(values.offer(leaders[i], &target.name, &value)?);
+            .f_to_device(target.device())
+            .map_err(LoadError::torch(format!("moving `{name}`")))?;
+        planner.accept(i, &name, &value);
     }
-    for (i, target) in named.iter().enumerate() {
-        if in_file.contains(&leaders[i]) {
-            if values.get(leaders[i]).is_some() {
-                report.loaded.push(target.name.clone());
-            }
-        } else if options.allow_missing {
-            report.missing.push(target.name.clone());
-        } else {
-            problems.push(TensorProblem::Missing {
-                name: target.name.clone(),
-            });
-        }
+    let mut report = LoadReport::default();
+    let not_given: Vec<String> = planner.not_given().map(|t| t.name.clone()).collect();
+    if options.allow_missing {
+        report.missing = not_given;
+    } else {
+        planner.reject(
+            not_given
+                .into_iter()
+                .map(|name| TensorProblem::Missing { name }),
+        );
     }
-    for (_, (key, _)) in file {
-        if options.allow_unexpected {
-            report.unexpected.push(key);
-        } else {
-            problems.push(TensorProblem::Unexpected { name: key });
-        }
+    let unexpected = file.into_values().map(|(key, _)| key);
+    if options.allow_unexpected {
+        report.unexpected = unexpected.collect();
+    } else {
+        planner.reject(unexpected.map(|name| TensorProblem::Unexpected { name }));
     }
-    if !problems.is_empty() {
-        return Err(PatchError::InvalidTensors {
-            operation: format!("load `{}`", path.display()),
+    let plan = planner
+        .finish()
+        .map_err(|problems| LoadError::InvalidTensors {
+            path: path.to_owned(),
             problems,
-        });
-    }
+        })?;
+    report.loaded = (plan.tensors().iter().enumerate())
+        .filter(|&(i, _)| plan.has_value(i))
+        .map(|(_, t)| t.name.clone())
+        .collect();
 
     let _no_grad = tch::no_grad_guard();
-    for (leader, name, value) in values.into_values() {
-        // A shallow handle: the same tensor object as the module's.
-        let mut target = named[leader].tensor.shallow_clone();
-        target.f_copy_(&value).map_err(PatchError::torch(format!(
-            "copying `{}` into the module",
-            name
-        )))?;
-    }
+    plan.write_all(
+        |mut target, name, value| {
+            target
+                .f_copy_(value)
+                .map(drop)
+                .map_err(LoadError::torch(format!(
+                    "copying `{name}` into the module"
+                )))
+        },
+        |()| {},
+    )?;
     Ok(report)
 }
 
@@ -275,8 +275,8 @@ fn non_finite_count(value: &Tensor) -> std::result::Result<i64, tch::TchError> {
 /// Every tensor of the safetensors file `path`, read as [`crate::safe_read`] reads a file
 /// it is handed: a regular file, its header checked (length, names once, countable
 /// shapes) before its data is read.
-fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let unreadable = |message: String| PatchError::ReadCheckpoint {
+fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>, LoadError> {
+    let unreadable = |message: String| LoadError::Read {
         path: path.to_owned(),
         source: tch::TchError::Io(std::io::Error::other(message)),
     };
