@@ -69,6 +69,7 @@ pub mod export;
 mod forward_checks;
 pub mod functional;
 mod handles;
+pub mod layers;
 pub mod load;
 pub mod mutable;
 mod names;

@@ -142,6 +142,55 @@ pub enum TreeError {
         /// The layer type the slot holds.
         actual: String,
     },
+    /// [`Node::undo`](crate::tree::Node::undo) on a node that was never changed (or whose
+    /// changes were all undone). Nothing was changed.
+    #[error("nothing to undo: the node holds its original `{holds}`")]
+    NothingToUndo {
+        /// The short type name of what the node holds.
+        holds: String,
+    },
+    /// A child index past the end of a [`Sequential`](crate::layers::Sequential). Nothing
+    /// was changed.
+    #[error("index {index} is out of range for a sequence of {len} children")]
+    IndexOutOfRange {
+        /// The index given.
+        index: usize,
+        /// How many children the sequence has.
+        len: usize,
+    },
+    /// No node holding the layer type asked for has a path the glob matches. Nothing was
+    /// changed.
+    #[error(
+        "no `{layer}` node matches `{glob}`; the nodes are: {}",
+        node_list(nodes)
+    )]
+    NoNodeMatch {
+        /// The glob, as written.
+        glob: String,
+        /// The short name of the layer type asked for.
+        layer: String,
+        /// Every node of the model: its path and the short type name of what it holds.
+        nodes: Vec<(String, String)>,
+    },
+    /// No node has this path. Nothing was changed.
+    #[error("no node at `{path}`; node paths: {}", quoted_list(known))]
+    NoSuchNode {
+        /// The path asked for.
+        path: String,
+        /// The paths of the nodes there are (the nearest first).
+        known: Vec<String>,
+    },
+}
+
+fn node_list(nodes: &[(String, String)]) -> String {
+    if nodes.is_empty() {
+        return "none".to_owned();
+    }
+    let items: Vec<String> = nodes
+        .iter()
+        .map(|(path, ty)| format!("`{path}` ({ty})"))
+        .collect();
+    items.join(", ")
 }
 
 fn no_match_message(

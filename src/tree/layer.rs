@@ -55,7 +55,8 @@ use tch::{nn, Tensor};
     message = "`{Self}` is not a `Layer`, so it cannot sit in a `Slot`",
     label = "not a leaf layer, a `#[patch]` over a `Layer`, or a slot's boxed content",
     note = "for a leaf module defined in your crate (one that implements `nn::Module` or `nn::ModuleT`, `Parameters` and `Send`), write `tch_patch::leaf_layer!(YourType);` next to it",
-    note = "a type from another crate (like tch's `nn::Sequential`) cannot be made a leaf from your crate (the orphan rule, E0117): wrap it in a struct of your crate, implement `nn::Module` and `Parameters` for the wrapper, and call `leaf_layer!` on the wrapper",
+    note = "for tch's `nn::seq()` or `nn::seq_t()` use `tch_patch::layers::seq()`, and for a closure (`nn::func`) `tch_patch::layers::Func::new(f)`: both are tree nodes, and a `tch_patch::tree::Node` holds either where a layer of another type may replace it",
+    note = "any other type from another crate cannot be made a leaf from your crate (the orphan rule, E0117): wrap it in a struct of your crate, implement `nn::Module` and `Parameters` for the wrapper, and call `leaf_layer!` on the wrapper",
     note = "for a patch over what a slot holds (`DynLayer<T>`, an `nn::ModuleT` only, so that the train flag reaches every layer), write `#[patch(from = L, module_t)]` (and `forward_t` in its `#[patch_forward]` block)"
 )]
 pub trait Layer: nn::ModuleT + Parameters + Any + Send {

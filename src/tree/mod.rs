@@ -14,6 +14,8 @@ mod diff;
 mod error;
 mod glob;
 pub(crate) mod layer;
+mod node;
+mod nodes;
 mod print;
 mod query;
 mod rule;
@@ -28,6 +30,7 @@ pub use error::TreeError;
 pub use glob::Glob;
 
 pub use layer::SlotContent;
+pub use node::{Node, NodeLayer};
 pub use print::print_tree;
 pub use query::{ModuleTreeExt, NodeRef, Nodes, SlotMut, SlotRef, UnpatchReport};
 pub use rule::path_in;

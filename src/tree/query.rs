@@ -1,5 +1,7 @@
 //! Whole-model operations on any [`ModuleTree`]: list nodes and slots, select, look up a
 //! slot by path, apply rules, unpatch everything, print.
+use super::glob::Glob;
+use super::node::{Node, NodeLayer};
 use super::rule::{apply_rule, ApplyReport, Rule};
 use super::select::{nearest, Selector};
 use super::slot::{short_type_name, AnySlot, Slot};
@@ -174,6 +176,71 @@ pub trait ModuleTreeExt: ModuleTree {
     /// Applies `rule` to every slot it picks, all or nothing; see [`Rule`].
     fn apply<T: Parameters + Any + Send>(&mut self, rule: &Rule<T>) -> Result<ApplyReport> {
         apply_rule(self, rule)
+    }
+
+    /// Every replaceable [`Node`](crate::tree::Node) `pick(path, node)` accepts, mutably,
+    /// with its path, in the model's order. A node `pick` refuses is entered, so the nodes
+    /// inside it (the children of a sequence it holds) are offered too.
+    fn nodes_mut(&mut self, pick: impl FnMut(&str, &Node) -> bool) -> Vec<(String, &mut Node)> {
+        super::nodes::nodes_mut(self, pick)
+    }
+
+    /// The node at `path`: [`TreeError::NoSuchNode`] (listing the node paths) when there is
+    /// none.
+    fn node_mut(&mut self, path: &str) -> Result<&mut Node, TreeError> {
+        super::nodes::node_mut(self, path)
+    }
+
+    /// Replaces every node holding an `L` at a path `glob` matches by the layer
+    /// `make(path, &old)` returns (PyGlove's rule-based rewrite: every ReLU by a PReLU),
+    /// and returns their paths. All or nothing: every `make` runs before any node changes,
+    /// so an error from one (or [`TreeError::NoNodeMatch`] when nothing matches) changes
+    /// nothing. Each node keeps what it held for [`undo_nodes`](Self::undo_nodes).
+    ///
+    /// ```
+    /// use tch::{nn, Device};
+    /// use tch_patch::{layers, tree::path_in, tree::Glob, tree::ModuleTreeExt, tree::NodeLayer};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let p = vs.root();
+    /// let mut mlp = layers::seq()
+    ///     .add(nn::linear(&p / 0, 4, 8, Default::default()))
+    ///     .add(layers::Relu)
+    ///     .add(nn::linear(&p / 2, 8, 1, Default::default()));
+    /// let changed = mlp.replace_nodes::<layers::Relu, _>(&Glob::new("*")?, |path, _relu| {
+    ///     Ok(Box::new(layers::prelu(path_in(&p, path), 1)) as Box<dyn NodeLayer>)
+    /// })?;
+    /// assert_eq!(changed, ["1"]);
+    /// assert!(mlp.nodes()[1].downcast_ref::<layers::PRelu>().is_some());
+    /// assert_eq!(mlp.undo_nodes(), 1);
+    /// assert!(mlp.nodes()[1].downcast_ref::<layers::Relu>().is_some());
+    /// # Ok::<(), tch_patch::PatchError>(())
+    /// ```
+    fn replace_nodes<L, F>(&mut self, glob: &Glob, make: F) -> Result<Vec<String>>
+    where
+        L: Any,
+        F: FnMut(&str, &L) -> Result<Box<dyn NodeLayer>>,
+    {
+        super::nodes::replace_nodes(self, glob, make)
+    }
+
+    /// Wraps every node holding an `L` at a path `glob` matches in a sequence:
+    /// `make(path, &old)` gives the nodes to put before it and after it (PyGlove's "a
+    /// Dropout before every Linear", as new nodes), all or nothing as
+    /// [`replace_nodes`](Self::replace_nodes). A wrapped layer's path gains its index in
+    /// the sequence (see [`Node::wrap`](crate::tree::Node::wrap)).
+    fn wrap_nodes<L, F>(&mut self, glob: &Glob, make: F) -> Result<Vec<String>>
+    where
+        L: Any,
+        F: FnMut(&str, &L) -> Result<(Vec<Node>, Vec<Node>)>,
+    {
+        super::nodes::wrap_nodes(self, glob, make)
+    }
+
+    /// Takes back every change of every node, newest first: each node holds again the very
+    /// layer it held at first. Returns how many changes were undone.
+    fn undo_nodes(&mut self) -> usize {
+        super::nodes::undo_nodes(self)
     }
 
     /// Removes every patch from every slot; the slots' layers keep their very tensors.

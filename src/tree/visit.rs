@@ -1,4 +1,5 @@
 //! The [`ModuleTree`] trait and its visitors: every node of a model with its dotted path.
+use super::node::Node;
 use super::slot::AnySlot;
 use crate::params::{join_name, Parameters, TensorRole};
 use tch::Tensor;
@@ -70,7 +71,8 @@ use tch::Tensor;
     message = "`{Self}` is not a node of a module tree",
     label = "this field's type cannot be walked by `#[derive(ModuleTree)]`",
     note = "hold a patchable layer in a `Slot<_>`, derive `ModuleTree` on a nested model struct, or mark the field `#[tree(skip)]`",
-    note = "a fixed leaf module defined in your crate becomes a node with `tch_patch::leaf_layer!(YourType);`; a type from another crate (like tch's `nn::Sequential`) cannot (the orphan rule, E0117): wrap it in a struct of your crate first, or mark the field `#[tree(skip)]`"
+    note = "a fixed leaf module defined in your crate becomes a node with `tch_patch::leaf_layer!(YourType);`",
+    note = "for tch's `nn::seq()` or `nn::seq_t()` use `tch_patch::layers::seq()`, and for a closure (`nn::func`) `tch_patch::layers::Func::new(f)`; any other type from another crate cannot be a node (the orphan rule, E0117): wrap it in a struct of your crate first, or mark the field `#[tree(skip)]`"
 )]
 pub trait ModuleTree {
     /// Reports this node and its children, in field order.
@@ -107,6 +109,20 @@ pub enum TreeNode<'a> {
 
 type TreeFn<'a, 'f> = dyn FnMut(&str, usize, TreeNode<'a>) + 'f;
 type SlotMutFn<'a, 'f> = dyn FnMut(&str, &'a mut dyn AnySlot) + 'f;
+type PickFn<'f> = dyn FnMut(&str, &Node) -> bool + 'f;
+type NodeMutFn<'a, 'f> = dyn FnMut(&str, &'a mut Node) + 'f;
+
+/// What a mutable walk looks for.
+enum MutWalk<'a, 'f> {
+    /// Slots, wherever they are (inside nodes too).
+    Slots(&'f mut SlotMutFn<'a, 'f>),
+    /// Nodes: each one `pick` accepts goes to `found` and is not entered; any other is
+    /// entered, so nodes inside it are offered too.
+    Nodes {
+        pick: &'f mut PickFn<'f>,
+        found: &'f mut NodeMutFn<'a, 'f>,
+    },
+}
 
 /// Receives the nodes of a module tree by shared reference, with their paths and depths.
 pub struct TreeVisitor<'a, 'f> {
@@ -167,10 +183,11 @@ impl<'a, 'f> TreeVisitor<'a, 'f> {
     }
 }
 
-/// Receives the slots of a module tree mutably, with their paths.
+/// Receives the slots (or the replaceable [`Node`]s) of a module tree mutably, with their
+/// paths.
 pub struct SlotVisitorMut<'a, 'f> {
     path: String,
-    callback: &'f mut SlotMutFn<'a, 'f>,
+    walk: MutWalk<'a, 'f>,
 }
 
 impl<'a, 'f> SlotVisitorMut<'a, 'f> {
@@ -178,13 +195,36 @@ impl<'a, 'f> SlotVisitorMut<'a, 'f> {
     pub fn new(callback: &'f mut SlotMutFn<'a, 'f>) -> Self {
         SlotVisitorMut {
             path: String::new(),
-            callback,
+            walk: MutWalk::Slots(callback),
+        }
+    }
+
+    /// A visitor giving `found(path, node)` every node `pick(path, node)` accepts, and
+    /// entering the others.
+    pub(crate) fn for_nodes(pick: &'f mut PickFn<'f>, found: &'f mut NodeMutFn<'a, 'f>) -> Self {
+        SlotVisitorMut {
+            path: String::new(),
+            walk: MutWalk::Nodes { pick, found },
         }
     }
 
     /// Reports the current node as a slot.
     pub fn slot(&mut self, slot: &'a mut dyn AnySlot) {
-        (self.callback)(&self.path, slot);
+        if let MutWalk::Slots(callback) = &mut self.walk {
+            callback(&self.path, slot);
+        }
+    }
+
+    /// Reports the current node as a replaceable [`Node`]: a walk for slots enters it, a
+    /// walk for nodes offers it.
+    pub(crate) fn node(&mut self, node: &'a mut Node) {
+        if let MutWalk::Nodes { pick, found } = &mut self.walk {
+            if pick(&self.path, node) {
+                found(&self.path, node);
+                return;
+            }
+        }
+        node.content_mut().visit_slots_mut(self);
     }
 
     /// Visits a child node under `name`.

@@ -1,0 +1,155 @@
+//! Activation and dropout layers as values: named, visible in a tree, replaceable.
+use crate::params::{Parameters, TensorRole, Visitor, VisitorMut};
+use tch::{nn, Tensor};
+
+/// Layers without tensors: no names to visit.
+macro_rules! no_tensors {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Parameters for $ty {
+            fn visit<'a>(&'a self, _visitor: &mut Visitor<'a, '_>) {}
+            fn visit_mut(&mut self, _visitor: &mut VisitorMut<'_>) {}
+        }
+    )*};
+}
+
+/// An activation computed by one tch method on the input.
+macro_rules! elementwise {
+    ($($(#[$doc:meta])* $name:ident => $method:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl nn::Module for $name {
+            fn forward(&self, xs: &Tensor) -> Tensor {
+                xs.$method()
+            }
+        }
+    )*};
+}
+
+elementwise! {
+    /// `max(x, 0)`: PyTorch's `nn.ReLU`.
+    Relu => relu;
+    /// `x * sigmoid(x)`: PyTorch's `nn.SiLU`.
+    Silu => silu;
+    /// PyTorch's `nn.Tanh`.
+    Tanh => tanh;
+    /// PyTorch's `nn.Sigmoid`.
+    Sigmoid => sigmoid;
+}
+
+/// The input itself: PyTorch's `nn.Identity` (a placeholder a rule can replace).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Identity;
+
+impl nn::Module for Identity {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.shallow_clone()
+    }
+}
+
+/// How [`Gelu`] computes the Gaussian CDF (PyTorch's `approximate` argument).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GeluApproximation {
+    /// The exact `erf` form (`approximate="none"`).
+    #[default]
+    None,
+    /// The `tanh` approximation (`approximate="tanh"`, GPT-2's `gelu_new`).
+    Tanh,
+}
+
+/// `x * Φ(x)`: PyTorch's `nn.GELU`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gelu {
+    /// Exact or `tanh`-approximated.
+    pub approximate: GeluApproximation,
+}
+
+impl nn::Module for Gelu {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.gelu(match self.approximate {
+            GeluApproximation::None => "none",
+            GeluApproximation::Tanh => "tanh",
+        })
+    }
+}
+
+/// Zeroes each element with probability `p` in training, scaling the others by
+/// `1 / (1 - p)`; the identity in eval mode. PyTorch's `nn.Dropout`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    /// The probability of zeroing an element.
+    pub p: f64,
+}
+
+/// A [`Dropout`] with probability `p`.
+pub fn dropout(p: f64) -> Dropout {
+    Dropout { p }
+}
+
+impl nn::ModuleT for Dropout {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        xs.dropout(self.p, train)
+    }
+}
+
+/// `max(0, x) + weight * min(0, x)`, `weight` trained (one value, or one per channel):
+/// PyTorch's `nn.PReLU`.
+#[derive(Debug)]
+pub struct PRelu {
+    /// The slope of the negative part, `[num_parameters]`.
+    pub weight: Tensor,
+}
+
+/// A [`PRelu`] with `num_parameters` slopes at `path / "weight"`, each 0.25 as in PyTorch.
+pub fn prelu<'a, P: std::borrow::Borrow<nn::Path<'a>>>(path: P, num_parameters: i64) -> PRelu {
+    let weight = path
+        .borrow()
+        .var("weight", &[num_parameters], nn::Init::Const(0.25));
+    PRelu { weight }
+}
+
+impl nn::Module for PRelu {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.prelu(&self.weight)
+    }
+}
+
+impl Parameters for PRelu {
+    fn visit<'a>(&'a self, visitor: &mut Visitor<'a, '_>) {
+        visitor.tensor("weight", &self.weight, TensorRole::Param);
+    }
+    fn visit_mut(&mut self, visitor: &mut VisitorMut<'_>) {
+        visitor.tensor("weight", &mut self.weight, TensorRole::Param);
+    }
+}
+
+no_tensors!(Relu, Silu, Tanh, Sigmoid, Identity, Gelu, Dropout);
+crate::leaf_layer!(Relu, Silu, Tanh, Sigmoid, Identity, Gelu, Dropout, PRelu);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn::{Module, ModuleT};
+    use tch::{Device, Kind};
+
+    #[test]
+    fn each_activation_is_pytorchs() {
+        let xs = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 1.5]);
+        assert!(Relu.forward(&xs).equal(&xs.relu()));
+        assert!(Gelu::default().forward(&xs).equal(&xs.gelu("none")));
+        let tanh_gelu = Gelu {
+            approximate: GeluApproximation::Tanh,
+        };
+        assert!(tanh_gelu.forward(&xs).equal(&xs.gelu("tanh")));
+        assert!(Identity.forward(&xs).equal(&xs));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let prelu = prelu(vs.root(), 1);
+        let expected = Tensor::from_slice(&[-0.5f32, -0.125, 0.0, 1.5]);
+        assert!(prelu.forward(&xs).allclose(&expected, 1e-6, 1e-6, false));
+        let ones = Tensor::ones([1000], (Kind::Float, Device::Cpu));
+        assert!(dropout(0.5).forward_t(&ones, false).equal(&ones));
+        let dropped = dropout(0.5).forward_t(&ones, true);
+        assert!(dropped.eq(0.0).any().int64_value(&[]) == 1);
+    }
+}

@@ -1,0 +1,249 @@
+//! Replaceable nodes and sequences (PyGlove's symbolic rewrites on a PyTorch-style
+//! `Sequential`): every child has a path, a rule replaces nodes by layers of another type or
+//! wraps them in new sequences, all or nothing, and undo gives back the very layers.
+use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+use tch_patch::prelude::*;
+use tch_patch::tree::{
+    path_in, print_tree, Glob, ModuleTreeExt, Node, NodeLayer, Selector, TreeError,
+};
+use tch_patch::{layers, tree::Rule};
+
+/// PyTorch's `Sequential(Linear(4, 8), ReLU(), Linear(8, 1))` inside a model, next to a
+/// nested sequence, with the slot-held head a typed rule can patch.
+#[derive(Debug, ModuleTree, Parameters)]
+struct Model {
+    mlp: layers::Sequential,
+    head: Node,
+}
+
+impl nn::ModuleT for Model {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.head.forward_t(&self.mlp.forward_t(xs, train), train)
+    }
+}
+
+fn model(vs: &nn::VarStore) -> Model {
+    let p = vs.root();
+    let mlp = layers::seq()
+        .add(nn::linear(&p / "mlp" / 0, 4, 8, Default::default()))
+        .add(layers::Relu)
+        .add(
+            layers::seq()
+                .add(nn::linear(&p / "mlp" / 2 / 0, 8, 8, Default::default()))
+                .add(layers::Relu),
+        )
+        .add(nn::linear(&p / "mlp" / 3, 8, 1, Default::default()));
+    let head = Node::new(Slot::new(nn::linear(&p / "head", 1, 1, Default::default())));
+    Model { mlp, head }
+}
+
+fn pointers<M: Parameters>(model: &M) -> Vec<(String, usize)> {
+    named_tensors(model)
+        .into_iter()
+        .map(|t| (t.name, t.tensor.data_ptr() as usize))
+        .collect()
+}
+
+fn xs() -> Tensor {
+    Tensor::randn([5, 4], (Kind::Float, Device::Cpu))
+}
+
+#[test]
+fn children_have_paths_and_tensor_names_as_in_pytorch() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = model(&vs);
+    let names: Vec<String> = named_tensors(&model).into_iter().map(|t| t.name).collect();
+    assert_eq!(
+        names,
+        [
+            "mlp.0.weight",
+            "mlp.0.bias",
+            "mlp.2.0.weight",
+            "mlp.2.0.bias",
+            "mlp.3.weight",
+            "mlp.3.bias",
+            "head.weight",
+            "head.bias",
+        ]
+    );
+    // The names are the VarStore's: a checkpoint of one loads into the other.
+    let mut stored: Vec<String> = vs.variables().into_keys().collect();
+    stored.sort();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(stored, sorted);
+    let text = print_tree(&model);
+    assert!(text.contains("  mlp: Sequential\n    0: Linear (fixed): weight [8, 4], bias [8]\n    1: Relu (fixed)\n    2: Sequential\n"), "{text}");
+    assert!(
+        text.contains("  head: Linear: weight [1, 1], bias [1]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_relu_at_any_depth_becomes_a_prelu_and_undo_gives_back_the_very_layers(
+) -> Result<(), Box<dyn std::error::Error>> {
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = model(&vs);
+    let before = pointers(&model);
+    let xs = xs();
+    let root = vs.root();
+    let changed = model
+        .replace_nodes::<layers::Relu, _>(&Glob::new("**")?, |path, _| {
+            Ok(Box::new(layers::prelu(path_in(&root, path), 1)) as Box<dyn NodeLayer>)
+        })
+        .unwrap();
+    assert_eq!(changed, ["mlp.1", "mlp.2.1"]);
+    // Every other tensor is the very same; the PReLUs' weights are new, at their paths.
+    let after = pointers(&model);
+    for (name, ptr) in &before {
+        assert!(after.contains(&(name.clone(), *ptr)), "{name} moved");
+    }
+    assert!(after.iter().any(|(name, _)| name == "mlp.1.weight"));
+    assert!(vs.variables().contains_key("mlp.2.1.weight"));
+
+    // The PReLU weight trains.
+    let mut sgd = nn::Sgd::default().build(&vs, 0.1).unwrap();
+    let loss = model
+        .forward_t(&xs, true)
+        .pow_tensor_scalar(2)
+        .sum(Kind::Float);
+    sgd.backward_step(&loss);
+    let slope = &model.mlp.nodes()[1]
+        .downcast_ref::<layers::PRelu>()
+        .unwrap()
+        .weight;
+    assert!(slope.grad().defined());
+
+    assert_eq!(model.undo_nodes(), 2);
+    assert_eq!(pointers(&model), before);
+    assert!(model.mlp.nodes()[1]
+        .downcast_ref::<layers::Relu>()
+        .is_some());
+    Ok(())
+}
+
+#[test]
+fn a_dropout_before_every_linear_as_new_nodes_and_back() -> Result<(), Box<dyn std::error::Error>> {
+    tch::manual_seed(2);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = model(&vs);
+    let before = pointers(&model);
+    let xs = xs();
+    let plain = model.forward_t(&xs, false);
+    let changed = model
+        .wrap_nodes::<nn::Linear, _>(&Glob::new("mlp.**")?, |_, _| {
+            Ok((vec![Node::new(layers::dropout(0.1))], vec![]))
+        })
+        .unwrap();
+    assert_eq!(changed, ["mlp.0", "mlp.2.0", "mlp.3"]);
+    let names: Vec<String> = named_tensors(&model).into_iter().map(|t| t.name).collect();
+    assert_eq!(names[0], "mlp.0.1.weight");
+    assert!(
+        model.forward_t(&xs, false).equal(&plain),
+        "dropout is off in eval"
+    );
+    assert!(
+        !model.forward_t(&xs, true).equal(&plain),
+        "and on in training"
+    );
+    // The head is a Slot<Linear> in a node, not matched by `mlp.**`.
+    assert!(model.head.downcast_ref::<Slot<nn::Linear>>().is_some());
+    assert_eq!(model.undo_nodes(), 3);
+    assert_eq!(pointers(&model), before);
+    assert!(model.forward_t(&xs, false).equal(&plain));
+    Ok(())
+}
+
+#[test]
+fn a_failing_replacement_changes_nothing_and_no_match_lists_the_nodes(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = model(&vs);
+    let before = pointers(&model);
+    let mut calls = 0;
+    let refused = model.replace_nodes::<layers::Relu, _>(&Glob::new("**")?, |path, _| {
+        calls += 1;
+        if path == "mlp.2.1" {
+            return Err(TreeError::NoSuchNode {
+                path: path.to_owned(),
+                known: vec![],
+            }
+            .into());
+        }
+        Ok(Box::new(layers::Gelu::default()) as Box<dyn NodeLayer>)
+    });
+    assert!(refused.is_err());
+    assert_eq!(calls, 2);
+    assert_eq!(pointers(&model), before);
+    assert!(model.mlp.nodes()[1]
+        .downcast_ref::<layers::Relu>()
+        .is_some());
+    assert_eq!(model.mlp.nodes()[1].changes(), 0);
+
+    let none = model
+        .replace_nodes::<layers::Tanh, _>(&Glob::new("**")?, |_, _| {
+            Ok(Box::new(layers::Relu) as Box<dyn NodeLayer>)
+        })
+        .unwrap_err();
+    let text = none.to_string();
+    assert!(text.starts_with("no `Tanh` node matches `**`"), "{text}");
+    assert!(text.contains("`mlp.1` (Relu)"), "{text}");
+    assert!(text.contains("`head` (Slot<Linear>)"), "{text}");
+    let missing = model.node_mut("mlp.9").unwrap_err().to_string();
+    assert!(missing.starts_with("no node at `mlp.9`"), "{missing}");
+    assert!(missing.contains("`mlp.2.1`"), "{missing}");
+    Ok(())
+}
+
+#[test]
+fn slots_inside_nodes_are_patched_by_typed_rules() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = model(&vs);
+    assert_eq!(model.select(&Selector::all()), ["head"]);
+    let rule =
+        Rule::<nn::Linear>::wrap(Selector::glob("head").unwrap(), "Doubled", |_, content| {
+            Doubled { base: content }
+        });
+    model.apply(&rule).unwrap();
+    let slot = model.head.downcast_ref::<Slot<nn::Linear>>().unwrap();
+    assert_eq!(slot.patch_names(), ["Doubled"]);
+    let xs = Tensor::ones([2, 1], (Kind::Float, Device::Cpu));
+    let base = nn::Module::forward(slot.root(), &xs);
+    assert!(model
+        .head
+        .forward_t(&xs, false)
+        .allclose(&(&base * 2.0), 1e-6, 1e-6, false));
+}
+
+#[patch(from = L, module_t)]
+struct Doubled<L: Layer> {}
+
+#[patch_forward]
+impl<L: Layer> Doubled<L> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.base.forward_t(xs, train) * 2.0
+    }
+}
+
+#[test]
+fn a_sequence_inserts_and_removes_children_and_refuses_bad_indices() {
+    let mut seq = layers::seq().add(layers::Relu).add_fn(|xs| xs * 3.0);
+    seq.insert(1, layers::Identity).unwrap();
+    assert_eq!(seq.len(), 3);
+    let xs = Tensor::from_slice(&[-1.0f32, 2.0]);
+    assert_eq!(Vec::<f32>::try_from(seq.forward(&xs)).unwrap(), [0.0, 6.0]);
+    let error = seq.insert(9, layers::Relu).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "index 9 is out of range for a sequence of 3 children"
+    );
+    assert!(seq.remove(3).is_err());
+    assert_eq!(seq.len(), 3);
+    let removed = seq.remove(0).unwrap();
+    assert!(removed.downcast_ref::<layers::Relu>().is_some());
+    assert_eq!(Vec::<f32>::try_from(seq.forward(&xs)).unwrap(), [-3.0, 6.0]);
+    assert!(layers::seq().forward(&xs).equal(&xs), "empty: the identity");
+}
