@@ -114,6 +114,8 @@ pub mod __private {
     pub use crate::params::{TensorRole, Visitor, VisitorMut};
     pub use crate::patch_trait::{Patch, PatchView};
     pub use crate::registry;
+    pub use crate::tree::hyper::{hyper_of, hyper_source, no_hyper, no_hyper_source};
+    pub use crate::tree::HyperList;
     pub use crate::tree::{DynLayer, SlotContent, SlotVisitorMut, TreeVisitor};
     pub use crate::Parameters;
     pub use crate::{Layer, ModuleTree};

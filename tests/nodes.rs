@@ -73,11 +73,20 @@ fn children_have_paths_and_tensor_names_as_in_pytorch() {
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(stored, sorted);
-    let text = print_tree(&model);
-    assert!(text.contains("  mlp: Sequential\n    0: Linear (fixed): weight [8, 4], bias [8]\n    1: Relu (fixed)\n    2: Sequential\n"), "{text}");
-    assert!(
-        text.contains("  head: Linear: weight [1, 1], bias [1]"),
-        "{text}"
+    assert_eq!(
+        print_tree(&model),
+        "\
+Model
+  mlp: Sequential
+    0: Linear(in_features=4, out_features=8, bias=true): weight [8, 4], bias [8]
+    1: Relu
+    2: Sequential
+      0: Linear(in_features=8, out_features=8, bias=true): weight [8, 8], bias [8]
+      1: Relu
+    3: Linear(in_features=8, out_features=1, bias=true): weight [1, 8], bias [1]
+  head: Linear(in_features=1, out_features=1, bias=true): weight [1, 1], bias [1]
+parameters: 123 total, 123 trainable; slots: 0 of 1 patched
+"
     );
 }
 
@@ -246,4 +255,66 @@ fn a_sequence_inserts_and_removes_children_and_refuses_bad_indices() {
     assert!(removed.downcast_ref::<layers::Relu>().is_some());
     assert_eq!(Vec::<f32>::try_from(seq.forward(&xs)).unwrap(), [-3.0, 6.0]);
     assert!(layers::seq().forward(&xs).equal(&xs), "empty: the identity");
+}
+
+#[test]
+fn diff_names_each_changed_hyperparameter_by_its_path() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let left = model(&vs);
+    let other = nn::VarStore::new(Device::Cpu);
+    let mut right = model(&other);
+    right.mlp.nodes_mut()[0].replace(nn::linear(other.root() / "x", 10, 8, Default::default()));
+    right.mlp.nodes_mut()[1].replace(layers::dropout(0.25));
+    let changes: Vec<String> = tch_patch::tree::diff(&left, &right)
+        .changes
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "~ mlp.0.in_features: 4 -> 10",
+            "~ mlp.0.weight: shape [8, 4] -> [8, 10]",
+            "~ mlp.1: Relu -> Dropout(p=0.25)",
+        ]
+    );
+}
+
+/// A user layer reporting its own constructor arguments.
+#[derive(Debug, Parameters)]
+struct Scale {
+    #[param(skip)]
+    factor: f64,
+}
+
+impl nn::Module for Scale {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs * self.factor
+    }
+}
+
+impl tch_patch::tree::Hyperparameters for Scale {
+    fn hyperparameters(&self) -> tch_patch::tree::HyperList {
+        vec![("factor", self.factor.into())]
+    }
+}
+
+tch_patch::leaf_layer!(hyperparameters: Scale);
+
+#[test]
+fn user_layers_and_patched_slots_show_their_hyperparameters() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = model(&vs);
+    model.mlp.nodes_mut()[1].replace(Scale { factor: 0.5 });
+    let rule =
+        Rule::<nn::Linear>::wrap(Selector::glob("head").unwrap(), "Doubled", |_, content| {
+            Doubled { base: content }
+        });
+    model.apply(&rule).unwrap();
+    let text = print_tree(&model);
+    assert!(text.contains("    1: Scale(factor=0.5)\n"), "{text}");
+    assert!(
+        text.contains("  head: Doubled(Linear(in_features=1, out_features=1, bias=true)): "),
+        "{text}"
+    );
 }

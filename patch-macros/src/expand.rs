@@ -418,6 +418,9 @@ fn layer_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenS
             ) -> ::core::result::Result<<Self as #private::Layer>::Root, #private::Box<#content>> {
                 ::core::result::Result::Err(#private::Box::new(self))
             }
+            fn hyperparameters(&self) -> #private::HyperList {
+                #private::Layer::hyperparameters(&self.base)
+            }
             fn added_tensors(&self) -> #private::Vec<#private::tch::Tensor> {
                 #private::Patch::added_tensors(self)
                     .into_iter()

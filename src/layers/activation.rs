@@ -1,5 +1,6 @@
 //! Activation and dropout layers as values: named, visible in a tree, replaceable.
 use crate::params::{Parameters, TensorRole, Visitor, VisitorMut};
+use crate::tree::{HyperList, Hyperparameters};
 use tch::{nn, Tensor};
 
 /// Layers without tensors: no names to visit.
@@ -65,12 +66,19 @@ pub struct Gelu {
     pub approximate: GeluApproximation,
 }
 
-impl nn::Module for Gelu {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.gelu(match self.approximate {
+impl GeluApproximation {
+    /// PyTorch's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             GeluApproximation::None => "none",
             GeluApproximation::Tanh => "tanh",
-        })
+        }
+    }
+}
+
+impl nn::Module for Gelu {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.gelu(self.approximate.as_str())
     }
 }
 
@@ -125,7 +133,38 @@ impl Parameters for PRelu {
 }
 
 no_tensors!(Relu, Silu, Tanh, Sigmoid, Identity, Gelu, Dropout);
-crate::leaf_layer!(Relu, Silu, Tanh, Sigmoid, Identity, Gelu, Dropout, PRelu);
+crate::leaf_layer!(hyperparameters: Relu, Silu, Tanh, Sigmoid, Identity, Gelu, Dropout, PRelu);
+
+/// Layers without constructor arguments.
+macro_rules! no_hyperparameters {
+    ($($ty:ty),*) => {$(
+        impl Hyperparameters for $ty {
+            fn hyperparameters(&self) -> HyperList {
+                Vec::new()
+            }
+        }
+    )*};
+}
+
+no_hyperparameters!(Relu, Silu, Tanh, Sigmoid, Identity);
+
+impl Hyperparameters for Gelu {
+    fn hyperparameters(&self) -> HyperList {
+        vec![("approximate", self.approximate.as_str().into())]
+    }
+}
+
+impl Hyperparameters for Dropout {
+    fn hyperparameters(&self) -> HyperList {
+        vec![("p", self.p.into())]
+    }
+}
+
+impl Hyperparameters for PRelu {
+    fn hyperparameters(&self) -> HyperList {
+        vec![("num_parameters", self.weight.size()[0].into())]
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -18,9 +18,9 @@
 //! assert_eq!(mlp.forward(&Tensor::ones([3, 4], tch::kind::FLOAT_CPU)).size(), [3, 1]);
 //! assert_eq!(print_tree(&mlp), "\
 //! Sequential
-//!   0: Linear (fixed): weight [8, 4], bias [8]
-//!   1: Relu (fixed)
-//!   2: Linear (fixed): weight [1, 8], bias [1]
+//!   0: Linear(in_features=4, out_features=8, bias=true): weight [8, 4], bias [8]
+//!   1: Relu
+//!   2: Linear(in_features=8, out_features=1, bias=true): weight [1, 8], bias [1]
 //! parameters: 49 total, 49 trainable; slots: 0 of 0 patched
 //! ");
 //! ```

@@ -1,9 +1,10 @@
 //! [`diff`]: what differs between two models' trees.
+use super::hyper::HyperValue;
 use super::print::module_title;
 use super::query::{NodeRef, Nodes};
 use super::visit::{ModuleTree, TreeNode};
 use crate::names::shape_text;
-use crate::params::{named_tensors_with_prefix, TensorRole};
+use crate::params::{join_name, named_tensors_with_prefix, TensorRole};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -61,6 +62,16 @@ pub enum Change {
         /// The tensor's full name.
         name: String,
     },
+    /// A hyperparameter of the node at one path with another value on each side (`None`:
+    /// that side does not report it).
+    Hyperparameter {
+        /// The hyperparameter's path: the node's path and its name, e.g. `0.in_features`.
+        name: String,
+        /// Its left value, as printed.
+        left: Option<String>,
+        /// Its right value, as printed.
+        right: Option<String>,
+    },
 }
 
 impl fmt::Display for Change {
@@ -87,6 +98,10 @@ impl fmt::Display for Change {
             }
             Change::TensorOnlyLeft { name } => write!(f, "- {name}"),
             Change::TensorOnlyRight { name } => write!(f, "+ {name}"),
+            Change::Hyperparameter { name, left, right } => {
+                let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
+                write!(f, "~ {name}: {} -> {}", text(left), text(right))
+            }
         }
     }
 }
@@ -115,8 +130,9 @@ impl fmt::Display for TreeDiff {
 }
 
 /// What differs between two models' trees: nodes present on one side only, nodes of
-/// another type, slots whose patch stacks differ, and tensors whose shapes differ or that
-/// one side lacks. Values are not compared. Where patch stacks differ, only the layers'
+/// another type, hyperparameters with another value (`out.out_features: 2 -> 3`), slots
+/// whose patch stacks differ, and tensors whose shapes differ or that one side lacks.
+/// Tensor values are not compared. Where patch stacks differ, only the layers'
 /// own tensors are compared (the patches' tensors follow from the stacks).
 ///
 /// ```
@@ -134,6 +150,7 @@ impl fmt::Display for TreeDiff {
 /// let mut b = Head { out: Slot::new(nn::linear(vs.root(), 4, 3, Default::default())) };
 /// b.out.replace_with(|base| Ok(Box::new(Marked { base })))?;
 /// assert_eq!(diff(&a, &b).to_string(), "\
+/// ~ out.out_features: 2 -> 3
 /// ~ out: patches [] -> [Marked]
 /// ~ out.weight: shape [2, 4] -> [3, 4]
 /// ~ out.bias: shape [2] -> [3]
@@ -196,6 +213,7 @@ fn compare(left: NodeRef<'_>, right: NodeRef<'_>, changes: &mut Vec<Change>) {
     let path = left.path.to_owned();
     let (left_tensors, right_tensors) = match (left.node, right.node) {
         (TreeNode::Slot(a), TreeNode::Slot(b)) if a.root_type_id() == b.root_type_id() => {
+            compare_hyperparameters(&path, &a.hyperparameters(), &b.hyperparameters(), changes);
             let (pa, pb) = (a.patch_names(), b.patch_names());
             if pa == pb {
                 (a.parameters(), b.parameters())
@@ -212,12 +230,20 @@ fn compare(left: NodeRef<'_>, right: NodeRef<'_>, changes: &mut Vec<Change>) {
             TreeNode::Leaf {
                 type_name: ta,
                 module: a,
+                hyperparameters: ha,
+                ..
             },
             TreeNode::Leaf {
                 type_name: tb,
                 module: b,
+                hyperparameters: hb,
+                ..
             },
-        ) if ta == tb => (a, b),
+        ) if ta == tb => {
+            let (ha, hb) = (ha.hyperparameters(), hb.hyperparameters());
+            compare_hyperparameters(&path, &ha, &hb, changes);
+            (a, b)
+        }
         (TreeNode::Branch { type_name: ta }, TreeNode::Branch { type_name: tb }) if ta == tb => {
             return
         }
@@ -268,6 +294,38 @@ fn compare(left: NodeRef<'_>, right: NodeRef<'_>, changes: &mut Vec<Change>) {
         if !a.iter().any(|ta| ta.name == tb.name) {
             changes.push(Change::TensorOnlyRight {
                 name: tb.name.clone(),
+            });
+        }
+    }
+}
+
+/// A [`Change::Hyperparameter`] for each name whose value differs or that one side lacks,
+/// in the left's order, then the right's.
+fn compare_hyperparameters(
+    path: &str,
+    left: &[(&'static str, HyperValue)],
+    right: &[(&'static str, HyperValue)],
+    changes: &mut Vec<Change>,
+) {
+    let find = |list: &[(&'static str, HyperValue)], name: &str| {
+        list.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let mut names: Vec<&str> = left.iter().map(|(n, _)| *n).collect();
+    names.extend(
+        right
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !left.iter().any(|(l, _)| l == n)),
+    );
+    for name in names {
+        let (a, b) = (find(left, name), find(right, name));
+        if a != b {
+            changes.push(Change::Hyperparameter {
+                name: join_name(path, name),
+                left: a,
+                right: b,
             });
         }
     }

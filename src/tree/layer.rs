@@ -87,6 +87,9 @@ pub trait Layer: nn::ModuleT + Parameters + Any + Send {
         Self: Sized;
     /// Handles to the tensors the outermost patch adds (none for a leaf).
     fn added_tensors(&self) -> Vec<Tensor>;
+    /// The innermost layer's hyperparameters (see [`Hyperparameters`](crate::tree::Hyperparameters);
+    /// none for a leaf made by `leaf_layer!(T)` without `hyperparameters:`).
+    fn hyperparameters(&self) -> crate::tree::HyperList;
 
     /// This layer, type-erased (a boxed content gives the content it holds, not the box).
     fn as_content(&self) -> &dyn SlotContent<Self::Root>
@@ -141,6 +144,8 @@ pub trait SlotContent<T: 'static>: nn::ModuleT + Parameters + Any + Send {
     fn added_tensors(&self) -> Vec<Tensor>;
     /// The innermost layer as its parameters.
     fn root_parameters(&self) -> &dyn Parameters;
+    /// The innermost layer's hyperparameters.
+    fn root_hyperparameters(&self) -> crate::tree::HyperList;
     /// The content as `&dyn Any`, to downcast to its concrete type.
     fn as_any(&self) -> &dyn Any;
     /// The content as `&mut dyn Any`.
@@ -181,6 +186,9 @@ impl<X: Layer> SlotContent<X::Root> for X {
     fn root_parameters(&self) -> &dyn Parameters {
         Layer::root(self)
     }
+    fn root_hyperparameters(&self) -> crate::tree::HyperList {
+        Layer::hyperparameters(self)
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -219,6 +227,9 @@ impl<T: Parameters + Any + Send> Layer for Box<dyn SlotContent<T>> {
     }
     fn added_tensors(&self) -> Vec<Tensor> {
         (**self).added_tensors()
+    }
+    fn hyperparameters(&self) -> crate::tree::HyperList {
+        (**self).root_hyperparameters()
     }
     fn as_content(&self) -> &dyn SlotContent<T> {
         &**self
@@ -269,7 +280,10 @@ impl<T: 'static> nn::ModuleT for Box<dyn SlotContent<T>> {
 /// ```
 #[macro_export]
 macro_rules! leaf_layer {
-    ($($ty:ty),* $(,)?) => {$(
+    (hyperparameters: $($ty:ty),* $(,)?) => {$(
+        $crate::leaf_layer!(@impl $ty, $crate::__private::hyper_of, $crate::__private::hyper_source);
+    )*};
+    (@impl $ty:ty, $hyper:path, $source:path) => {
         #[diagnostic::do_not_recommend]
         impl $crate::__private::Layer for $ty {
             type Root = $ty;
@@ -303,10 +317,13 @@ macro_rules! leaf_layer {
             fn added_tensors(&self) -> $crate::__private::Vec<$crate::__private::tch::Tensor> {
                 $crate::__private::Vec::new()
             }
+            fn hyperparameters(&self) -> $crate::tree::HyperList {
+                $hyper(self)
+            }
         }
         impl $crate::__private::ModuleTree for $ty {
             fn visit_tree<'__a>(&'__a self, visitor: &mut $crate::__private::TreeVisitor<'__a, '_>) {
-                visitor.leaf(::core::any::type_name::<$ty>(), self);
+                visitor.leaf(::core::any::type_name::<$ty>(), self, $source(self));
             }
             fn visit_slots_mut<'__a>(
                 &'__a mut self,
@@ -314,11 +331,14 @@ macro_rules! leaf_layer {
             ) {
             }
         }
+    };
+    ($($ty:ty),* $(,)?) => {$(
+        $crate::leaf_layer!(@impl $ty, $crate::__private::no_hyper, $crate::__private::no_hyper_source);
     )*};
 }
 
 leaf_layer!(
-    nn::Linear,
+    hyperparameters: nn::Linear,
     nn::Embedding,
     nn::Conv1D,
     nn::Conv2D,

@@ -13,6 +13,7 @@ mod chain;
 mod diff;
 mod error;
 mod glob;
+pub(crate) mod hyper;
 pub(crate) mod layer;
 mod node;
 mod nodes;
@@ -21,6 +22,7 @@ mod query;
 mod rule;
 mod select;
 pub(crate) mod slot;
+mod tch_hyper;
 mod ties;
 pub(crate) mod visit;
 
@@ -28,6 +30,7 @@ pub use chain::{apply_chain, AnyRule};
 pub use diff::{diff, Change, TreeDiff};
 pub use error::TreeError;
 pub use glob::Glob;
+pub use hyper::{HyperList, HyperValue, Hyperparameters};
 
 pub use layer::SlotContent;
 pub use node::{Node, NodeLayer};

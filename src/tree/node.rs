@@ -199,7 +199,7 @@ impl Parameters for Node {
 
 impl ModuleTree for Node {
     fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>) {
-        self.content.visit_tree(visitor);
+        visitor.node(self);
     }
     fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
         visitor.node(self);

@@ -1,5 +1,6 @@
 //! [`print_tree`]: a model as an indented tree, like PyTorch's module repr, with patches,
 //! tensor shapes, ties and parameter counts.
+use super::hyper::with_hyperparameters;
 use super::query::Nodes;
 use super::slot::short_type_name;
 use super::ties::{tensor_entries, EntryTies, TensorEntry};
@@ -10,7 +11,10 @@ use std::fmt::Write;
 /// The model as text: one line per node, indented by depth, then a line of totals.
 ///
 /// * a slot shows its layer type, wrapped in its patches' names: `q: Lora(Linear)`;
-/// * a fixed leaf (not a slot, so never patched) is marked `(fixed)`; a tensor field shows
+/// * each layer shows its hyperparameters as PyTorch's repr does:
+///   `Linear(in_features=4, out_features=8, bias=true)`;
+/// * a fixed leaf (not a slot, so never patched, nor held by a replaceable
+///   [`Node`](crate::tree::Node)) is marked `(fixed)`; a tensor field shows
 ///   its shape only;
 /// * each tensor shows its shape, and in parentheses `frozen` (a parameter that does not
 ///   require grad), `buffer`, or `tied to <path>` (the same tensor seen earlier);
@@ -32,9 +36,9 @@ use std::fmt::Write;
 /// };
 /// assert_eq!(print_tree(&mlp), "\
 /// Mlp
-///   fc1: Linear: weight [8, 4], bias [8]
-///   norm: LayerNorm (fixed): weight [8], bias [8]
-///   fc2: Linear: weight [2, 8], bias [2]
+///   fc1: Linear(in_features=4, out_features=8, bias=true): weight [8, 4], bias [8]
+///   norm: LayerNorm(normalized_shape=[8], eps=1e-5, elementwise_affine=true) (fixed): weight [8], bias [8]
+///   fc2: Linear(in_features=8, out_features=2, bias=true): weight [2, 8], bias [2]
 /// parameters: 74 total, 74 trainable; slots: 0 of 2 patched
 /// ");
 /// ```
@@ -94,9 +98,22 @@ pub fn print_tree<M: ModuleTree + ?Sized>(model: &M) -> String {
 pub(super) fn module_title(node: TreeNode<'_>) -> Option<String> {
     Some(match node {
         TreeNode::Branch { type_name } => short_type_name(type_name),
-        TreeNode::Leaf { type_name, .. } => format!("{} (fixed)", short_type_name(type_name)),
+        TreeNode::Leaf {
+            type_name,
+            hyperparameters,
+            in_node,
+            ..
+        } => {
+            let name = short_type_name(type_name);
+            let title = with_hyperparameters(&name, &hyperparameters.hyperparameters());
+            match in_node {
+                true => title,
+                false => format!("{title} (fixed)"),
+            }
+        }
         TreeNode::Slot(slot) => {
-            let mut title = short_type_name(slot.root_type_name());
+            let name = short_type_name(slot.root_type_name());
+            let mut title = with_hyperparameters(&name, &slot.hyperparameters());
             for patch in slot.patch_names().iter().rev() {
                 title = format!("{patch}({title})");
             }

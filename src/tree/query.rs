@@ -1,6 +1,7 @@
 //! Whole-model operations on any [`ModuleTree`]: list nodes and slots, select, look up a
 //! slot by path, apply rules, unpatch everything, print.
 use super::glob::Glob;
+use super::hyper::{HyperList, HyperValue};
 use super::node::{Node, NodeLayer};
 use super::rule::{apply_rule, ApplyReport, Rule};
 use super::select::{nearest, Selector};
@@ -22,6 +23,43 @@ pub struct NodeRef<'a> {
     pub depth: usize,
     /// The node.
     pub node: TreeNode<'a>,
+}
+
+impl NodeRef<'_> {
+    /// The Rust type name of the layer: a leaf's, a slot's innermost layer's, a branch's;
+    /// `None` for a tensor.
+    pub fn type_name(&self) -> Option<&'static str> {
+        match self.node {
+            TreeNode::Branch { type_name } | TreeNode::Leaf { type_name, .. } => Some(type_name),
+            TreeNode::Slot(slot) => Some(slot.root_type_name()),
+            TreeNode::Tensor { .. } => None,
+        }
+    }
+
+    /// Whether the layer is a `T` (for a slot: whether it holds a stack over a `T`).
+    pub fn is<T: ?Sized>(&self) -> bool {
+        self.type_name() == Some(std::any::type_name::<T>())
+    }
+
+    /// The layer's hyperparameters (a slot's: its innermost layer's; none for a branch or
+    /// a tensor).
+    pub fn hyperparameters(&self) -> HyperList {
+        match self.node {
+            TreeNode::Leaf {
+                hyperparameters, ..
+            } => hyperparameters.hyperparameters(),
+            TreeNode::Slot(slot) => slot.hyperparameters(),
+            TreeNode::Branch { .. } | TreeNode::Tensor { .. } => Vec::new(),
+        }
+    }
+
+    /// The hyperparameter `name`, if the layer reports it.
+    pub fn hyperparameter(&self, name: &str) -> Option<HyperValue> {
+        self.hyperparameters()
+            .into_iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
 }
 
 /// A slot of a model, with its path.
@@ -176,6 +214,56 @@ pub trait ModuleTreeExt: ModuleTree {
     /// Applies `rule` to every slot it picks, all or nothing; see [`Rule`].
     fn apply<T: Parameters + Any + Send>(&mut self, rule: &Rule<T>) -> Result<ApplyReport> {
         apply_rule(self, rule)
+    }
+
+    /// The paths of the nodes `pick` accepts, in the model's order: PyGlove's `pg.query`
+    /// with `where`, by type, path and hyperparameters.
+    ///
+    /// ```
+    /// use tch::{nn, Device};
+    /// use tch_patch::{layers, tree::HyperValue, tree::ModuleTreeExt};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let p = vs.root();
+    /// let mlp = layers::seq()
+    ///     .add(nn::linear(&p / 0, 4, 8, Default::default()))
+    ///     .add(layers::Relu)
+    ///     .add(nn::linear(&p / 2, 8, 1, Default::default()));
+    /// let linears = mlp.query(|node| node.is::<nn::Linear>());
+    /// assert_eq!(linears, ["0", "2"]);
+    /// let wide = mlp.query(|node| node.hyperparameter("in_features") == Some(HyperValue::Int(4)));
+    /// assert_eq!(wide, ["0"]);
+    /// ```
+    fn query(&self, mut pick: impl FnMut(&NodeRef<'_>) -> bool) -> Vec<String> {
+        Nodes::of(self)
+            .iter()
+            .filter(|node| pick(node))
+            .map(|node| node.path.to_owned())
+            .collect()
+    }
+
+    /// Every hyperparameter of every node, with its path (`0.in_features`), in the model's
+    /// order: PyGlove's `pg.traverse` over a model's symbolic fields.
+    ///
+    /// ```
+    /// use tch::{nn, Device};
+    /// use tch_patch::{layers, tree::ModuleTreeExt};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let mlp = layers::seq().add(nn::linear(vs.root() / 0, 4, 8, Default::default())).add(layers::dropout(0.1));
+    /// let fields: Vec<String> = mlp.traverse().iter().map(|(path, value)| format!("{path}={value}")).collect();
+    /// assert_eq!(fields, ["0.in_features=4", "0.out_features=8", "0.bias=true", "1.p=0.1"]);
+    /// ```
+    fn traverse(&self) -> Vec<(String, HyperValue)> {
+        Nodes::of(self)
+            .iter()
+            .flat_map(|node| {
+                node.hyperparameters()
+                    .into_iter()
+                    .map(move |(name, value)| (crate::params::join_name(node.path, name), value))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Every replaceable [`Node`](crate::tree::Node) `pick(path, node)` accepts, mutably,

@@ -315,6 +315,8 @@ pub trait AnySlot {
     fn parameters(&self) -> &dyn Parameters;
     /// The tensors of the innermost `T` only.
     fn root_parameters(&self) -> &dyn Parameters;
+    /// The hyperparameters of the innermost `T`.
+    fn hyperparameters(&self) -> super::HyperList;
     /// Removes the outermost patch: its name and handles to the tensors it added, or
     /// `None` (unchanged) when bare.
     fn peel_one(&mut self) -> Option<(&'static str, Vec<Tensor>)>;
@@ -369,6 +371,9 @@ impl<T: Parameters + Any + Send> AnySlot for Slot<T> {
     }
     fn root_parameters(&self) -> &dyn Parameters {
         self.content().root_parameters()
+    }
+    fn hyperparameters(&self) -> super::HyperList {
+        self.content().root_hyperparameters()
     }
     fn peel_one(&mut self) -> Option<(&'static str, Vec<Tensor>)> {
         self.peel()

@@ -1,4 +1,5 @@
 //! The [`ModuleTree`] trait and its visitors: every node of a model with its dotted path.
+use super::hyper::Hyperparameters;
 use super::node::Node;
 use super::slot::AnySlot;
 use crate::params::{join_name, Parameters, TensorRole};
@@ -95,6 +96,11 @@ pub enum TreeNode<'a> {
         type_name: &'static str,
         /// Its tensors.
         module: &'a dyn Parameters,
+        /// Its constructor arguments.
+        hyperparameters: &'a dyn Hyperparameters,
+        /// Whether a [`Node`] holds it, so that node operations can replace it (a fixed
+        /// leaf otherwise).
+        in_node: bool,
     },
     /// A slot: a layer that may be patched.
     Slot(&'a dyn AnySlot),
@@ -128,6 +134,8 @@ enum MutWalk<'a, 'f> {
 pub struct TreeVisitor<'a, 'f> {
     path: String,
     depth: usize,
+    /// Whether the next node reported is what a [`Node`] holds.
+    in_node: bool,
     callback: &'f mut TreeFn<'a, 'f>,
 }
 
@@ -137,27 +145,49 @@ impl<'a, 'f> TreeVisitor<'a, 'f> {
         TreeVisitor {
             path: String::new(),
             depth: 0,
+            in_node: false,
             callback,
         }
     }
 
+    /// Reports what the [`Node`] at the current path holds.
+    pub(crate) fn node(&mut self, node: &'a Node) {
+        self.in_node = true;
+        node.content().visit_tree(self);
+        self.in_node = false;
+    }
+
     /// Reports the current node as a branch (its children follow through [`child`](Self::child)).
     pub fn branch(&mut self, type_name: &'static str) {
+        self.in_node = false;
         (self.callback)(&self.path, self.depth, TreeNode::Branch { type_name });
     }
 
     /// Reports the current node as a fixed leaf.
-    pub fn leaf(&mut self, type_name: &'static str, module: &'a dyn Parameters) {
-        (self.callback)(&self.path, self.depth, TreeNode::Leaf { type_name, module });
+    pub fn leaf(
+        &mut self,
+        type_name: &'static str,
+        module: &'a dyn Parameters,
+        hyperparameters: &'a dyn Hyperparameters,
+    ) {
+        let leaf = TreeNode::Leaf {
+            type_name,
+            module,
+            hyperparameters,
+            in_node: std::mem::take(&mut self.in_node),
+        };
+        (self.callback)(&self.path, self.depth, leaf);
     }
 
     /// Reports the current node as a slot.
     pub fn slot(&mut self, slot: &'a dyn AnySlot) {
+        self.in_node = false;
         (self.callback)(&self.path, self.depth, TreeNode::Slot(slot));
     }
 
     /// Reports the current node as a tensor.
     pub fn tensor(&mut self, tensor: &'a Tensor, role: TensorRole) {
+        self.in_node = false;
         (self.callback)(&self.path, self.depth, TreeNode::Tensor { tensor, role });
     }
 
