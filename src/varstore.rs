@@ -138,6 +138,17 @@ pub(crate) fn forget_tensors(variables: &Mutex<nn::Variables>, tensors: &[Tensor
         .retain(|var| !is_added(&var.tensor));
 }
 
+/// Puts entries taken out by [`forget_tensors`] back under their full names: `(name,
+/// tensor, trainable)`. The very tensors (the VarStore holds handles to them again; a
+/// trainable one is in the VarStore's first optimizer group).
+pub(crate) fn restore_tensors(vs: &nn::VarStore, entries: Vec<(String, Tensor, bool)>) {
+    for (name, tensor, trainable) in entries {
+        let (prefix, last) = name.rsplit_once('.').unwrap_or(("", &name));
+        let path = crate::tree::path_in(&vs.root(), prefix);
+        let _handle = path.add(last, tensor, trainable);
+    }
+}
+
 /// Names of the module's tensors that are not variables of `vs` (the same tensor, not
 /// merely equal values). An optimizer built from `vs` never updates these: the silent
 /// "optimizer trains nothing" bug after a tensor was replaced out of place.

@@ -318,3 +318,87 @@ fn user_layers_and_patched_slots_show_their_hyperparameters() {
         "{text}"
     );
 }
+
+fn var_pointers(vs: &nn::VarStore) -> Vec<(String, usize, Vec<i64>)> {
+    let mut vars: Vec<_> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.data_ptr() as usize, t.size()))
+        .collect();
+    vars.sort();
+    vars
+}
+
+#[test]
+fn rebind_rebuilds_exactly_the_named_layers_and_undo_puts_the_very_tensors_back() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let original = model(&nn::VarStore::new(Device::Cpu));
+    let mut model = model(&vs);
+    let (before, vars_before) = (pointers(&model), var_pointers(&vs));
+    let report = model
+        .rebind(
+            &vs,
+            &[
+                ("mlp.0.out_features", 10.into()),
+                ("mlp.2.0.in_features", 10.into()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(report.rebuilt.len(), 2);
+    let after = pointers(&model);
+    for (name, ptr) in &before {
+        let rebuilt = name.starts_with("mlp.0.") || name.starts_with("mlp.2.0.");
+        assert_eq!(after.contains(&(name.clone(), *ptr)), !rebuilt, "{name}");
+    }
+    assert_eq!(vs.variables()["mlp.0.weight"].size(), [10, 4]);
+    assert_eq!(vs.variables()["mlp.2.0.weight"].size(), [8, 10]);
+    assert!(tch_patch::params::unregistered_tensors(&vs, &model).is_empty());
+    assert_eq!(model.forward_t(&xs(), false).size(), [5, 1]);
+    let diff = tch_patch::tree::diff(&original, &model).to_string();
+    assert!(diff.contains("~ mlp.0.out_features: 8 -> 10\n"), "{diff}");
+
+    model.undo_rebind(&vs, report).unwrap();
+    assert_eq!(pointers(&model), before);
+    assert_eq!(var_pointers(&vs), vars_before);
+    assert_eq!(vs.trainable_variables().len(), 8);
+}
+
+#[test]
+fn a_bad_rebind_changes_nothing_and_says_what_is_wrong() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = model(&vs);
+    let (before, vars_before) = (pointers(&model), var_pointers(&vs));
+    let cases: [(&[(&str, tch_patch::tree::HyperValue)], &str); 7] = [
+        (
+            &[("mlp.2.0.out_features", 5.into())],
+            "rebind leaves `mlp.2.0.out_features` = 5 feeding `mlp.3.in_features` = 8: change both",
+        ),
+        (
+            &[("mlp.0.in_features", 0.into())],
+            "cannot set `mlp.0.in_features` to 0: a size must be at least 1",
+        ),
+        (
+            &[("mlp.0.in_features", true.into())],
+            "cannot set `mlp.0.in_features` to true: the value has another type than the hyperparameter's",
+        ),
+        (
+            &[("mlp.0.in_feature", 3.into())],
+            "`mlp.0.in_feature` is not a hyperparameter; the layer's are: `in_features`, `out_features`, `bias`",
+        ),
+        (
+            &[("mlp.0.bias", false.into()), ("mlp.0.bias", true.into())],
+            "`mlp.0.bias` is given twice in one rebind",
+        ),
+        (
+            &[("head.in_features", 2.into())],
+            "cannot rebind `head`: rebind rebuilds `Linear`, `Embedding`, `LayerNorm`, `PRelu`, `Dropout`, `Gelu`, not `Slot<Linear>`",
+        ),
+        (&[("mlp.in_features", 2.into())], "no node at `mlp`; node paths:"),
+    ];
+    for (changes, expected) in cases {
+        let error = model.rebind(&vs, changes).unwrap_err().to_string();
+        assert!(error.starts_with(expected), "{error}");
+        assert_eq!(pointers(&model), before);
+        assert_eq!(var_pointers(&vs), vars_before);
+    }
+}

@@ -172,6 +172,68 @@ pub enum TreeError {
         /// Every node of the model: its path and the short type name of what it holds.
         nodes: Vec<(String, String)>,
     },
+    /// A rebind names one hyperparameter twice. Nothing was changed.
+    #[error("`{name}` is given twice in one rebind")]
+    RebindTwice {
+        /// The hyperparameter's path.
+        name: String,
+    },
+    /// A rebind names a node whose layer type it cannot rebuild. Nothing was changed.
+    #[error(
+        "cannot rebind `{path}`: rebind rebuilds {}, not `{layer}`",
+        quoted_list(rebuilds)
+    )]
+    CannotRebind {
+        /// The node's path.
+        path: String,
+        /// The short type name of its layer.
+        layer: String,
+        /// The layer types rebind rebuilds.
+        rebuilds: Vec<String>,
+    },
+    /// A rebind names a hyperparameter the layer does not have. Nothing was changed.
+    #[error(
+        "`{name}` is not a hyperparameter; the layer's are: {}",
+        quoted_list(known)
+    )]
+    UnknownHyperparameter {
+        /// The path given.
+        name: String,
+        /// The layer's hyperparameter names.
+        known: Vec<String>,
+    },
+    /// A rebind gives a hyperparameter a value it cannot take. Nothing was changed.
+    #[error("cannot set `{name}` to {value}: {reason}")]
+    BadRebindValue {
+        /// The hyperparameter's path.
+        name: String,
+        /// The value given, as printed.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// After a rebind, one layer of a sequence would give another size than the next takes.
+    /// Found before anything changes: nothing was changed.
+    #[error(
+        "rebind leaves `{gives}` = {gives_value} feeding `{takes}` = {takes_value}: change both"
+    )]
+    RebindMismatch {
+        /// The size one layer gives, e.g. `mlp.0.out_features`.
+        gives: String,
+        /// Its value after the rebind.
+        gives_value: i64,
+        /// The size the next layer takes, e.g. `mlp.2.in_features`.
+        takes: String,
+        /// Its value after the rebind.
+        takes_value: i64,
+    },
+    /// A tensor of a layer to rebuild is not a variable of the VarStore given, so its
+    /// VarStore path is unknown. Nothing was changed.
+    #[error("`{name}` is not a variable of the VarStore given: rebind rebuilds a layer at its own VarStore path")]
+    NotInVarStore {
+        /// The tensor's path in the model.
+        name: String,
+    },
     /// No node has this path. Nothing was changed.
     #[error("no node at `{path}`; node paths: {}", quoted_list(known))]
     NoSuchNode {

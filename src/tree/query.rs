@@ -3,6 +3,7 @@
 use super::glob::Glob;
 use super::hyper::{HyperList, HyperValue};
 use super::node::{Node, NodeLayer};
+use super::rebind::RebindReport;
 use super::rule::{apply_rule, ApplyReport, Rule};
 use super::select::{nearest, Selector};
 use super::slot::{short_type_name, AnySlot, Slot};
@@ -329,6 +330,50 @@ pub trait ModuleTreeExt: ModuleTree {
     /// layer it held at first. Returns how many changes were undone.
     fn undo_nodes(&mut self) -> usize {
         super::nodes::undo_nodes(self)
+    }
+
+    /// Changes hyperparameters by path (`("0.in_features", 10.into())`, several at once),
+    /// rebuilding exactly the layers they belong to, freshly initialized, at their own
+    /// VarStore paths in `vs`; every other tensor is kept (the very tensors). The layer must
+    /// be held by a [`Node`] and be one rebind rebuilds (`Linear`, `Embedding`,
+    /// `LayerNorm`, `PRelu`, `Dropout`, `Gelu`).
+    ///
+    /// All or nothing: every path, name and value is checked, and the sizes along every
+    /// sequence are checked with the new values, before anything changes; a layer left
+    /// giving another size than the next one takes is [`TreeError::RebindMismatch`],
+    /// naming both. [`undo_rebind`](Self::undo_rebind) with the report puts the old layers
+    /// (the very tensors) and their VarStore entries back.
+    ///
+    /// ```
+    /// use tch::{nn, Device};
+    /// use tch_patch::{layers, tree::ModuleTreeExt};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let p = vs.root();
+    /// let mut mlp = layers::seq()
+    ///     .add(nn::linear(&p / 0, 4, 8, Default::default()))
+    ///     .add(layers::Relu)
+    ///     .add(nn::linear(&p / 2, 8, 1, Default::default()));
+    /// let half = mlp.rebind(&vs, &[("0.out_features", 16.into())]).unwrap_err();
+    /// assert_eq!(half.to_string(), "rebind leaves `0.out_features` = 16 feeding `2.in_features` = 8: change both");
+    /// let report = mlp.rebind(&vs, &[("0.out_features", 16.into()), ("2.in_features", 16.into())])?;
+    /// assert_eq!(vs.variables()["0.weight"].size(), [16, 4]);
+    /// mlp.undo_rebind(&vs, report)?;
+    /// assert_eq!(vs.variables()["0.weight"].size(), [8, 4]);
+    /// # Ok::<(), tch_patch::tree::TreeError>(())
+    /// ```
+    fn rebind(
+        &mut self,
+        vs: &nn::VarStore,
+        changes: &[(&str, HyperValue)],
+    ) -> Result<RebindReport, TreeError> {
+        super::rebind::rebind(self, vs, changes)
+    }
+
+    /// Takes a [`rebind`](Self::rebind) back: each rebuilt node holds its old layer again
+    /// (the very tensors), and `vs` its old variables.
+    fn undo_rebind(&mut self, vs: &nn::VarStore, report: RebindReport) -> Result<(), TreeError> {
+        super::rebind::undo_rebind(self, vs, report)
     }
 
     /// Removes every patch from every slot; the slots' layers keep their very tensors.

@@ -1,0 +1,428 @@
+//! Rebind: change hyperparameters by path (`0.in_features = 10`), rebuilding exactly the
+//! layers they belong to at their own VarStore paths, every other tensor kept; all or
+//! nothing, with a shape check along every sequence before anything changes.
+use super::hyper::{HyperList, HyperValue};
+use super::node::NodeLayer;
+use super::query::Nodes;
+use super::slot::short_type_name;
+use super::visit::{ModuleTree, TreeNode};
+use super::TreeError;
+use crate::layers::{Dropout, Gelu, GeluApproximation, PRelu, Sequential};
+use crate::params::named_tensors;
+use crate::tensor_fit::same_tensor;
+use std::collections::BTreeMap;
+use tch::{nn, Tensor};
+
+/// The layer types [`rebind`](super::ModuleTreeExt::rebind) can rebuild.
+const REBUILDS: &[&str] = &[
+    "Linear",
+    "Embedding",
+    "LayerNorm",
+    "PRelu",
+    "Dropout",
+    "Gelu",
+];
+
+/// A VarStore entry of a layer: full name, the tensor, whether it is trainable.
+type Entry = (String, Tensor, bool);
+
+/// A size a layer takes or gives: the hyperparameter's name and value.
+type NamedSize = (&'static str, i64);
+
+/// What a rebind changed, to report and to take back with
+/// [`undo_rebind`](super::ModuleTreeExt::undo_rebind).
+#[derive(Debug, Default)]
+pub struct RebindReport {
+    /// Each rebuilt node: its path, its hyperparameters before and after.
+    pub rebuilt: Vec<(String, HyperList, HyperList)>,
+    /// The VarStore entries each rebuilt layer had, to put back on undo.
+    saved: Vec<Vec<Entry>>,
+}
+
+/// One node to rebuild: where it is, its old and new hyperparameters, its VarStore prefix.
+struct Planned {
+    path: String,
+    old: HyperList,
+    new: HyperList,
+    prefix: String,
+    saved: Vec<Entry>,
+}
+
+/// See [`ModuleTreeExt::rebind`](super::ModuleTreeExt::rebind).
+pub(super) fn rebind<M: ModuleTree + ?Sized>(
+    model: &mut M,
+    vs: &nn::VarStore,
+    changes: &[(&str, HyperValue)],
+) -> Result<RebindReport, TreeError> {
+    let planned = plan(model, vs, changes)?;
+    check_sequences(model, &planned)?;
+    // Everything is checked: build each layer, then swap it in (building cannot fail
+    // for values `check_value` accepted).
+    let mut report = RebindReport::default();
+    for plan in planned {
+        let node = super::nodes::node_mut(model, &plan.path)?;
+        let tensors: Vec<Tensor> = plan
+            .saved
+            .iter()
+            .map(|(_, t, _)| t.shallow_clone())
+            .collect();
+        crate::varstore::forget_tensors(&vs.variables_, &tensors);
+        let root = super::rule::path_in(&vs.root(), &plan.prefix);
+        let layer = rebuild(node.content(), &root, &plan.new)
+            .expect("the plan checked that this layer type is rebuilt");
+        node.replace_boxed(layer);
+        report.rebuilt.push((plan.path, plan.old, plan.new));
+        report.saved.push(plan.saved);
+    }
+    Ok(report)
+}
+
+/// See [`ModuleTreeExt::undo_rebind`](super::ModuleTreeExt::undo_rebind).
+pub(super) fn undo_rebind<M: ModuleTree + ?Sized>(
+    model: &mut M,
+    vs: &nn::VarStore,
+    report: RebindReport,
+) -> Result<(), TreeError> {
+    for ((path, _, _), saved) in report.rebuilt.iter().zip(report.saved).rev() {
+        let node = super::nodes::node_mut(model, path)?;
+        let current: Vec<Tensor> = named_tensors(node).into_iter().map(|t| t.tensor).collect();
+        node.undo()?;
+        crate::varstore::forget_tensors(&vs.variables_, &current);
+        crate::varstore::restore_tensors(vs, saved);
+    }
+    Ok(())
+}
+
+/// Every change resolved to its node, checked, grouped by node, in the model's order.
+fn plan<M: ModuleTree + ?Sized>(
+    model: &mut M,
+    vs: &nn::VarStore,
+    changes: &[(&str, HyperValue)],
+) -> Result<Vec<Planned>, TreeError> {
+    let mut by_node: BTreeMap<String, Vec<(&str, &HyperValue)>> = BTreeMap::new();
+    let mut every_node = Vec::new();
+    super::nodes::nodes_mut(model, |path, _| {
+        every_node.push(path.to_owned());
+        false
+    });
+    for (key, value) in changes {
+        let (path, name) = key.rsplit_once('.').unwrap_or(("", key));
+        if !every_node.iter().any(|p| p == path) {
+            return Err(TreeError::NoSuchNode {
+                path: path.to_owned(),
+                known: every_node.clone(),
+            });
+        }
+        let entry = by_node.entry(path.to_owned()).or_default();
+        if entry.iter().any(|(n, _)| *n == name) {
+            return Err(TreeError::RebindTwice {
+                name: (*key).to_owned(),
+            });
+        }
+        entry.push((name, value));
+    }
+    let variables = vs.variables();
+    let mut planned = Vec::new();
+    for (path, node) in super::nodes::nodes_mut(model, |path, _| by_node.contains_key(path)) {
+        let layer = node.content();
+        let old = layer_hyperparameters(layer);
+        let type_name = short_type_name(layer.type_name());
+        if !REBUILDS.contains(&type_name.as_str()) {
+            return Err(TreeError::CannotRebind {
+                path,
+                layer: type_name,
+                rebuilds: REBUILDS.iter().map(|s| (*s).to_owned()).collect(),
+            });
+        }
+        let mut new = old.clone();
+        for (name, value) in &by_node[&path] {
+            let Some(slot) = new.iter_mut().find(|(n, _)| n == name) else {
+                return Err(TreeError::UnknownHyperparameter {
+                    name: crate::params::join_name(&path, name),
+                    known: old.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                });
+            };
+            check_value(&path, name, &slot.1, value)?;
+            slot.1 = (*value).clone();
+        }
+        let (prefix, saved) = var_store_entries(vs, &variables, &path, layer)?;
+        planned.push(Planned {
+            path,
+            old,
+            new,
+            prefix,
+            saved,
+        });
+    }
+    Ok(planned)
+}
+
+/// What a node's layer reports (a `Node` holds a leaf here: its tree leaf's values).
+fn layer_hyperparameters(layer: &dyn NodeLayer) -> HyperList {
+    let mut list = Vec::new();
+    let mut first = true;
+    let mut collect = |_: &str, _: usize, node: TreeNode<'_>| {
+        if std::mem::take(&mut first) {
+            if let TreeNode::Leaf {
+                hyperparameters, ..
+            } = node
+            {
+                list = hyperparameters.hyperparameters();
+            }
+        }
+    };
+    layer.visit_tree(&mut super::visit::TreeVisitor::new(&mut collect));
+    list
+}
+
+/// A new value must have the old one's kind, and be a size above 0 or a probability.
+fn check_value(
+    path: &str,
+    name: &str,
+    old: &HyperValue,
+    new: &HyperValue,
+) -> Result<(), TreeError> {
+    let reason = match (old, new) {
+        (HyperValue::Int(_), HyperValue::Int(v)) if *v < 1 => Some("a size must be at least 1"),
+        (HyperValue::Float(_), HyperValue::Float(p)) if name == "p" && !(0.0..=1.0).contains(p) => {
+            Some("a probability must be in [0, 1]")
+        }
+        (HyperValue::Float(_), HyperValue::Float(v)) if !v.is_finite() => Some("it must be finite"),
+        (HyperValue::Text(_), HyperValue::Text(t))
+            if name == "approximate" && t != "none" && t != "tanh" =>
+        {
+            Some("`approximate` is \"none\" or \"tanh\"")
+        }
+        (HyperValue::Ints(a), HyperValue::Ints(b))
+            if a.len() != b.len() || b.iter().any(|v| *v < 1) =>
+        {
+            Some("a shape keeps its rank and has sizes of at least 1")
+        }
+        (a, b) if std::mem::discriminant(a) != std::mem::discriminant(b) => {
+            Some("the value has another type than the hyperparameter's")
+        }
+        _ => None,
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(TreeError::BadRebindValue {
+            name: crate::params::join_name(path, name),
+            value: new.to_string(),
+            reason: reason.to_owned(),
+        }),
+    }
+}
+
+/// The VarStore prefix of a layer's tensors (`mlp.0` for `mlp.0.weight`) and its entries
+/// (name, tensor, trainable): each tensor must be a variable of `vs`.
+fn var_store_entries(
+    vs: &nn::VarStore,
+    variables: &std::collections::HashMap<String, Tensor>,
+    path: &str,
+    layer: &dyn NodeLayer,
+) -> Result<(String, Vec<Entry>), TreeError> {
+    let trainable = vs.trainable_variables();
+    let mut prefix = None;
+    let mut saved = Vec::new();
+    for named in named_tensors(layer) {
+        let found = variables
+            .iter()
+            .find(|(_, var)| same_tensor(var, &named.tensor))
+            .map(|(name, _)| name.clone());
+        let Some(var_name) = found else {
+            return Err(TreeError::NotInVarStore {
+                name: crate::params::join_name(path, &named.name),
+            });
+        };
+        let own = var_name
+            .strip_suffix(&named.name)
+            .map(|p| p.trim_end_matches('.').to_owned())
+            .unwrap_or_default();
+        prefix.get_or_insert(own);
+        let is_trainable = trainable.iter().any(|t| same_tensor(t, &named.tensor));
+        saved.push((var_name, named.tensor, is_trainable));
+    }
+    Ok((prefix.unwrap_or_else(|| path.to_owned()), saved))
+}
+
+/// The layer rebuilt from `hyper` at `root`, for the types in [`REBUILDS`].
+fn rebuild(old: &dyn NodeLayer, root: &nn::Path, hyper: &HyperList) -> Option<Box<dyn NodeLayer>> {
+    let int = |name: &str| match hyper.iter().find(|(n, _)| *n == name) {
+        Some((_, HyperValue::Int(v))) => *v,
+        _ => 0,
+    };
+    let flag = |name: &str| {
+        matches!(
+            hyper.iter().find(|(n, _)| *n == name),
+            Some((_, HyperValue::Bool(true)))
+        )
+    };
+    let float = |name: &str| match hyper.iter().find(|(n, _)| *n == name) {
+        Some((_, HyperValue::Float(v))) => *v,
+        _ => 0.0,
+    };
+    let any = old.as_any();
+    Some(if any.is::<nn::Linear>() {
+        let config = nn::LinearConfig {
+            bias: flag("bias"),
+            ..Default::default()
+        };
+        Box::new(nn::linear(
+            root,
+            int("in_features"),
+            int("out_features"),
+            config,
+        ))
+    } else if any.is::<nn::Embedding>() {
+        Box::new(nn::embedding(
+            root,
+            int("num_embeddings"),
+            int("embedding_dim"),
+            Default::default(),
+        ))
+    } else if any.is::<nn::LayerNorm>() {
+        let shape = match hyper.iter().find(|(n, _)| *n == "normalized_shape") {
+            Some((_, HyperValue::Ints(v))) => v.clone(),
+            _ => return None,
+        };
+        let config = nn::LayerNormConfig {
+            eps: float("eps"),
+            elementwise_affine: flag("elementwise_affine"),
+            ..Default::default()
+        };
+        Box::new(nn::layer_norm(root, shape, config))
+    } else if any.is::<PRelu>() {
+        Box::new(crate::layers::prelu(root, int("num_parameters")))
+    } else if any.is::<Dropout>() {
+        Box::new(crate::layers::dropout(float("p")))
+    } else if any.is::<Gelu>() {
+        let approximate = match hyper.iter().find(|(n, _)| *n == "approximate") {
+            Some((_, HyperValue::Text(t))) if t == "tanh" => GeluApproximation::Tanh,
+            _ => GeluApproximation::None,
+        };
+        Box::new(Gelu { approximate })
+    } else {
+        return None;
+    })
+}
+
+/// The sizes a layer takes and gives along a sequence, from its hyperparameters.
+fn features(hyper: &HyperList) -> (Option<NamedSize>, Option<NamedSize>) {
+    let get = |name: &'static str| {
+        hyper.iter().find_map(|(n, v)| match v {
+            HyperValue::Int(v) if *n == name => Some((name, *v)),
+            _ => None,
+        })
+    };
+    if let (Some(i), Some(o)) = (get("in_features"), get("out_features")) {
+        return (Some(i), Some(o));
+    }
+    if let Some(o) = get("embedding_dim") {
+        return (None, Some(o));
+    }
+    if let Some(n) = get("num_features") {
+        return (Some(n), Some(n));
+    }
+    if let Some((_, HyperValue::Ints(shape))) = hyper.iter().find(|(n, _)| *n == "normalized_shape")
+    {
+        if let Some(&last) = shape.last() {
+            return (
+                Some(("normalized_shape", last)),
+                Some(("normalized_shape", last)),
+            );
+        }
+    }
+    (None, None)
+}
+
+/// A size along a sequence: which node and hyperparameter, and the value.
+type Size = (String, &'static str, i64);
+
+/// What a node takes and gives along a sequence. `None` for a layer that keeps the size
+/// (an activation), `Err(())` for one whose sizes are unknown (a user model): the check
+/// restarts after it.
+type Span = Result<(Option<Size>, Option<Size>), ()>;
+
+/// Every sequence of the model, its children's sizes taken with the planned values: each
+/// sized child must give what the next sized child takes, where one of the two changes.
+fn check_sequences<M: ModuleTree + ?Sized>(
+    model: &M,
+    planned: &[Planned],
+) -> Result<(), TreeError> {
+    let nodes = Nodes::of(model);
+    let all: Vec<_> = nodes.iter().collect();
+    let changed = |path: &str| planned.iter().any(|p| p.path == path);
+    for index in 0..all.len() {
+        if is_sequence(&all[index]) {
+            let _span = span(&all, index, planned, &mut |gives: &Size, takes: &Size| {
+                if gives.2 != takes.2 && (changed(&gives.0) || changed(&takes.0)) {
+                    return Err(TreeError::RebindMismatch {
+                        gives: crate::params::join_name(&gives.0, gives.1),
+                        gives_value: gives.2,
+                        takes: crate::params::join_name(&takes.0, takes.1),
+                        takes_value: takes.2,
+                    });
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn is_sequence(node: &super::query::NodeRef<'_>) -> bool {
+    matches!(node.node, TreeNode::Branch { type_name } if type_name == std::any::type_name::<Sequential>())
+}
+
+/// The span of `all[index]`; for a sequence, `meet(gives, takes)` is called for each pair
+/// of sized children that follow each other.
+fn span(
+    all: &[super::query::NodeRef<'_>],
+    index: usize,
+    planned: &[Planned],
+    meet: &mut dyn FnMut(&Size, &Size) -> Result<(), TreeError>,
+) -> Result<Span, TreeError> {
+    let node = &all[index];
+    match node.node {
+        TreeNode::Branch { .. } if is_sequence(node) => {}
+        TreeNode::Branch { .. } => return Ok(Err(())),
+        TreeNode::Tensor { .. } => return Ok(Ok((None, None))),
+        TreeNode::Leaf { .. } | TreeNode::Slot(_) => {
+            let hyper = planned
+                .iter()
+                .find(|p| p.path == node.path)
+                .map(|p| p.new.clone())
+                .unwrap_or_else(|| node.hyperparameters());
+            let (takes, gives) = features(&hyper);
+            let at =
+                |size: Option<(&'static str, i64)>| size.map(|(n, v)| (node.path.to_owned(), n, v));
+            return Ok(Ok((at(takes), at(gives))));
+        }
+    }
+    let (mut first, mut previous): (Option<Size>, Option<Size>) = (None, None);
+    let mut opaque = false;
+    let children: Vec<usize> = (index + 1..all.len())
+        .take_while(|&i| all[i].depth > node.depth)
+        .filter(|&i| all[i].depth == node.depth + 1)
+        .collect();
+    for child in children {
+        // A nested sequence is checked in its own turn; here it only spans.
+        let child_span = span(all, child, planned, &mut |_, _| Ok(()))?;
+        let Ok((takes, gives)) = child_span else {
+            previous = None;
+            opaque = true;
+            continue;
+        };
+        if let Some(takes) = &takes {
+            match &previous {
+                Some(gives) => meet(gives, takes)?,
+                None if !opaque && first.is_none() => first = Some(takes.clone()),
+                None => {}
+            }
+        }
+        if gives.is_some() {
+            previous = gives;
+        }
+    }
+    Ok(Ok((first, previous)))
+}
