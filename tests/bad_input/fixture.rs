@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tch::{nn, Device, Kind, Tensor};
-use tch_patch::{named_tensors, save::save_module, ModuleTree, Parameters, Slot};
+use tch_patch::tree::Node;
+use tch_patch::{layers, named_tensors, save::save_module, ModuleTree, Parameters, Slot};
 
 pub(crate) const VOCAB: i64 = 16;
 pub(crate) const DIM: i64 = 4;
@@ -82,12 +83,60 @@ impl TreeNet {
     }
 }
 
+/// A symbolic model: `emb` (Embedding 16 -> 4), then `body`: a sequence of Linear 4 -> 8,
+/// ReLU, a nested sequence (Linear 8 -> 8, Dropout 0.1), LayerNorm [8], GELU, Linear
+/// 8 -> 4; every child a replaceable node. Its variables live under `seq.`.
+#[derive(ModuleTree, Parameters)]
+pub struct SeqNet {
+    pub emb: Node,
+    pub body: layers::Sequential,
+}
+
+impl SeqNet {
+    pub fn new(vs: &nn::VarStore) -> Self {
+        let root = vs.root() / "seq";
+        let body = &root / "body";
+        SeqNet {
+            emb: Node::new(nn::embedding(&root / "emb", VOCAB, DIM, Default::default())),
+            body: layers::seq()
+                .add(nn::linear(&body / 0, DIM, HIDDEN, Default::default()))
+                .add(layers::Relu)
+                .add(
+                    layers::seq()
+                        .add(nn::linear(
+                            &body / 2 / 0,
+                            HIDDEN,
+                            HIDDEN,
+                            Default::default(),
+                        ))
+                        .add(layers::dropout(0.1)),
+                )
+                .add(nn::layer_norm(&body / 3, vec![HIDDEN], Default::default()))
+                .add(layers::Gelu::default())
+                .add(nn::linear(&body / 5, HIDDEN, DIM, Default::default())),
+        }
+    }
+
+    /// Each node's path and the type it holds: a failed replacement must leave these.
+    pub fn node_types(&mut self) -> Vec<(String, &'static str, usize)> {
+        use tch_patch::tree::ModuleTreeExt;
+        let mut seen = Vec::new();
+        self.nodes_mut(|path, node| {
+            seen.push((path.to_owned(), node.type_name(), node.changes()));
+            false
+        });
+        seen
+    }
+}
+
 pub struct Fixture {
     pub vs: nn::VarStore,
     /// `None` once a case moved it into a call.
     pub net: Option<Net>,
     /// A module tree, made by [`Fixture::with_tree`] in a case's setup.
     pub tree: Option<TreeNet>,
+    /// A symbolic model, made by [`Fixture::with_seq`] in a case's setup.
+    pub seq: Option<SeqNet>,
     pub dir: TempDir,
     /// A valid checkpoint of `net` (unprefixed names), written with `save_module`.
     pub checkpoint: PathBuf,
@@ -116,6 +165,7 @@ impl Fixture {
             vs,
             net: Some(net),
             tree: None,
+            seq: None,
             dir,
             checkpoint,
         }
@@ -138,6 +188,19 @@ impl Fixture {
     /// The tree made by [`with_tree`](Self::with_tree).
     pub fn tree(&mut self) -> &mut TreeNet {
         self.tree.as_mut().expect("the case's setup made the tree")
+    }
+
+    /// Builds the fixture's [`SeqNet`] (its variables go in the VarStore).
+    pub fn with_seq(&mut self) -> &mut SeqNet {
+        let seq = SeqNet::new(&self.vs);
+        self.seq.insert(seq)
+    }
+
+    /// The symbolic model made by [`with_seq`](Self::with_seq).
+    pub fn seq(&mut self) -> &mut SeqNet {
+        self.seq
+            .as_mut()
+            .expect("the case's setup made the symbolic model")
     }
 
     /// A path in the fixture's folder.

@@ -66,6 +66,9 @@ fn modules(fx: &Fixture) -> Vec<Labelled<'_>> {
     if let Some(tree) = &fx.tree {
         out.push(("tree", tree as &dyn Parameters));
     }
+    if let Some(seq) = &fx.seq {
+        out.push(("seq", seq as &dyn Parameters));
+    }
     out
 }
 
@@ -97,6 +100,7 @@ fn every_bad_input_is_a_typed_error_and_changes_no_tensor() {
         (case.setup)(&mut fx);
         let before = Fingerprint::take_all(&fx.vs, &modules(&fx));
         let patches_before = slot_patches(fx.tree.as_ref());
+        let nodes_before = fx.seq.as_mut().map(|seq| seq.node_types());
         let outcome = catch_unwind(AssertUnwindSafe(|| (case.run)(&mut fx)));
         match outcome {
             Err(panic) => {
@@ -122,6 +126,13 @@ fn every_bad_input_is_a_typed_error_and_changes_no_tensor() {
         let changes = before.differences_all(&fx.vs, &modules(&fx));
         if !changes.is_empty() {
             failures.push(format!("{}: changed the model: {changes:?}", case.name));
+        }
+        let nodes_after = fx.seq.as_mut().map(|seq| seq.node_types());
+        if nodes_after != nodes_before {
+            failures.push(format!(
+                "{}: changed the nodes: {nodes_before:?} -> {nodes_after:?}",
+                case.name
+            ));
         }
         let patches_after = slot_patches(fx.tree.as_ref());
         if patches_after != patches_before {

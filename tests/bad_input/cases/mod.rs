@@ -3,6 +3,7 @@ mod adapters;
 mod calls;
 mod devices;
 mod files;
+mod nodes;
 mod parametrize;
 mod patch_strings;
 mod patching;
@@ -26,5 +27,6 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(rules::cases());
     cases.extend(slots::cases());
     cases.extend(adapters::cases());
+    cases.extend(nodes::cases());
     cases
 }

@@ -1,0 +1,226 @@
+//! Nodes, sequences and rebind: every refusal leaves every tensor, every VarStore entry and
+//! what every node holds as it was.
+use crate::case;
+use crate::fixture::Fixture;
+use crate::Case;
+use tch::{nn, Device};
+use tch_patch::tree::{Glob, HyperValue, ModuleTreeExt, Node, NodeLayer, TreeError};
+use tch_patch::{layers, PatchError};
+
+fn rebind(fx: &mut Fixture, changes: &[(&str, HyperValue)]) -> Result<(), TreeError> {
+    let Fixture { vs, seq, .. } = fx;
+    let seq = seq
+        .as_mut()
+        .expect("the case's setup made the symbolic model");
+    seq.rebind(vs, changes).map(drop)
+}
+
+fn gelu(_: &str, _: &dyn std::any::Any) -> tch_patch::Result<Box<dyn NodeLayer>> {
+    Ok(Box::new(layers::Gelu::default()))
+}
+
+fn glob(text: &str) -> Glob {
+    Glob::new(text).expect("a valid glob")
+}
+
+fn refuse_second(count: &mut usize) -> tch_patch::Result<()> {
+    *count += 1;
+    match *count {
+        1 => Ok(()),
+        _ => Err(TreeError::NothingToUndo {
+            holds: "a test's refusal".into(),
+        }
+        .into()),
+    }
+}
+
+macro_rules! tree_error {
+    ($variant:ident) => {
+        PatchError::Tree(TreeError::$variant { .. })
+    };
+}
+
+pub(crate) fn cases() -> Vec<Case> {
+    vec![
+        case!(
+            "rebind: out_features without the next in_features",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.0.out_features", 6.into())]),
+            PatchError::Tree(TreeError::RebindMismatch { gives, takes, .. })
+                if gives == "body.0.out_features" && takes == "body.2.0.in_features"
+        ),
+        case!(
+            "rebind: the last layer of a nested sequence against the layer after it",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.2.0.out_features", 5.into())]),
+            PatchError::Tree(TreeError::RebindMismatch { gives, takes, .. })
+                if gives == "body.2.0.out_features" && takes == "body.3.normalized_shape"
+        ),
+        case!(
+            "rebind: an embedding dimension of 0",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("emb.embedding_dim", 0.into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a size of 0",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.0.in_features", 0.into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a negative size",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.5.out_features", (-3).into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a bool for a size",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.0.in_features", true.into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a dropout probability above 1",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.2.1.p", 1.5.into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a NaN probability",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.2.1.p", f64::NAN.into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: an infinite eps",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.3.eps", f64::INFINITY.into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a normalized shape of another rank",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.3.normalized_shape", vec![2, 4].into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: an unknown GELU approximation",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.4.approximate", "fast".into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a hyperparameter the layer does not have",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.0.in_feature", 3.into())]),
+            PatchError::Tree(TreeError::UnknownHyperparameter { name, known })
+                if name == "body.0.in_feature" && known.len() == 3
+        ),
+        case!(
+            "rebind: a layer without hyperparameters",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.1.inplace", true.into())]),
+            PatchError::Tree(TreeError::CannotRebind { path, .. }) if path == "body.1"
+        ),
+        case!(
+            "rebind: one hyperparameter twice",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.0.bias", false.into()), ("body.0.bias", true.into())]),
+            tree_error!(RebindTwice)
+        ),
+        case!(
+            "rebind: a path that is no node",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.9.in_features", 2.into())]),
+            PatchError::Tree(TreeError::NoSuchNode { path, .. }) if path == "body.9"
+        ),
+        case!(
+            "rebind: a sequence itself",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.2.in_features", 2.into())]),
+            PatchError::Tree(TreeError::CannotRebind { layer, .. }) if layer == "Sequential"
+        ),
+        case!(
+            "rebind: a good change next to a bad one changes neither",
+            setup: |fx| fx.with_seq(),
+            |fx| rebind(fx, &[("body.2.1.p", 0.5.into()), ("body.5.out_features", 0.into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a layer whose tensors the VarStore does not hold",
+            setup: |fx| {
+                let other = nn::VarStore::new(Device::Cpu);
+                fx.with_seq().body.nodes_mut()[0].replace(nn::linear(other.root(), 4, 8, Default::default()));
+            },
+            |fx| rebind(fx, &[("body.0.bias", false.into())]),
+            tree_error!(NotInVarStore)
+        ),
+        case!(
+            "replace_nodes: no node holds the type",
+            setup: |fx| fx.with_seq(),
+            |fx| fx.seq().replace_nodes::<layers::Tanh, _>(&glob("**"), |p, l| gelu(p, l)),
+            tree_error!(NoNodeMatch)
+        ),
+        case!(
+            "replace_nodes: the glob matches no node of the type",
+            setup: |fx| fx.with_seq(),
+            |fx| fx.seq().replace_nodes::<layers::Relu, _>(&glob("head.*"), |p, l| gelu(p, l)),
+            PatchError::Tree(TreeError::NoNodeMatch { nodes, .. }) if nodes.len() == 9
+        ),
+        case!(
+            "replace_nodes: the second replacement fails, the first is not made",
+            setup: |fx| fx.with_seq(),
+            |fx| {
+                let mut count = 0;
+                fx.seq().replace_nodes::<nn::Linear, _>(&glob("**"), |p, l| {
+                    refuse_second(&mut count)?;
+                    gelu(p, l)
+                })
+            },
+            tree_error!(NothingToUndo)
+        ),
+        case!(
+            "wrap_nodes: the second wrap fails, the first is not made",
+            setup: |fx| fx.with_seq(),
+            |fx| {
+                let mut count = 0;
+                fx.seq().wrap_nodes::<nn::Linear, _>(&glob("**"), |_, _| {
+                    refuse_second(&mut count)?;
+                    Ok((vec![Node::new(layers::dropout(0.2))], vec![]))
+                })
+            },
+            tree_error!(NothingToUndo)
+        ),
+        case!(
+            "wrap_nodes: no node holds the type",
+            setup: |fx| fx.with_seq(),
+            |fx| fx.seq().wrap_nodes::<layers::PRelu, _>(&glob("**"), |_, _| Ok((vec![], vec![]))),
+            tree_error!(NoNodeMatch)
+        ),
+        case!(
+            "node_mut: a path that is no node",
+            setup: |fx| fx.with_seq(),
+            |fx| fx.seq().node_mut("body.2.7").map(drop),
+            PatchError::Tree(TreeError::NoSuchNode { known, .. }) if known.contains(&"body.2.1".to_owned())
+        ),
+        case!(
+            "undo: a node that was never changed",
+            setup: |fx| fx.with_seq(),
+            |fx| fx.seq().body.nodes_mut()[1].undo(),
+            tree_error!(NothingToUndo)
+        ),
+        case!(
+            "Sequential::insert: past the end",
+            setup: |fx| fx.with_seq(),
+            |fx| fx.seq().body.insert(7, layers::Relu),
+            PatchError::Tree(TreeError::IndexOutOfRange { index: 7, len: 6 })
+        ),
+        case!(
+            "Sequential::remove: past the end",
+            setup: |fx| fx.with_seq(),
+            |fx| fx.seq().body.remove(6).map(drop),
+            PatchError::Tree(TreeError::IndexOutOfRange { index: 6, len: 6 })
+        ),
+    ]
+}
