@@ -5,7 +5,7 @@ use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::prelude::*;
 use tch_patch::tree::{
-    path_in, print_tree, Glob, ModuleTreeExt, Node, NodeLayer, Selector, TreeError,
+    path_in, print_tree, CloneMode, Glob, ModuleTreeExt, Node, NodeLayer, Selector, TreeError,
 };
 use tch_patch::{layers, tree::Rule};
 
@@ -401,4 +401,74 @@ fn a_bad_rebind_changes_nothing_and_says_what_is_wrong() {
         assert_eq!(pointers(&model), before);
         assert_eq!(var_pointers(&vs), vars_before);
     }
+}
+
+fn tutorial_mlp(vs: &nn::VarStore) -> layers::Sequential {
+    let p = vs.root();
+    layers::seq()
+        .add(nn::linear(&p / 0, 4, 8, Default::default()))
+        .add(layers::Relu)
+        .add(nn::linear(&p / 2, 8, 1, Default::default()))
+}
+
+#[test]
+fn a_deep_clone_is_an_independent_twin_and_a_structural_clone_is_freshly_initialized() {
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mlp = tutorial_mlp(&vs);
+    let xs = xs();
+    let deep_vs = nn::VarStore::new(Device::Cpu);
+    let deep = mlp.clone_into(&deep_vs.root(), CloneMode::Deep).unwrap();
+    assert!(deep.forward(&xs).equal(&mlp.forward(&xs)));
+    assert_eq!(print_tree(&deep), print_tree(&mlp));
+    for ((name, a), (_, b)) in pointers(&deep).iter().zip(pointers(&mlp).iter()) {
+        assert_ne!(a, b, "{name} shares storage");
+    }
+    // Training the twin leaves the original as it was.
+    let before = mlp.forward(&xs);
+    let mut sgd = nn::Sgd::default().build(&deep_vs, 0.1).unwrap();
+    sgd.backward_step(&deep.forward_t(&xs, true).sum(Kind::Float));
+    assert!(mlp.forward(&xs).equal(&before));
+    assert!(!deep.forward(&xs).equal(&before));
+
+    let fresh_vs = nn::VarStore::new(Device::Cpu);
+    let fresh = mlp
+        .clone_into(&fresh_vs.root(), CloneMode::Structure)
+        .unwrap();
+    assert!(tch_patch::tree::diff(&mlp, &fresh).is_empty());
+    assert!(!fresh.forward(&xs).equal(&mlp.forward(&xs)));
+}
+
+#[test]
+fn clone_rebind_diff_as_in_the_tutorial() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mlp = tutorial_mlp(&vs);
+    let other = nn::VarStore::new(Device::Cpu);
+    let mut wider = mlp.clone_into(&other.root(), CloneMode::Deep).unwrap();
+    wider
+        .rebind(&other, &[("0.in_features", 10.into())])
+        .unwrap();
+    assert_eq!(
+        tch_patch::tree::diff(&mlp, &wider).to_string(),
+        "~ 0.in_features: 4 -> 10\n~ 0.weight: shape [8, 4] -> [8, 10]\n"
+    );
+}
+
+#[test]
+fn a_clone_refuses_what_it_cannot_rebuild_and_names_it_takes_before_adding_anything() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let with_closure = tutorial_mlp(&vs).add_fn(|xs| xs * 2.0);
+    let other = nn::VarStore::new(Device::Cpu);
+    let error = with_closure
+        .clone_into(&other.root(), CloneMode::Deep)
+        .unwrap_err();
+    assert!(
+        error.to_string().starts_with("cannot clone `Func` at `3`"),
+        "{error}"
+    );
+    assert!(other.variables().is_empty());
+    let taken = tutorial_mlp(&vs)
+        .clone_into(&vs.root(), CloneMode::Deep)
+        .unwrap_err();
+    assert!(matches!(taken, tch_patch::PatchError::NameTaken { name } if name == "0.weight"));
 }

@@ -234,6 +234,15 @@ pub enum TreeError {
         /// The tensor's path in the model.
         name: String,
     },
+    /// A clone met a layer it cannot rebuild. Found before any tensor is made: nothing was
+    /// added.
+    #[error("cannot clone `{layer}` at `{path}`: a clone rebuilds tch's Linear, Embedding and LayerNorm, this crate's layers and sequences of those")]
+    CannotClone {
+        /// Its path in what was cloned (`""` for the top).
+        path: String,
+        /// The short type name of the layer.
+        layer: String,
+    },
     /// No node has this path. Nothing was changed.
     #[error("no node at `{path}`; node paths: {}", quoted_list(known))]
     NoSuchNode {

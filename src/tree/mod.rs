@@ -10,6 +10,7 @@
 //! * [`print_tree`] shows the model with its patches, shapes, ties and counts;
 //!   [`diff`] compares two models.
 mod chain;
+mod clone;
 mod diff;
 mod error;
 mod glob;
@@ -20,6 +21,7 @@ mod nodes;
 mod print;
 mod query;
 mod rebind;
+mod rebuild;
 mod rule;
 mod select;
 pub(crate) mod slot;
@@ -28,6 +30,7 @@ mod ties;
 pub(crate) mod visit;
 
 pub use chain::{apply_chain, AnyRule};
+pub use clone::CloneMode;
 pub use diff::{diff, Change, TreeDiff};
 pub use error::TreeError;
 pub use glob::Glob;

@@ -4,10 +4,11 @@
 use super::hyper::{HyperList, HyperValue};
 use super::node::NodeLayer;
 use super::query::Nodes;
+use super::rebuild::rebuild;
 use super::slot::short_type_name;
 use super::visit::{ModuleTree, TreeNode};
 use super::TreeError;
-use crate::layers::{Dropout, Gelu, GeluApproximation, PRelu, Sequential};
+use crate::layers::Sequential;
 use crate::params::named_tensors;
 use crate::tensor_fit::same_tensor;
 use std::collections::BTreeMap;
@@ -158,7 +159,7 @@ fn plan<M: ModuleTree + ?Sized>(
 }
 
 /// What a node's layer reports (a `Node` holds a leaf here: its tree leaf's values).
-fn layer_hyperparameters(layer: &dyn NodeLayer) -> HyperList {
+pub(super) fn layer_hyperparameters(layer: &dyn NodeLayer) -> HyperList {
     let mut list = Vec::new();
     let mut first = true;
     let mut collect = |_: &str, _: usize, node: TreeNode<'_>| {
@@ -243,67 +244,6 @@ fn var_store_entries(
         saved.push((var_name, named.tensor, is_trainable));
     }
     Ok((prefix.unwrap_or_else(|| path.to_owned()), saved))
-}
-
-/// The layer rebuilt from `hyper` at `root`, for the types in [`REBUILDS`].
-fn rebuild(old: &dyn NodeLayer, root: &nn::Path, hyper: &HyperList) -> Option<Box<dyn NodeLayer>> {
-    let int = |name: &str| match hyper.iter().find(|(n, _)| *n == name) {
-        Some((_, HyperValue::Int(v))) => *v,
-        _ => 0,
-    };
-    let flag = |name: &str| {
-        matches!(
-            hyper.iter().find(|(n, _)| *n == name),
-            Some((_, HyperValue::Bool(true)))
-        )
-    };
-    let float = |name: &str| match hyper.iter().find(|(n, _)| *n == name) {
-        Some((_, HyperValue::Float(v))) => *v,
-        _ => 0.0,
-    };
-    let any = old.as_any();
-    Some(if any.is::<nn::Linear>() {
-        let config = nn::LinearConfig {
-            bias: flag("bias"),
-            ..Default::default()
-        };
-        Box::new(nn::linear(
-            root,
-            int("in_features"),
-            int("out_features"),
-            config,
-        ))
-    } else if any.is::<nn::Embedding>() {
-        Box::new(nn::embedding(
-            root,
-            int("num_embeddings"),
-            int("embedding_dim"),
-            Default::default(),
-        ))
-    } else if any.is::<nn::LayerNorm>() {
-        let shape = match hyper.iter().find(|(n, _)| *n == "normalized_shape") {
-            Some((_, HyperValue::Ints(v))) => v.clone(),
-            _ => return None,
-        };
-        let config = nn::LayerNormConfig {
-            eps: float("eps"),
-            elementwise_affine: flag("elementwise_affine"),
-            ..Default::default()
-        };
-        Box::new(nn::layer_norm(root, shape, config))
-    } else if any.is::<PRelu>() {
-        Box::new(crate::layers::prelu(root, int("num_parameters")))
-    } else if any.is::<Dropout>() {
-        Box::new(crate::layers::dropout(float("p")))
-    } else if any.is::<Gelu>() {
-        let approximate = match hyper.iter().find(|(n, _)| *n == "approximate") {
-            Some((_, HyperValue::Text(t))) if t == "tanh" => GeluApproximation::Tanh,
-            _ => GeluApproximation::None,
-        };
-        Box::new(Gelu { approximate })
-    } else {
-        return None;
-    })
 }
 
 /// The sizes a layer takes and gives along a sequence, from its hyperparameters.

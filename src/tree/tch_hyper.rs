@@ -64,12 +64,25 @@ impl Hyperparameters for nn::Linear {
 }
 
 impl Hyperparameters for nn::Embedding {
+    /// PyTorch's repr: `padding_idx` only when one is set, the two flags only when on.
     fn hyperparameters(&self) -> HyperList {
+        let text = format!("{self:?}");
         let size = self.ws.size();
-        vec![
+        let mut list = vec![
             ("num_embeddings", HyperValue::Int(size[0])),
             ("embedding_dim", HyperValue::Int(size[1])),
-        ]
+        ];
+        if let Some(HyperValue::Int(index)) = debug_int(&text, "padding_idx") {
+            if index >= 0 {
+                list.push(("padding_idx", HyperValue::Int(index)));
+            }
+        }
+        for flag in ["sparse", "scale_grad_by_freq"] {
+            if debug_field(&text, flag) == Some("true") {
+                list.push((flag, HyperValue::Bool(true)));
+            }
+        }
+        list
     }
 }
 
@@ -187,6 +200,33 @@ mod tests {
                 "dilation=[3, 3]",
                 "groups=2",
                 "bias=false"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_embedding_reports_its_padding_index_and_flags_when_set() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let plain = nn::embedding(vs.root() / "a", 10, 4, Default::default());
+        assert_eq!(
+            names(&plain.hyperparameters()),
+            ["num_embeddings=10", "embedding_dim=4"]
+        );
+        let config = nn::EmbeddingConfig {
+            padding_idx: 0,
+            sparse: true,
+            scale_grad_by_freq: true,
+            ..Default::default()
+        };
+        let padded = nn::embedding(vs.root() / "b", 10, 4, config);
+        assert_eq!(
+            names(&padded.hyperparameters()),
+            [
+                "num_embeddings=10",
+                "embedding_dim=4",
+                "padding_idx=0",
+                "sparse=true",
+                "scale_grad_by_freq=true"
             ]
         );
     }
