@@ -7,7 +7,7 @@ use tch_patch::prelude::*;
 use tch_patch::tree::{
     path_in, print_tree, CloneMode, Glob, ModuleTreeExt, Node, NodeLayer, Selector, TreeError,
 };
-use tch_patch::{layers, tree::Rule};
+use tch_patch::{apply_patch_string, layers, tree::Rule};
 
 /// PyTorch's `Sequential(Linear(4, 8), ReLU(), Linear(8, 1))` inside a model, next to a
 /// nested sequence, with the slot-held head a typed rule can patch.
@@ -471,4 +471,57 @@ fn a_clone_refuses_what_it_cannot_rebuild_and_names_it_takes_before_adding_anyth
         .clone_into(&vs.root(), CloneMode::Deep)
         .unwrap_err();
     assert!(matches!(taken, tch_patch::PatchError::NameTaken { name } if name == "0.weight"));
+}
+
+#[test]
+fn patch_strings_find_their_own_nodes_and_combine_all_or_nothing() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut mlp = tutorial_mlp(&vs);
+    let before = pointers(&mlp);
+    // The empty string is the identity.
+    assert!(apply_patch_string(&mut mlp, &vs, "  ").unwrap().is_empty());
+    // `prelu_activation` and `prelu_activation()` need no targets.
+    let reports = apply_patch_string(&mut mlp, &vs, "prelu_activation").unwrap();
+    assert_eq!(reports[0].paths(), ["1"]);
+    assert!(vs.variables().contains_key("1.weight"));
+    assert_eq!(mlp.undo_nodes_from(&vs), 1);
+    let reports = apply_patch_string(&mut mlp, &vs, "prelu_activation()").unwrap();
+    assert_eq!(reports[0].paths(), ["1"]);
+    mlp.undo_nodes_from(&vs);
+
+    // Two combined; the Dropout's probability is checked against [0, 1].
+    let out_of_range = apply_patch_string(&mut mlp, &vs, "dropout_before_linear(p=1.5)");
+    assert!(
+        out_of_range.unwrap_err().to_string().contains("p"),
+        "names the argument"
+    );
+    let reports = apply_patch_string(
+        &mut mlp,
+        &vs,
+        "prelu_activation; dropout_before_linear(p=0.2)",
+    )
+    .unwrap();
+    assert_eq!(reports[1].paths(), ["0", "2"]);
+    assert!(mlp.nodes()[0]
+        .downcast_ref::<layers::Sequential>()
+        .is_some());
+    assert_eq!(mlp.undo_nodes_from(&vs), 3);
+
+    // A chain whose second patch matches nothing leaves the model and the VarStore as
+    // they were: the PReLU's weight is taken out again.
+    let variables = vs.variables().len();
+    let failed = apply_patch_string(
+        &mut mlp,
+        &vs,
+        r#"prelu_activation; dropout_before_linear(p=0.1, targets="head.*")"#,
+    );
+    assert!(failed.is_err());
+    assert_eq!(vs.variables().len(), variables);
+    assert!(mlp.nodes()[1].downcast_ref::<layers::Relu>().is_some());
+    let _ = before;
+    let names: Vec<&str> = tch_patch::registry::Registry::global()
+        .unwrap()
+        .names()
+        .collect();
+    assert!(names.contains(&"prelu_activation") && names.contains(&"dropout_before_linear"));
 }

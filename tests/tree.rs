@@ -466,23 +466,23 @@ fn the_printed_tree_shows_patches_shapes_and_counts() {
     let _ = model.embed.root().ws.set_requires_grad(false);
     let expected = "\
 TinyLm
-  embed: Embedding: weight [10, 4] (frozen)
+  embed: Embedding(num_embeddings=10, embedding_dim=4): weight [10, 4] (frozen)
   blocks: Vec<Block>
     0: Block
       attn: Attention
-        q: Tagged(Scaled(Linear)): weight [4, 4], bias [4], scale [4]
-        k: Linear: weight [4, 4], bias [4]
-        v: Scaled(Linear): weight [4, 4], bias [4], scale [4]
-        o: Linear: weight [4, 4], bias [4]
-      norm: LayerNorm (fixed): weight [4], bias [4]
+        q: Tagged(Scaled(Linear(in_features=4, out_features=4, bias=true))): weight [4, 4], bias [4], scale [4]
+        k: Linear(in_features=4, out_features=4, bias=true): weight [4, 4], bias [4]
+        v: Scaled(Linear(in_features=4, out_features=4, bias=true)): weight [4, 4], bias [4], scale [4]
+        o: Linear(in_features=4, out_features=4, bias=true): weight [4, 4], bias [4]
+      norm: LayerNorm(normalized_shape=[4], eps=1e-5, elementwise_affine=true) (fixed): weight [4], bias [4]
     1: Block
       attn: Attention
-        q: Linear: weight [4, 4], bias [4]
-        k: Linear: weight [4, 4], bias [4]
-        v: Linear: weight [4, 4], bias [4]
-        o: Linear: weight [4, 4], bias [4]
-      norm: LayerNorm (fixed): weight [4], bias [4]
-  head: Linear: weight [10, 4], bias [10]
+        q: Linear(in_features=4, out_features=4, bias=true): weight [4, 4], bias [4]
+        k: Linear(in_features=4, out_features=4, bias=true): weight [4, 4], bias [4]
+        v: Linear(in_features=4, out_features=4, bias=true): weight [4, 4], bias [4]
+        o: Linear(in_features=4, out_features=4, bias=true): weight [4, 4], bias [4]
+      norm: LayerNorm(normalized_shape=[4], eps=1e-5, elementwise_affine=true) (fixed): weight [4], bias [4]
+  head: Linear(in_features=4, out_features=10, bias=true): weight [10, 4], bias [10]
 parameters: 274 total, 234 trainable; slots: 2 of 10 patched
 ";
     assert_eq!(print_tree(&model), expected);
@@ -500,12 +500,13 @@ fn diff_lists_nodes_patches_and_shapes() {
         d.to_string(),
         "\
 ~ blocks.0.attn.q: patches [] -> [Scaled]
+~ head.out_features: 10 -> 12
 ~ head.weight: shape [10, 4] -> [12, 4]
 ~ head.bias: shape [10] -> [12]
 + blocks.2: Block
 "
     );
-    assert_eq!(d.changes.len(), 4);
+    assert_eq!(d.changes.len(), 5);
 }
 
 /// An embedding and an output head sharing one table, and a second head tied to the first.
@@ -563,8 +564,8 @@ fn a_rule_touching_one_side_of_a_tie_must_say_how_to_treat_it() {
         print_tree(&model),
         "\
 TiedLm
-  embed: Embedding: weight [10, 4]
-  head: Tagged(Linear): weight [10, 4] (tied to embed.weight)
+  embed: Embedding(num_embeddings=10, embedding_dim=4): weight [10, 4]
+  head: Tagged(Linear(in_features=4, out_features=10, bias=false)): weight [10, 4] (tied to embed.weight)
 parameters: 40 total, 40 trainable; slots: 1 of 2 patched
 "
     );
@@ -727,7 +728,7 @@ fn tensor_fields_are_nodes_and_ties_to_them_are_seen() {
         print_tree(&model),
         "\
 WithTensors
-  proj: Linear: weight [4, 4], bias [4]
+  proj: Linear(in_features=4, out_features=4, bias=true): weight [4, 4], bias [4]
   positions: [8] (buffer)
   shared_bias: [4] (tied to proj.bias)
 parameters: 20 total, 20 trainable; slots: 0 of 1 patched

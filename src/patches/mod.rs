@@ -23,6 +23,7 @@ mod dyn_linear;
 mod linear_like;
 mod lora;
 mod mostly_frozen_embedding;
+mod node_rewrites;
 
 pub use bias_only::{BiasOnly, BiasOnlyConfig};
 pub use build::{BuildError, BuildPatch};

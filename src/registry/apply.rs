@@ -83,6 +83,9 @@ impl Registry {
         if self.schema(&spec.name).is_none() {
             return Err(self.unknown_patch(&spec.name, None).into());
         }
+        if let Some(make) = self.node_rules.get(&spec.name) {
+            return make(spec, vs);
+        }
         let slot_rules = self
             .rules
             .get(&spec.name)

@@ -118,7 +118,7 @@ pub(crate) fn check_values_at(
             }
         }
     }
-    if with_targets && targets.is_none() {
+    if with_targets && targets.is_none() && schema.default_targets.is_none() {
         return Err(PatchStringError::MissingArgument {
             patch: patch(),
             name: TARGETS.into(),

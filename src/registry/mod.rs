@@ -66,7 +66,13 @@ pub struct RegisteredPatch {
     schema: fn() -> PatchSchema,
     source: fn() -> &'static str,
     rules: &'static [SlotRule],
+    node_rule: Option<MakeNodeRule>,
 }
+
+/// Builds the rule of a patch that changes nodes (a [`NodeRule`](crate::tree::NodeRule))
+/// from a checked spec.
+pub type MakeNodeRule =
+    fn(&PatchSpec, &tch::nn::VarStore) -> crate::Result<Box<dyn crate::tree::AnyRule>>;
 
 impl RegisteredPatch {
     /// A registration: the schema's constructor and the name of what registered it (a
@@ -76,6 +82,17 @@ impl RegisteredPatch {
             schema,
             source,
             rules: &[],
+            node_rule: None,
+        }
+    }
+
+    /// The registration of a patch that changes nodes rather than slots (replacing every
+    /// ReLU by a PReLU, wrapping every Linear after a Dropout): `make` builds its
+    /// [`NodeRule`](crate::tree::NodeRule) from a checked spec.
+    pub const fn with_node_rule(self, make: MakeNodeRule) -> Self {
+        RegisteredPatch {
+            node_rule: Some(make),
+            ..self
         }
     }
 
@@ -122,6 +139,7 @@ inventory::collect!(ExtraSlotRules);
 pub struct Registry {
     schemas: BTreeMap<String, PatchSchema>,
     rules: BTreeMap<String, Vec<&'static SlotRule>>,
+    node_rules: BTreeMap<String, MakeNodeRule>,
 }
 
 impl Registry {
@@ -146,10 +164,17 @@ impl Registry {
     /// A new registry with every patch registered at link time; add more with
     /// [`add`](Self::add).
     pub fn from_inventory() -> Result<Registry, PatchStringError> {
+        let mut node_rules = Vec::new();
         let mut entries: Vec<(PatchSchema, &'static str, &'static [SlotRule])> =
             inventory::iter::<RegisteredPatch>
                 .into_iter()
-                .map(|entry| ((entry.schema)(), (entry.source)(), entry.rules))
+                .map(|entry| {
+                    let schema = (entry.schema)();
+                    if let Some(make) = entry.node_rule {
+                        node_rules.push((schema.name.clone(), make));
+                    }
+                    (schema, (entry.source)(), entry.rules)
+                })
                 .collect();
         entries.sort_by(|a, b| (&a.0.name, a.1).cmp(&(&b.0.name, b.1)));
         for pair in entries.windows(2) {
@@ -164,6 +189,7 @@ impl Registry {
         for (schema, _, rules) in entries {
             registry.add_with_rules(schema, rules.iter().collect())?;
         }
+        registry.node_rules.extend(node_rules);
         let mut extra: Vec<&ExtraSlotRules> =
             inventory::iter::<ExtraSlotRules>.into_iter().collect();
         // Link order is not stable: the rules of one patch in the same order every run.
@@ -296,6 +322,14 @@ impl Registry {
     /// Parses and checks a string of exactly one patch.
     pub fn parse_one(&self, text: &str) -> Result<PatchSpec, PatchStringError> {
         let calls = parse_calls(text)?;
+        if calls.is_empty() {
+            return Err(PatchStringError::PatchSyntax {
+                input: text.to_owned(),
+                offset: text.len(),
+                column: text.chars().count() + 1,
+                message: "expected a patch, found the end".into(),
+            });
+        }
         if let [second, ..] = &calls[1.min(calls.len())..] {
             return Err(PatchStringError::PatchSyntax {
                 input: text.to_owned(),
@@ -314,6 +348,7 @@ impl Registry {
         };
         let given = call.args.iter().map(check_args::given).collect();
         let (args, targets) = check_args::check_values_at(schema, given, true, Some(call.span))?;
+        let targets = targets.or_else(|| schema.default_targets.clone());
         Ok(PatchSpec {
             name: call.name.clone(),
             args,

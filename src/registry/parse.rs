@@ -87,6 +87,9 @@ pub fn parse_calls(input: &str) -> Result<Vec<PatchCall>, PatchStringError> {
         column: 1,
     };
     let mut calls = Vec::new();
+    if input.trim().is_empty() {
+        return Ok(calls); // no patch: the identity
+    }
     loop {
         parser.skip_ws();
         calls.push(parser.call()?);

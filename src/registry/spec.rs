@@ -32,6 +32,9 @@ pub struct PatchSchema {
     pub doc: String,
     /// The arguments, in the order they are printed.
     pub args: Vec<ArgSpec>,
+    /// The `targets` a patch string may leave out (a patch that finds its own nodes, such
+    /// as every ReLU of the model); `None`: `targets` is required.
+    pub default_targets: Option<String>,
 }
 
 impl PatchSchema {
@@ -41,7 +44,14 @@ impl PatchSchema {
             name: name.into(),
             doc: doc.into(),
             args: Vec::new(),
+            default_targets: None,
         }
+    }
+
+    /// Makes `targets` optional, `glob` when left out.
+    pub fn default_targets(mut self, glob: impl Into<String>) -> Self {
+        self.default_targets = Some(glob.into());
+        self
     }
 
     /// Adds an argument.
@@ -113,10 +123,16 @@ impl fmt::Display for PatchSchema {
         for arg in &self.args {
             write!(f, "\n  {arg}")?;
         }
-        write!(
-            f,
-            "\n  {TARGETS}: string (required) (path glob of the modules to patch)"
-        )
+        match &self.default_targets {
+            None => write!(
+                f,
+                "\n  {TARGETS}: string (required) (path glob of the modules to patch)"
+            ),
+            Some(glob) => write!(
+                f,
+                "\n  {TARGETS}: string (default {glob:?}) (path glob of the modules to patch)"
+            ),
+        }
     }
 }
 

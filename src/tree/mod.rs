@@ -17,6 +17,7 @@ mod glob;
 pub(crate) mod hyper;
 pub(crate) mod layer;
 mod node;
+mod node_rule;
 mod nodes;
 mod print;
 mod query;
@@ -38,6 +39,7 @@ pub use hyper::{HyperList, HyperValue, Hyperparameters};
 
 pub use layer::SlotContent;
 pub use node::{Node, NodeLayer};
+pub use node_rule::{NodeChange, NodeRule};
 pub use print::print_tree;
 pub use query::{ModuleTreeExt, NodeRef, Nodes, SlotMut, SlotRef, UnpatchReport};
 pub use rebind::RebindReport;

@@ -22,7 +22,7 @@ pub(super) fn nodes_mut<'a, M: ModuleTree + ?Sized>(
 }
 
 /// The path and short type name of every node at any depth of `model`, in its order.
-fn every_node<M: ModuleTree + ?Sized>(model: &mut M) -> Vec<(String, String)> {
+pub(super) fn every_node<M: ModuleTree + ?Sized>(model: &mut M) -> Vec<(String, String)> {
     let mut seen = Vec::new();
     nodes_mut(model, |path, node| {
         seen.push((path.to_owned(), short_type_name(node.type_name())));
@@ -117,8 +117,12 @@ where
         .collect())
 }
 
-/// See [`ModuleTreeExt::undo_nodes`](super::ModuleTreeExt::undo_nodes).
-pub(super) fn undo_nodes<M: ModuleTree + ?Sized>(model: &mut M) -> usize {
+/// See [`ModuleTreeExt::undo_nodes`](super::ModuleTreeExt::undo_nodes); with `vs`, the
+/// tensors the undone layers held that the restored ones do not are taken out of it.
+pub(super) fn undo_nodes<M: ModuleTree + ?Sized>(
+    model: &mut M,
+    vs: Option<&tch::nn::VarStore>,
+) -> usize {
     let mut undone = 0;
     loop {
         // A changed node is not entered: the nodes inside what it holds now are not the
@@ -128,7 +132,21 @@ pub(super) fn undo_nodes<M: ModuleTree + ?Sized>(model: &mut M) -> usize {
             return undone;
         }
         for (_, node) in changed {
+            let now = crate::named_tensors(&*node);
             undone += node.undo_all();
+            if let Some(vs) = vs {
+                let then = crate::named_tensors(&*node);
+                let dropped: Vec<tch::Tensor> = now
+                    .into_iter()
+                    .map(|t| t.tensor)
+                    .filter(|t| {
+                        !then
+                            .iter()
+                            .any(|old| crate::tensor_fit::same_tensor(&old.tensor, t))
+                    })
+                    .collect();
+                crate::varstore::forget_tensors(&vs.variables_, &dropped);
+            }
         }
     }
 }

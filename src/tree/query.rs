@@ -329,7 +329,14 @@ pub trait ModuleTreeExt: ModuleTree {
     /// Takes back every change of every node, newest first: each node holds again the very
     /// layer it held at first. Returns how many changes were undone.
     fn undo_nodes(&mut self) -> usize {
-        super::nodes::undo_nodes(self)
+        super::nodes::undo_nodes(self, None)
+    }
+
+    /// Like [`undo_nodes`](Self::undo_nodes), also taking the tensors of the layers taken
+    /// out (a PReLU's weight that `prelu_activation` registered) out of `vs`, so the same
+    /// changes can be made again.
+    fn undo_nodes_from(&mut self, vs: &nn::VarStore) -> usize {
+        super::nodes::undo_nodes(self, Some(vs))
     }
 
     /// Changes hyperparameters by path (`("0.in_features", 10.into())`, several at once),

@@ -1,0 +1,79 @@
+//! Built-in patches that change nodes rather than slots (the PyGlove tutorial's):
+//! `prelu_activation` replaces every ReLU by a PReLU, `dropout_before_linear(p)` puts a
+//! Dropout before every Linear as a new node. Both find their own nodes: `targets` is
+//! optional (default `**`, every node of the model).
+use crate::error::Result;
+use crate::layers::{self, Relu};
+use crate::registry::{ArgSpec, ArgType, PatchSchema, PatchSpec, RegisteredPatch, Value};
+use crate::tree::{path_in, AnyRule, Glob, Node, NodeChange, NodeRule};
+use tch::nn;
+
+fn prelu_schema() -> PatchSchema {
+    PatchSchema::new("prelu_activation", "replace every ReLU node by a PReLU")
+        .arg(
+            ArgSpec::new("num_parameters", ArgType::Int)
+                .default(Value::Int(1))
+                .int_range(1..)
+                .doc("slopes: 1, or one per channel"),
+        )
+        .default_targets("**")
+}
+
+fn prelu_rule(spec: &PatchSpec, vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
+    let count = spec.args.get_i64("num_parameters")?;
+    let glob = Glob::new(&spec.targets)?;
+    let (variables, device) = (vs.variables_.clone(), vs.device());
+    let rule = NodeRule::new::<Relu>("prelu_activation", glob, move |path, _| {
+        let mut store = nn::VarStore::new(device);
+        store.variables_ = variables.clone();
+        let at = path_in(&store.root(), path);
+        if at.get("weight").is_some() {
+            return Err(crate::PatchError::NameTaken {
+                name: at.path("weight"),
+            });
+        }
+        Ok(NodeChange::Replace(Box::new(layers::prelu(at, count))))
+    });
+    Ok(Box::new(rule.var_store(vs)))
+}
+
+fn dropout_schema() -> PatchSchema {
+    PatchSchema::new(
+        "dropout_before_linear",
+        "put a Dropout before every Linear node, as a new node",
+    )
+    .arg(
+        ArgSpec::new("p", ArgType::Float)
+            .float_range(0.0..=1.0)
+            .doc("the probability of zeroing an input"),
+    )
+    .default_targets("**")
+}
+
+fn dropout_rule(spec: &PatchSpec, _vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
+    let p = spec.args.get_f64("p")?;
+    let glob = Glob::new(&spec.targets)?;
+    let rule = NodeRule::new::<nn::Linear>("dropout_before_linear", glob, move |_, _| {
+        Ok(NodeChange::Wrap(
+            vec![Node::new(layers::dropout(p))],
+            vec![],
+        ))
+    });
+    Ok(Box::new(rule))
+}
+
+fn prelu_source() -> &'static str {
+    "tch_patch::patches::node_rewrites::prelu_activation"
+}
+
+fn dropout_source() -> &'static str {
+    "tch_patch::patches::node_rewrites::dropout_before_linear"
+}
+
+inventory::submit! {
+    RegisteredPatch::new(prelu_schema, prelu_source).with_node_rule(prelu_rule)
+}
+
+inventory::submit! {
+    RegisteredPatch::new(dropout_schema, dropout_source).with_node_rule(dropout_rule)
+}
