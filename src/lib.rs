@@ -83,6 +83,7 @@ pub mod prelude;
 pub mod registry;
 mod safe_read;
 pub mod save;
+pub mod search;
 pub mod swap;
 mod tensor_fit;
 mod tensor_plan;

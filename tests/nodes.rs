@@ -361,12 +361,23 @@ fn rebind_rebuilds_exactly_the_named_layers_and_undo_puts_the_very_tensors_back(
     assert_eq!(pointers(&model), before);
     assert_eq!(var_pointers(&vs), vars_before);
     assert_eq!(vs.trainable_variables().len(), 8);
+
+    // A node holding an unpatched slot is rebuilt as a slot, so rules can still patch it.
+    model
+        .rebind(&vs, &[("head.in_features", 1.into())])
+        .unwrap();
+    assert!(model.head.downcast_ref::<Slot<nn::Linear>>().is_some());
 }
 
 #[test]
 fn a_bad_rebind_changes_nothing_and_says_what_is_wrong() {
     let vs = nn::VarStore::new(Device::Cpu);
     let mut model = model(&vs);
+    let doubled =
+        Rule::<nn::Linear>::wrap(Selector::glob("head").unwrap(), "Doubled", |_, content| {
+            Doubled { base: content }
+        });
+    model.apply(&doubled).unwrap(); // a patched slot: rebind would drop its patch
     let (before, vars_before) = (pointers(&model), var_pointers(&vs));
     let cases: [(&[(&str, tch_patch::tree::HyperValue)], &str); 7] = [
         (
@@ -391,7 +402,7 @@ fn a_bad_rebind_changes_nothing_and_says_what_is_wrong() {
         ),
         (
             &[("head.in_features", 2.into())],
-            "cannot rebind `head`: rebind rebuilds `Linear`, `Embedding`, `LayerNorm`, `PRelu`, `Dropout`, `Gelu`, not `Slot<Linear>`",
+            "cannot rebind `head`: rebind rebuilds `Linear`, `Embedding`, `LayerNorm`, `an unpatched Slot of those`, `PRelu`, `Dropout`, `Gelu`, not `Slot<Linear>`",
         ),
         (&[("mlp.in_features", 2.into())], "no node at `mlp`; node paths:"),
     ];

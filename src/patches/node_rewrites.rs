@@ -1,5 +1,5 @@
 //! Built-in patches that change nodes rather than slots (the PyGlove tutorial's):
-//! `prelu_activation` replaces every ReLU by a PReLU, `dropout_before_linear(p)` puts a
+//! `prelu_activation` replaces every ReLU by a PReLU, `gelu_activation` by a GELU, `dropout_before_linear(p)` puts a
 //! Dropout before every Linear as a new node. Both find their own nodes: `targets` is
 //! optional (default `**`, every node of the model).
 use crate::error::Result;
@@ -37,6 +37,29 @@ fn prelu_rule(spec: &PatchSpec, vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
     Ok(Box::new(rule.var_store(vs)))
 }
 
+fn gelu_schema() -> PatchSchema {
+    PatchSchema::new("gelu_activation", "replace every ReLU node by a GELU")
+        .arg(
+            ArgSpec::new("approximate", ArgType::Str)
+                .default(Value::Str("none".into()))
+                .choices(["none", "tanh"])
+                .doc("the exact form, or the tanh approximation"),
+        )
+        .default_targets("**")
+}
+
+fn gelu_rule(spec: &PatchSpec, _vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
+    let approximate = match spec.args.get_str("approximate")? {
+        "tanh" => layers::GeluApproximation::Tanh,
+        _ => layers::GeluApproximation::None,
+    };
+    let glob = Glob::new(&spec.targets)?;
+    let rule = NodeRule::new::<Relu>("gelu_activation", glob, move |_, _| {
+        Ok(NodeChange::Replace(Box::new(layers::Gelu { approximate })))
+    });
+    Ok(Box::new(rule))
+}
+
 fn dropout_schema() -> PatchSchema {
     PatchSchema::new(
         "dropout_before_linear",
@@ -66,12 +89,20 @@ fn prelu_source() -> &'static str {
     "tch_patch::patches::node_rewrites::prelu_activation"
 }
 
+fn gelu_source() -> &'static str {
+    "tch_patch::patches::node_rewrites::gelu_activation"
+}
+
 fn dropout_source() -> &'static str {
     "tch_patch::patches::node_rewrites::dropout_before_linear"
 }
 
 inventory::submit! {
     RegisteredPatch::new(prelu_schema, prelu_source).with_node_rule(prelu_rule)
+}
+
+inventory::submit! {
+    RegisteredPatch::new(gelu_schema, gelu_source).with_node_rule(gelu_rule)
 }
 
 inventory::submit! {

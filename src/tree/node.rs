@@ -121,6 +121,15 @@ impl Node {
         self.content.as_any_mut().downcast_mut()
     }
 
+    /// The layer as an `L`: what the node holds, or the innermost layer of a
+    /// [`Slot<L>`](crate::Slot) it holds (patched or not), so rules over `L` nodes see
+    /// slot-held layers too.
+    pub fn layer<L: Parameters + Any + Send>(&self) -> Option<&L> {
+        let any = self.content.as_any();
+        any.downcast_ref::<L>()
+            .or_else(|| any.downcast_ref::<crate::Slot<L>>().map(|slot| slot.root()))
+    }
+
     /// How many changes [`undo`](Self::undo) can take back.
     pub fn changes(&self) -> usize {
         self.history.len()

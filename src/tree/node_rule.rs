@@ -9,8 +9,9 @@ use super::visit::ModuleTree;
 use super::TreeError;
 use crate::error::Result;
 use crate::params::named_tensors;
+use crate::params::Parameters;
 use crate::tensor_fit::same_tensor;
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::sync::{Arc, Mutex};
 use tch::{nn, Tensor};
 
@@ -40,9 +41,9 @@ pub enum NodeChange {
     Wrap(Vec<Node>, Vec<Node>),
 }
 
-type MakeChange = dyn Fn(&str, &dyn NodeLayer) -> Result<NodeChange> + Send + Sync;
+type MakeChange = dyn Fn(&str, &Node) -> Result<NodeChange> + Send + Sync;
 
-/// Changes every node holding an `L` at a path its glob matches (PyGlove's rule-based
+/// Changes every node holding an `L` (or a [`Slot<L>`](crate::Slot)) at a path its glob matches (PyGlove's rule-based
 /// patcher on symbolic nodes): `make(path, &layer)` says how, and runs for every node
 /// before any node changes. A rule that picks nothing is an error
 /// ([`TreeError::NoNodeMatch`]). In a chain ([`apply_chain`](super::apply_chain), patch
@@ -65,7 +66,8 @@ type MakeChange = dyn Fn(&str, &dyn NodeLayer) -> Result<NodeChange> + Send + Sy
 pub struct NodeRule {
     name: String,
     glob: Glob,
-    layer: TypeId,
+    /// Whether a node holds an `L` (or a `Slot<L>`).
+    picks: fn(&Node) -> bool,
     layer_name: &'static str,
     make: Box<MakeChange>,
     /// The paths each application changed, newest last, for `undo`.
@@ -76,22 +78,21 @@ pub struct NodeRule {
 
 impl NodeRule {
     /// A rule named `name` changing the `L` nodes `glob` picks with `make`.
-    pub fn new<L: Any>(
+    pub fn new<L: Parameters + Any + Send>(
         name: impl Into<String>,
         glob: Glob,
         make: impl Fn(&str, &L) -> Result<NodeChange> + Send + Sync + 'static,
     ) -> Self {
-        let make = move |path: &str, layer: &dyn NodeLayer| {
-            let layer = layer
-                .as_any()
-                .downcast_ref::<L>()
+        let make = move |path: &str, node: &Node| {
+            let layer = node
+                .layer::<L>()
                 .expect("a node rule is offered only the nodes of its type");
             make(path, layer)
         };
         NodeRule {
             name: name.into(),
             glob,
-            layer: TypeId::of::<L>(),
+            picks: |node| node.layer::<L>().is_some(),
             layer_name: std::any::type_name::<L>(),
             make: Box::new(make),
             applied: Mutex::new(Vec::new()),
@@ -138,7 +139,7 @@ impl AnyRule for NodeRule {
     fn apply_undoable(&self, model: &mut dyn ModuleTree) -> Result<(ApplyReport, Undo)> {
         let nodes = super::nodes::every_node(model);
         let picked = super::nodes::nodes_mut(model, |path, node| {
-            node.content().as_any().type_id() == self.layer && self.glob.matches(path)
+            (self.picks)(node) && self.glob.matches(path)
         });
         if picked.is_empty() {
             return Err(TreeError::NoNodeMatch {
@@ -150,7 +151,7 @@ impl AnyRule for NodeRule {
         }
         let mut changes = Vec::with_capacity(picked.len());
         for (path, node) in &picked {
-            match (self.make)(path, node.content()) {
+            match (self.make)(path, node) {
                 Ok(change) => changes.push(change),
                 Err(error) => {
                     let made: Vec<Tensor> = changes.iter().flat_map(new_tensors).collect();

@@ -49,13 +49,13 @@ pub(super) fn node_mut<'a, M: ModuleTree + ?Sized>(
 
 /// The nodes holding an `L` at a path `glob` matches, or [`TreeError::NoNodeMatch`] when
 /// there is none (a rule that matches nothing is a mistake, never silently nothing).
-fn matching<'a, L: Any, M: ModuleTree + ?Sized>(
+fn matching<'a, L: crate::params::Parameters + Any + Send, M: ModuleTree + ?Sized>(
     model: &'a mut M,
     glob: &Glob,
 ) -> Result<Vec<(String, &'a mut Node)>, TreeError> {
     let nodes = every_node(model);
     let picked = nodes_mut(model, |path, node| {
-        node.downcast_ref::<L>().is_some() && glob.matches(path)
+        node.layer::<L>().is_some() && glob.matches(path)
     });
     if picked.is_empty() {
         return Err(TreeError::NoNodeMatch {
@@ -70,7 +70,7 @@ fn matching<'a, L: Any, M: ModuleTree + ?Sized>(
 /// See [`ModuleTreeExt::replace_nodes`](super::ModuleTreeExt::replace_nodes).
 pub(super) fn replace_nodes<L, M, F>(model: &mut M, glob: &Glob, make: F) -> Result<Vec<String>>
 where
-    L: Any,
+    L: crate::params::Parameters + Any + Send,
     M: ModuleTree + ?Sized,
     F: FnMut(&str, &L) -> Result<Box<dyn NodeLayer>>,
 {
@@ -80,7 +80,7 @@ where
 /// See [`ModuleTreeExt::wrap_nodes`](super::ModuleTreeExt::wrap_nodes).
 pub(super) fn wrap_nodes<L, M, F>(model: &mut M, glob: &Glob, make: F) -> Result<Vec<String>>
 where
-    L: Any,
+    L: crate::params::Parameters + Any + Send,
     M: ModuleTree + ?Sized,
     F: FnMut(&str, &L) -> Result<(Vec<Node>, Vec<Node>)>,
 {
@@ -98,13 +98,13 @@ fn change_nodes<L, M, T>(
     change: impl Fn(&mut Node, T),
 ) -> Result<Vec<String>>
 where
-    L: Any,
+    L: crate::params::Parameters + Any + Send,
     M: ModuleTree + ?Sized,
 {
     let picked = matching::<L, M>(model, glob)?;
     let mut made = Vec::with_capacity(picked.len());
     for (path, node) in &picked {
-        let old = node.downcast_ref::<L>().expect("picked by type");
+        let old = node.layer::<L>().expect("picked by type");
         made.push(make(path, old)?);
     }
     Ok(picked

@@ -280,7 +280,7 @@ pub trait ModuleTreeExt: ModuleTree {
         super::nodes::node_mut(self, path)
     }
 
-    /// Replaces every node holding an `L` at a path `glob` matches by the layer
+    /// Replaces every node holding an `L` (or a [`Slot<L>`](crate::Slot)) at a path `glob` matches by the layer
     /// `make(path, &old)` returns (PyGlove's rule-based rewrite: every ReLU by a PReLU),
     /// and returns their paths. All or nothing: every `make` runs before any node changes,
     /// so an error from one (or [`TreeError::NoNodeMatch`] when nothing matches) changes
@@ -307,7 +307,7 @@ pub trait ModuleTreeExt: ModuleTree {
     /// ```
     fn replace_nodes<L, F>(&mut self, glob: &Glob, make: F) -> Result<Vec<String>>
     where
-        L: Any,
+        L: Parameters + Any + Send,
         F: FnMut(&str, &L) -> Result<Box<dyn NodeLayer>>,
     {
         super::nodes::replace_nodes(self, glob, make)
@@ -320,7 +320,7 @@ pub trait ModuleTreeExt: ModuleTree {
     /// the sequence (see [`Node::wrap`](crate::tree::Node::wrap)).
     fn wrap_nodes<L, F>(&mut self, glob: &Glob, make: F) -> Result<Vec<String>>
     where
-        L: Any,
+        L: Parameters + Any + Send,
         F: FnMut(&str, &L) -> Result<(Vec<Node>, Vec<Node>)>,
     {
         super::nodes::wrap_nodes(self, glob, make)

@@ -19,6 +19,7 @@ const REBUILDS: &[&str] = &[
     "Linear",
     "Embedding",
     "LayerNorm",
+    "an unpatched Slot of those",
     "PRelu",
     "Dropout",
     "Gelu",
@@ -128,7 +129,7 @@ fn plan<M: ModuleTree + ?Sized>(
         let layer = node.content();
         let old = layer_hyperparameters(layer);
         let type_name = short_type_name(layer.type_name());
-        if !REBUILDS.contains(&type_name.as_str()) {
+        if !super::rebuild::can_rebuild(layer) {
             return Err(TreeError::CannotRebind {
                 path,
                 layer: type_name,
@@ -161,18 +162,23 @@ fn plan<M: ModuleTree + ?Sized>(
 /// What a node's layer reports (a `Node` holds a leaf here: its tree leaf's values).
 pub(super) fn layer_hyperparameters(layer: &dyn NodeLayer) -> HyperList {
     let mut list = Vec::new();
+    let mut slot_hyper = None;
     let mut first = true;
     let mut collect = |_: &str, _: usize, node: TreeNode<'_>| {
         if std::mem::take(&mut first) {
-            if let TreeNode::Leaf {
-                hyperparameters, ..
-            } = node
-            {
-                list = hyperparameters.hyperparameters();
+            match node {
+                TreeNode::Leaf {
+                    hyperparameters, ..
+                } => list = hyperparameters.hyperparameters(),
+                TreeNode::Slot(slot) => slot_hyper = Some(slot.hyperparameters()),
+                _ => {}
             }
         }
     };
     layer.visit_tree(&mut super::visit::TreeVisitor::new(&mut collect));
+    if let Some(slot) = slot_hyper {
+        return slot;
+    }
     list
 }
 

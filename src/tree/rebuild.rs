@@ -1,8 +1,10 @@
 //! Building a layer again from its hyperparameters, freshly initialized: what rebind and
-//! clone do for each layer type they know.
+//! clone do for each layer type they know (tch's Linear, Embedding and LayerNorm, bare or
+//! in an unpatched `Slot`, and this crate's layers).
 use super::hyper::{HyperList, HyperValue};
 use super::node::NodeLayer;
 use crate::layers::{Dropout, Gelu, GeluApproximation, Identity, PRelu, Relu, Sigmoid, Silu, Tanh};
+use crate::Slot;
 use tch::nn;
 
 /// The layer `old` is, rebuilt from `hyper` at `root` (freshly initialized), for tch's
@@ -12,6 +14,9 @@ pub(super) fn rebuild(
     root: &nn::Path,
     hyper: &HyperList,
 ) -> Option<Box<dyn NodeLayer>> {
+    if let Some(layer) = rebuild_in_slot(old, root, hyper) {
+        return Some(layer);
+    }
     let int = |name: &str| match hyper.iter().find(|(n, _)| *n == name) {
         Some((_, HyperValue::Int(v))) => *v,
         _ => 0,
@@ -107,5 +112,43 @@ pub(super) fn can_rebuild(layer: &dyn NodeLayer) -> bool {
         TypeId::of::<Sigmoid>(),
         TypeId::of::<Identity>(),
     ];
-    known.contains(&layer.as_any().type_id())
+    known.contains(&layer.as_any().type_id()) || is_bare_known_slot(layer)
+}
+
+/// An unpatched `Slot<T>` of a layer type [`rebuild`] knows, rebuilt as a slot of the
+/// rebuilt layer.
+fn rebuild_in_slot(
+    old: &dyn NodeLayer,
+    root: &nn::Path,
+    hyper: &HyperList,
+) -> Option<Box<dyn NodeLayer>> {
+    macro_rules! in_slot {
+        ($($ty:ty),*) => {$(
+            if let Some(slot) = old.as_any().downcast_ref::<Slot<$ty>>() {
+                if slot.is_patched() {
+                    return None;
+                }
+                let layer = rebuild(slot.root(), root, hyper)?;
+                let layer = *layer.into_any().downcast::<$ty>().ok()?;
+                return Some(Box::new(Slot::new(layer)));
+            }
+        )*};
+    }
+    in_slot!(nn::Linear, nn::Embedding, nn::LayerNorm);
+    None
+}
+
+/// Whether `layer` is an unpatched `Slot` of a layer [`rebuild`] knows.
+fn is_bare_known_slot(layer: &dyn NodeLayer) -> bool {
+    let any = layer.as_any();
+    let bare = |patched: Option<bool>| patched == Some(false);
+    bare(any.downcast_ref::<Slot<nn::Linear>>().map(Slot::is_patched))
+        || bare(
+            any.downcast_ref::<Slot<nn::Embedding>>()
+                .map(Slot::is_patched),
+        )
+        || bare(
+            any.downcast_ref::<Slot<nn::LayerNorm>>()
+                .map(Slot::is_patched),
+        )
 }

@@ -121,7 +121,14 @@ pub(crate) fn cases() -> Vec<Case> {
             "rebind: a layer without hyperparameters",
             setup: |fx| fx.with_seq(),
             |fx| rebind(fx, &[("body.1.inplace", true.into())]),
-            PatchError::Tree(TreeError::CannotRebind { path, .. }) if path == "body.1"
+            PatchError::Tree(TreeError::UnknownHyperparameter { name, known })
+                if name == "body.1.inplace" && known.is_empty()
+        ),
+        case!(
+            "rebind: a closure",
+            setup: |fx| fx.with_seq().body.push(layers::Func::new(|xs| xs * 2.0)),
+            |fx| rebind(fx, &[("body.6.scale", 2.into())]),
+            PatchError::Tree(TreeError::CannotRebind { layer, .. }) if layer == "Func"
         ),
         case!(
             "rebind: one hyperparameter twice",
