@@ -57,6 +57,40 @@ pub(crate) fn positions(attention_mask: &Tensor, past: i64, t: i64) -> Tensor {
         .narrow(1, past, t)
 }
 
+/// Whether `attention_mask` holds a 0 (a padded position).
+pub(crate) fn has_padding(attention_mask: &Tensor) -> bool {
+    attention_mask.all().int64_value(&[]) == 0
+}
+
+/// How the attention of one forward is masked.
+pub(crate) enum AttentionMask {
+    /// Every query sees every key: one new token, no padding.
+    Unmasked,
+    /// Causal over the new tokens, nothing cached or padded: the attention kernel's own
+    /// `is_causal`, no mask tensor.
+    Causal,
+    /// [`additive_mask`]: padding, or several new tokens after cached ones.
+    Additive(Tensor),
+}
+
+impl AttentionMask {
+    /// The mask of `t` new tokens after `past` cached ones; `padded`:
+    /// [`has_padding`]`(attention_mask)`.
+    pub(crate) fn new(
+        attention_mask: &Tensor,
+        padded: bool,
+        past: i64,
+        t: i64,
+        kind: Kind,
+    ) -> Self {
+        match (padded, past, t) {
+            (false, _, 1) => AttentionMask::Unmasked,
+            (false, 0, _) => AttentionMask::Causal,
+            _ => AttentionMask::Additive(additive_mask(attention_mask, past, t, kind)),
+        }
+    }
+}
+
 /// The additive mask `[batch, 1, t, past + t]` of causal attention over cached and new
 /// tokens: query `i` (at `past + i`) sees key `j` when `j <= past + i` and `j` is not
 /// padding; hidden keys get the kind's lowest finite value, as transformers' masks do.
@@ -90,6 +124,19 @@ pub trait CausalLm {
         train: bool,
     ) -> Tensor;
 
+    /// The logits `[batch, vocab]` of the last of `input_ids` `[batch, new]` (eval mode),
+    /// the new keys and values appended to `cache`: what decoding reads. A model may
+    /// compute the head for that position only.
+    fn last_logits_cached(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Tensor {
+        let logits = self.forward_cached(input_ids, attention_mask, cache, false);
+        logits.select(1, logits.size()[1] - 1)
+    }
+
     /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]` (int64): causal attention
     /// over the whole sequence, positions `0..seq`, no cache kept.
     fn logits(&self, input_ids: &Tensor, train: bool) -> Tensor {
@@ -119,13 +166,18 @@ pub trait CausalLm {
             let mut finished =
                 Tensor::zeros([input_ids.size()[0]], (Kind::Bool, input_ids.device()));
             for _ in 0..max_new_tokens {
-                let logits = self.forward_cached(&next_input, &mask, &mut cache, false);
-                let last = logits.select(1, logits.size()[1] - 1);
+                let last = self.last_logits_cached(&next_input, &mask, &mut cache);
                 let token = last.argmax(-1, false);
-                let token = token.where_self(&finished.logical_not(), &token.full_like(pad));
-                if let Some(eos) = eos {
-                    finished = finished.logical_or(&token.eq(eos));
-                }
+                // Without an end token no sequence finishes: no padding to put in.
+                let token = match eos {
+                    Some(eos) => {
+                        let token =
+                            token.where_self(&finished.logical_not(), &token.full_like(pad));
+                        finished = finished.logical_or(&token.eq(eos));
+                        token
+                    }
+                    None => token,
+                };
                 let token = token.unsqueeze(1);
                 sequences = Tensor::cat(&[&sequences, &token], 1);
                 mask = Tensor::cat(&[&mask, &token.ones_like()], 1);

@@ -6,7 +6,7 @@
 //! (`model.layers.0.self_attn.q_proj.weight`), so a transformers `model.safetensors` loads
 //! by name.
 use crate::config::{read_object, Field, Reader};
-use crate::decoding::{self, CausalLm, KvCache};
+use crate::decoding::{self, AttentionMask, CausalLm, KvCache};
 use crate::error::ModelError;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
@@ -293,6 +293,11 @@ impl LlamaRmsNorm {
 
     fn forward(&self, xs: &Tensor) -> Tensor {
         let kind = xs.kind();
+        if kind == Kind::Float {
+            // The same ops without the two no-op conversions (each a call into libtorch).
+            let variance = xs.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+            return &self.weight * (xs * (variance + self.eps).rsqrt());
+        }
         let hidden = xs.to_kind(Kind::Float);
         let variance = hidden.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
         let hidden = hidden * (variance + self.eps).rsqrt();
@@ -333,11 +338,39 @@ fn inv_freq(rope: &Rope, head_dim: i64) -> Tensor {
     smoothed.where_self(&medium, &scaled)
 }
 
-fn rotate_half(xs: &Tensor) -> Tensor {
-    let half = xs.size().last().copied().unwrap_or(0) / 2;
-    let x1 = xs.narrow(-1, 0, half);
-    let x2 = xs.narrow(-1, half, half);
-    Tensor::cat(&[-x2, x1], -1)
+/// The rotary tables of one forward, `[batch or 1, 1, t, head_dim]` each, in the model's
+/// kind: `cos` is transformers' `cos`, and `sin` is its `sin` with the first half negated,
+/// so that `rotate_half(x) * sin` (`cat(-x2, x1) * sin`) is `roll(x, half) * sin_signed`
+/// (`cat(x2, x1) * cat(-s, s)`: the same products, negation being exact), one roll instead
+/// of two narrows, a negation and a cat.
+struct RotaryTables {
+    cos: Tensor,
+    sin_signed: Tensor,
+    half: i64,
+}
+
+impl RotaryTables {
+    /// `positions` `[batch or 1, t]` (float32), `inv_freq` `[head_dim / 2]`.
+    fn new(positions: &Tensor, inv_freq: &Tensor, kind: Kind) -> Self {
+        let freqs = positions.unsqueeze(-1) * inv_freq;
+        let (cos, sin) = (freqs.cos(), freqs.sin());
+        let in_kind = |xs: Tensor| match kind {
+            Kind::Float => xs,
+            _ => xs.to_kind(kind),
+        };
+        let cos = in_kind(Tensor::cat(&[&cos, &cos], -1).unsqueeze(1));
+        let sin_signed = in_kind(Tensor::cat(&[-&sin, sin], -1).unsqueeze(1));
+        RotaryTables {
+            cos,
+            sin_signed,
+            half: inv_freq.size()[0],
+        }
+    }
+
+    /// `xs * cos + rotate_half(xs) * sin` for `xs` `[batch, heads, t, head_dim]`.
+    fn apply(&self, xs: &Tensor) -> Tensor {
+        xs * &self.cos + xs.roll([self.half], [-1]) * &self.sin_signed
+    }
 }
 
 /// Grouped-query self-attention.
@@ -359,69 +392,102 @@ pub struct LlamaAttention {
     head_dim: i64,
 }
 
-fn linear(path: nn::Path, inputs: i64, outputs: i64, bias: bool) -> Slot<nn::Linear> {
-    Slot::new(nn::linear(
-        path,
-        inputs,
-        outputs,
-        nn::LinearConfig {
+/// How a model's weights start: drawn as `nn::linear` and `nn::embedding` draw them, or
+/// zeros for a model whose every weight is then loaded (a checkpoint overwrites them all,
+/// and zeros cost a memset where the random draws cost most of a small model's load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Weights {
+    Fresh,
+    ToLoad,
+}
+
+fn linear(
+    path: nn::Path,
+    inputs: i64,
+    outputs: i64,
+    bias: bool,
+    weights: Weights,
+) -> Slot<nn::Linear> {
+    let config = match weights {
+        Weights::Fresh => nn::LinearConfig {
             bias,
             ..Default::default()
         },
-    ))
+        Weights::ToLoad => nn::LinearConfig {
+            ws_init: nn::Init::Const(0.0),
+            bs_init: Some(nn::Init::Const(0.0)),
+            bias,
+        },
+    };
+    Slot::new(nn::linear(path, inputs, outputs, config))
 }
 
 impl LlamaAttention {
-    fn new(path: nn::Path, c: &LlamaConfig) -> Self {
+    fn new(path: nn::Path, c: &LlamaConfig, w: Weights) -> Self {
         let (h, kv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let bias = c.attention_bias;
         LlamaAttention {
-            q_proj: linear(&path / "q_proj", c.hidden_size, h * d, c.attention_bias),
-            k_proj: linear(&path / "k_proj", c.hidden_size, kv * d, c.attention_bias),
-            v_proj: linear(&path / "v_proj", c.hidden_size, kv * d, c.attention_bias),
-            o_proj: linear(&path / "o_proj", h * d, c.hidden_size, c.attention_bias),
+            q_proj: linear(&path / "q_proj", c.hidden_size, h * d, bias, w),
+            k_proj: linear(&path / "k_proj", c.hidden_size, kv * d, bias, w),
+            v_proj: linear(&path / "v_proj", c.hidden_size, kv * d, bias, w),
+            o_proj: linear(&path / "o_proj", h * d, c.hidden_size, bias, w),
             heads: h,
             kv_heads: kv,
             head_dim: d,
         }
     }
 
+    /// Attention of `xs` `[batch, t, hidden]` over the cached and new tokens: libtorch's
+    /// fused `scaled_dot_product_attention` (softmax of `q kᵀ / sqrt(head_dim) + mask`,
+    /// times `v`), as transformers' default `sdpa` attention calls it: `is_causal` instead
+    /// of a mask when nothing is cached or padded, grouped-query attention in the kernel
+    /// (`enable_gqa`) instead of repeated keys and values, and for one new token the query
+    /// heads of each key head packed as that head's queries.
     fn forward_t(
         &self,
         xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
+        rotary: &RotaryTables,
+        mask: &AttentionMask,
         cache: &mut Option<(Tensor, Tensor)>,
         train: bool,
     ) -> Tensor {
-        let (b, t) = (xs.size()[0], xs.size()[1]);
-        let split = |ys: Tensor, heads: i64| ys.view([b, t, heads, self.head_dim]).transpose(1, 2);
-        let q = split(xs.apply_t(&self.q_proj, train), self.heads);
-        let k = split(xs.apply_t(&self.k_proj, train), self.kv_heads);
+        let size = xs.size();
+        let (b, t, d) = (size[0], size[1], self.head_dim);
+        // [b, t, heads * d] -> [b, heads, t, d]; for one token a view of the same layout.
+        let split = |ys: Tensor, heads: i64| match t {
+            1 => ys.view([b, heads, 1, d]),
+            _ => ys.view([b, t, heads, d]).transpose(1, 2),
+        };
+        let q = rotary.apply(&split(xs.apply_t(&self.q_proj, train), self.heads));
+        let k = rotary.apply(&split(xs.apply_t(&self.k_proj, train), self.kv_heads));
         let v = split(xs.apply_t(&self.v_proj, train), self.kv_heads);
-        let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1));
-        let q = &q * &cos + rotate_half(&q) * &sin;
-        let k = &k * &cos + rotate_half(&k) * &sin;
         let (k, v) = decoding::append(cache, k, v);
         let groups = self.heads / self.kv_heads;
-        let repeat = |ys: Tensor| {
-            if groups == 1 {
-                return ys;
-            }
-            let s = ys.size();
-            ys.unsqueeze(2)
-                .expand([s[0], s[1], groups, s[2], s[3]], false)
-                .reshape([s[0], s[1] * groups, s[2], s[3]])
+        let (additive, causal) = match mask {
+            AttentionMask::Additive(mask) => (Some(mask), false),
+            AttentionMask::Causal => (None, true),
+            AttentionMask::Unmasked => (None, false),
         };
-        let (k, v) = (repeat(k), repeat(v));
-        let scores = q.matmul(&k.transpose(2, 3)) * (self.head_dim as f64).powf(-0.5) + mask;
-        let weights = scores.softmax(-1, Kind::Float).to_kind(q.kind());
-        let out = weights
-            .matmul(&v)
+        let out = if t == 1 && groups > 1 {
+            // [b, heads, 1, d] as [b, kv_heads, groups, d]: query head `j` attends with key
+            // head `j / groups`, as repeated keys would give it; the mask [b, 1, 1, total]
+            // broadcasts over both head axes.
+            let q = q.reshape([b, self.kv_heads, groups, d]);
+            Tensor::scaled_dot_product_attention(&q, &k, &v, additive, 0.0, false, None, false)
+        } else {
+            Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                additive,
+                0.0,
+                causal,
+                None,
+                groups > 1,
+            )
             .transpose(1, 2)
-            .contiguous()
-            .reshape([b, t, -1]);
-        out.apply_t(&self.o_proj, train)
+        };
+        out.reshape([b, t, -1]).apply_t(&self.o_proj, train)
     }
 }
 
@@ -437,26 +503,12 @@ pub struct LlamaMlp {
 }
 
 impl LlamaMlp {
-    fn new(path: nn::Path, c: &LlamaConfig) -> Self {
+    fn new(path: nn::Path, c: &LlamaConfig, w: Weights) -> Self {
+        let (hidden, inner, bias) = (c.hidden_size, c.intermediate_size, c.mlp_bias);
         LlamaMlp {
-            gate_proj: linear(
-                &path / "gate_proj",
-                c.hidden_size,
-                c.intermediate_size,
-                c.mlp_bias,
-            ),
-            up_proj: linear(
-                &path / "up_proj",
-                c.hidden_size,
-                c.intermediate_size,
-                c.mlp_bias,
-            ),
-            down_proj: linear(
-                &path / "down_proj",
-                c.intermediate_size,
-                c.hidden_size,
-                c.mlp_bias,
-            ),
+            gate_proj: linear(&path / "gate_proj", hidden, inner, bias, w),
+            up_proj: linear(&path / "up_proj", hidden, inner, bias, w),
+            down_proj: linear(&path / "down_proj", inner, hidden, bias, w),
         }
     }
 
@@ -506,14 +558,24 @@ pub struct LlamaForCausalLM {
 impl LlamaForCausalLM {
     /// A model with fresh weights at `path` (the VarStore root for transformers' names).
     pub fn new(path: &nn::Path, config: &LlamaConfig) -> Self {
+        Self::build(path, config, Weights::Fresh)
+    }
+
+    /// A model whose every weight is about to be loaded (`from_folder`): the same tensors,
+    /// names and shapes as [`new`](Self::new), zeros instead of random draws.
+    pub(crate) fn to_load(path: &nn::Path, config: &LlamaConfig) -> Self {
+        Self::build(path, config, Weights::ToLoad)
+    }
+
+    fn build(path: &nn::Path, config: &LlamaConfig, w: Weights) -> Self {
         let c = config;
         let m = path / "model";
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
                 let p = &m / "layers" / i;
                 LlamaDecoderLayer {
-                    self_attn: LlamaAttention::new(&p / "self_attn", c),
-                    mlp: LlamaMlp::new(&p / "mlp", c),
+                    self_attn: LlamaAttention::new(&p / "self_attn", c, w),
+                    mlp: LlamaMlp::new(&p / "mlp", c, w),
                     input_layernorm: LlamaRmsNorm::new(
                         &p / "input_layernorm",
                         c.hidden_size,
@@ -532,14 +594,20 @@ impl LlamaForCausalLM {
                 &m / "embed_tokens",
                 c.vocab_size,
                 c.hidden_size,
-                Default::default(),
+                match w {
+                    Weights::Fresh => Default::default(),
+                    Weights::ToLoad => nn::EmbeddingConfig {
+                        ws_init: nn::Init::Const(0.0),
+                        ..Default::default()
+                    },
+                },
             )),
             layers,
             norm: LlamaRmsNorm::new(&m / "norm", c.hidden_size, c.rms_norm_eps),
             inv_freq: inv_freq(&c.rope, c.head_dim).to_device(path.device()),
         };
         let lm_head = (!c.tie_word_embeddings)
-            .then(|| linear(path / "lm_head", c.hidden_size, c.vocab_size, false));
+            .then(|| linear(path / "lm_head", c.hidden_size, c.vocab_size, false, w));
         LlamaForCausalLM {
             model,
             lm_head,
@@ -558,6 +626,8 @@ impl LlamaForCausalLM {
     /// transformers' `generate` does. The new keys and values are appended to `cache`.
     // `xs = xs + ..`, not `xs += ..`: an in-place add would overwrite a tensor the norms keep
     // for the backward pass.
+    /// With `last_only`, the logits of the last position only, `[batch, 1, vocab]` (what
+    /// decoding reads; transformers' `logits_to_keep=1`).
     #[allow(clippy::assign_op_pattern)]
     fn forward_cached_impl(
         &self,
@@ -565,25 +635,33 @@ impl LlamaForCausalLM {
         attention_mask: &Tensor,
         cache: &mut KvCache,
         train: bool,
+        last_only: bool,
     ) -> Tensor {
         let t = input_ids.size()[1];
         let total = attention_mask.size()[1];
         let past = total - t;
         let mut xs = input_ids.apply_t(&self.model.embed_tokens, train);
         let kind = xs.kind();
-        let positions = decoding::positions(attention_mask, past, t).to_kind(Kind::Float);
-        let freqs = positions.unsqueeze(-1) * self.model.inv_freq.unsqueeze(0).unsqueeze(0);
-        let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        let (cos, sin) = (emb.cos().to_kind(kind), emb.sin().to_kind(kind));
-        let mask = decoding::additive_mask(attention_mask, past, t, kind);
+        let padded = decoding::has_padding(attention_mask);
+        let positions = if padded {
+            decoding::positions(attention_mask, past, t).to_kind(Kind::Float)
+        } else {
+            // The same positions as the cumulative count gives without padding.
+            Tensor::arange_start(past, total, (Kind::Float, input_ids.device())).unsqueeze(0)
+        };
+        let rotary = RotaryTables::new(&positions, &self.model.inv_freq, kind);
+        let mask = AttentionMask::new(attention_mask, padded, past, t, kind);
         for (layer, layer_cache) in self.model.layers.iter().zip(cache.layers_mut()) {
             let h = layer.input_layernorm.forward(&xs);
             xs = xs
                 + layer
                     .self_attn
-                    .forward_t(&h, &cos, &sin, &mask, layer_cache, train);
+                    .forward_t(&h, &rotary, &mask, layer_cache, train);
             let h = layer.post_attention_layernorm.forward(&xs);
             xs = xs + layer.mlp.forward_t(&h, train);
+        }
+        if last_only && t > 1 {
+            xs = xs.narrow(1, t - 1, 1);
         }
         let xs = self.model.norm.forward(&xs);
         match &self.lm_head {
@@ -605,7 +683,17 @@ impl CausalLm for LlamaForCausalLM {
         cache: &mut KvCache,
         train: bool,
     ) -> Tensor {
-        LlamaForCausalLM::forward_cached_impl(self, input_ids, attention_mask, cache, train)
+        LlamaForCausalLM::forward_cached_impl(self, input_ids, attention_mask, cache, train, false)
+    }
+
+    fn last_logits_cached(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Tensor {
+        LlamaForCausalLM::forward_cached_impl(self, input_ids, attention_mask, cache, false, true)
+            .select(1, 0)
     }
 }
 
