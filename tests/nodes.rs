@@ -536,3 +536,49 @@ fn patch_strings_find_their_own_nodes_and_combine_all_or_nothing() {
         .collect();
     assert!(names.contains(&"prelu_activation") && names.contains(&"dropout_before_linear"));
 }
+
+#[test]
+fn patch_strings_rebind_by_path_and_undo_it_when_the_chain_fails() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut mlp = tutorial_mlp(&vs);
+    let vars = var_pointers(&vs);
+    let half = apply_patch_string(&mut mlp, &vs, "rebind(0.out_features=16)").unwrap_err();
+    assert!(half.to_string().contains("`2.in_features` = 8"), "{half}");
+    let failed = apply_patch_string(
+        &mut mlp,
+        &vs,
+        r#"rebind(0.out_features=16, 2.in_features=16); gelu_activation(targets="head")"#,
+    );
+    assert!(failed.is_err());
+    assert_eq!(
+        var_pointers(&vs),
+        vars,
+        "the rebind was undone with the chain"
+    );
+    let reports =
+        apply_patch_string(&mut mlp, &vs, "rebind(0.out_features=16, 2.in_features=16)").unwrap();
+    assert_eq!(reports[0].paths(), ["0", "2"]);
+    assert_eq!(vs.variables()["2.weight"].size(), [1, 16]);
+    let no_path = apply_patch_string(&mut mlp, &vs, "rebind(rank=2)").unwrap_err();
+    assert!(no_path.to_string().contains("rank"), "{no_path}");
+}
+
+#[test]
+fn a_search_space_yields_as_many_models_as_it_counts() {
+    let space = tch_patch::search::SearchSpace::parse(
+        r#"one_of(prelu_activation, gelu_activation, ""); rebind(2.out_features=one_of(1, 2, 3))"#,
+    )
+    .unwrap();
+    let mut built = 0;
+    for candidate in space.enumerate().unwrap() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut mlp = tutorial_mlp(&vs);
+        apply_patch_string(&mut mlp, &vs, &candidate.patches).unwrap();
+        let out = candidate.choices[1].1.parse::<i64>().unwrap();
+        assert_eq!(mlp.forward(&xs()).size(), [5, out]);
+        built += 1;
+    }
+    assert_eq!(Some(built), space.count());
+    assert_eq!(space.sample(4, 11).unwrap(), space.sample(4, 11).unwrap());
+    assert_ne!(space.sample(4, 11).unwrap(), space.sample(4, 12).unwrap());
+}

@@ -25,7 +25,7 @@ fn registry() -> &'static Registry {
     Registry::global().expect("the registry builds")
 }
 
-const KNOWN: &str = "bias_only, dropout_before, lora, mostly_frozen_embedding, scale_output";
+const KNOWN: &str = "bias_only, dropout_before, dropout_before_linear, gelu_activation, lora, mostly_frozen_embedding, prelu_activation, rebind, scale_output";
 const LORA_ARGS: &str = "rank, alpha, dropout, use_rslora, targets";
 
 /// Each good string with its specs printed back (`; `-joined), each bad one with its
@@ -77,7 +77,9 @@ fn table_of_patch_strings() {
             err("at column 21: argument \"factor\" of patch \"scale_output\" is 25.0, but must be in 0.0..=10.0"),
         ),
         // --- syntax errors ---
-        ("", err("at column 1: expected a patch name, found the end of the string")),
+        // An empty string (or only spaces) is no patch: the identity.
+        ("", ok("")),
+        ("   ", ok("")),
         (";", err("at column 1: expected a patch name, found ';'")),
         (
             r#"lora(targets="x");;"#,

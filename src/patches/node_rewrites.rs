@@ -1,11 +1,12 @@
 //! Built-in patches that change nodes rather than slots (the PyGlove tutorial's):
-//! `prelu_activation` replaces every ReLU by a PReLU, `gelu_activation` by a GELU, `dropout_before_linear(p)` puts a
+//! `prelu_activation` replaces every ReLU by a PReLU, `gelu_activation` by a GELU,
+//! `rebind(0.in_features=10)` changes hyperparameters by path, `dropout_before_linear(p)` puts a
 //! Dropout before every Linear as a new node. Both find their own nodes: `targets` is
 //! optional (default `**`, every node of the model).
 use crate::error::Result;
 use crate::layers::{self, Relu};
 use crate::registry::{ArgSpec, ArgType, PatchSchema, PatchSpec, RegisteredPatch, Value};
-use crate::tree::{path_in, AnyRule, Glob, Node, NodeChange, NodeRule};
+use crate::tree::{path_in, AnyRule, Glob, HyperValue, Node, NodeChange, NodeRule};
 use tch::nn;
 
 fn prelu_schema() -> PatchSchema {
@@ -85,6 +86,50 @@ fn dropout_rule(spec: &PatchSpec, _vs: &nn::VarStore) -> Result<Box<dyn AnyRule>
     Ok(Box::new(rule))
 }
 
+fn rebind_schema() -> PatchSchema {
+    PatchSchema::new(
+        "rebind",
+        "change hyperparameters by path, rebuilding those layers: rebind(0.in_features=10)",
+    )
+    .default_targets("**")
+}
+
+fn rebind_rule(spec: &PatchSpec, vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
+    let changes = spec
+        .args
+        .iter()
+        .map(|(name, value)| (name.to_owned(), hyper_value(value)))
+        .collect();
+    Ok(Box::new(crate::tree::rebind_rule(vs, changes)))
+}
+
+/// A patch-string value as a hyperparameter value.
+fn hyper_value(value: &Value) -> HyperValue {
+    match value {
+        Value::Int(v) => HyperValue::Int(*v),
+        Value::Float(v) => HyperValue::Float(*v),
+        Value::Bool(v) => HyperValue::Bool(*v),
+        Value::Str(v) | Value::Ident(v) => HyperValue::Text(v.clone()),
+        Value::List(items) => {
+            let ints: Option<Vec<i64>> = items
+                .iter()
+                .map(|item| match item {
+                    Value::Int(v) => Some(*v),
+                    _ => None,
+                })
+                .collect();
+            match ints {
+                Some(ints) => HyperValue::Ints(ints),
+                None => HyperValue::Text(value.to_string()),
+            }
+        }
+    }
+}
+
+fn rebind_source() -> &'static str {
+    "tch_patch::patches::node_rewrites::rebind"
+}
+
 fn prelu_source() -> &'static str {
     "tch_patch::patches::node_rewrites::prelu_activation"
 }
@@ -103,6 +148,10 @@ inventory::submit! {
 
 inventory::submit! {
     RegisteredPatch::new(gelu_schema, gelu_source).with_node_rule(gelu_rule)
+}
+
+inventory::submit! {
+    RegisteredPatch::new(rebind_schema, rebind_source).with_node_rule(rebind_rule)
 }
 
 inventory::submit! {

@@ -128,3 +128,44 @@ pub(crate) fn check_values_at(
     }
     Ok((ValidatedArgs::new(schema.name.clone(), checked), targets))
 }
+
+/// `rebind(path=value, ...)`: each argument a hyperparameter path with a value (checked
+/// against the model when applied); at least one, none twice, no `targets`.
+pub(super) fn check_rebind(call: &super::PatchCall) -> Result<super::PatchSpec, PatchStringError> {
+    let mut values = Vec::new();
+    for arg in &call.args {
+        if arg.name == TARGETS || !arg.name.contains('.') {
+            return Err(PatchStringError::UnknownArgument {
+                patch: call.name.clone(),
+                name: arg.name.clone(),
+                column: Some(arg.span.column),
+                accepted: vec!["<node path>.<hyperparameter>".into()],
+                nearest: None,
+            });
+        }
+        if values
+            .iter()
+            .any(|(name, _): &(String, Value)| *name == arg.name)
+        {
+            return Err(PatchStringError::DuplicateArgument {
+                patch: call.name.clone(),
+                name: arg.name.clone(),
+                column: Some(arg.span.column),
+            });
+        }
+        values.push((arg.name.clone(), arg.value.clone()));
+    }
+    if values.is_empty() {
+        return Err(PatchStringError::MissingArgument {
+            patch: call.name.clone(),
+            name: "<node path>.<hyperparameter>".into(),
+            column: Some(call.span.column),
+            expected: "a hyperparameter to change".into(),
+        });
+    }
+    Ok(super::PatchSpec {
+        name: call.name.clone(),
+        args: ValidatedArgs::new(call.name.clone(), values),
+        targets: String::new(),
+    })
+}

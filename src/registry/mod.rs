@@ -55,6 +55,10 @@ use crate::error::Result;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+/// The patch whose arguments are hyperparameter paths (`rebind(0.in_features=10)`),
+/// checked by the rebind itself rather than by a schema.
+pub(crate) const REBIND: &str = "rebind";
+
 /// The argument every patch takes: the path glob of the modules to patch.
 pub const TARGETS: &str = "targets";
 
@@ -346,6 +350,9 @@ impl Registry {
         let Some(schema) = self.schemas.get(&call.name) else {
             return Err(self.unknown_patch(&call.name, Some(call.span.column)));
         };
+        if call.name == REBIND && self.node_rules.contains_key(REBIND) {
+            return check_args::check_rebind(call);
+        }
         let given = call.args.iter().map(check_args::given).collect();
         let (args, targets) = check_args::check_values_at(schema, given, true, Some(call.span))?;
         let targets = targets.or_else(|| schema.default_targets.clone());

@@ -240,9 +240,26 @@ impl Parser<'_> {
         }
     }
 
+    /// An argument name: a name, or a dotted path of names and indices (`0.in_features`,
+    /// which `rebind` takes).
+    fn arg_name(&mut self) -> Option<String> {
+        let start = self.pos;
+        let segment = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        if !self.peek().is_some_and(segment) {
+            return None;
+        }
+        while self.peek().is_some_and(|c| segment(c) || c == '.') {
+            self.bump();
+        }
+        let name = &self.input[start..self.pos];
+        let well_formed = !name.ends_with('.') && !name.contains("..");
+        let plain = name.contains('.') || name.starts_with(|c: char| !c.is_ascii_digit());
+        (well_formed && plain).then(|| name.to_owned())
+    }
+
     fn arg(&mut self) -> Result<CallArg, PatchStringError> {
         let span = self.span();
-        let Some(name) = self.name() else {
+        let Some(name) = self.arg_name() else {
             return Err(self.error(format!(
                 "expected an argument name or ')', found {}",
                 self.found()

@@ -42,6 +42,7 @@ pub use node::{Node, NodeLayer};
 pub use node_rule::{NodeChange, NodeRule};
 pub use print::print_tree;
 pub use query::{ModuleTreeExt, NodeRef, Nodes, SlotMut, SlotRef, UnpatchReport};
+pub(crate) use rebind::rebind_rule;
 pub use rebind::RebindReport;
 pub use rule::path_in;
 pub(crate) use rule::{no_match_of, Undo};

@@ -372,3 +372,89 @@ fn span(
     }
     Ok(Ok((first, previous)))
 }
+
+/// [`rebind`] as a rule, for patch strings (`rebind(0.in_features=10, 2.p=0.1)`) and
+/// chains: undone exactly, VarStore entries included, when a later rule fails.
+pub(crate) struct RebindRule {
+    variables: std::sync::Arc<std::sync::Mutex<nn::Variables>>,
+    device: tch::Device,
+    changes: Vec<(String, HyperValue)>,
+    reports: std::sync::Mutex<Vec<RebindReport>>,
+}
+
+impl RebindRule {
+    pub(crate) fn new(vs: &nn::VarStore, changes: Vec<(String, HyperValue)>) -> Self {
+        RebindRule {
+            variables: vs.variables_.clone(),
+            device: vs.device(),
+            changes,
+            reports: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn store(&self) -> nn::VarStore {
+        let mut store = nn::VarStore::new(self.device);
+        store.variables_ = self.variables.clone();
+        store
+    }
+}
+
+impl super::chain::AnyRule for RebindRule {
+    fn name(&self) -> &str {
+        "rebind"
+    }
+
+    fn describe(&self) -> String {
+        let changes: Vec<String> = self
+            .changes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("rebind {}", changes.join(", "))
+    }
+
+    fn apply_undoable(
+        &self,
+        model: &mut dyn ModuleTree,
+    ) -> crate::Result<(super::ApplyReport, super::rule::Undo)> {
+        let changes: Vec<(&str, HyperValue)> = self
+            .changes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let report = rebind(model, &self.store(), &changes)?;
+        let applied = super::ApplyReport {
+            rule: "rebind".into(),
+            patched: report
+                .rebuilt
+                .iter()
+                .map(|(path, _, _)| (path.clone(), Vec::new()))
+                .collect(),
+        };
+        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports.push(report);
+        Ok((applied, vec![(reports.len() - 1, 1)]))
+    }
+
+    fn undo(&self, model: &mut dyn ModuleTree, undo: &super::rule::Undo) {
+        let Some(&(index, _)) = undo.first() else {
+            return;
+        };
+        let report = {
+            let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+            if index >= reports.len() {
+                return;
+            }
+            reports.remove(index)
+        };
+        let _ = undo_rebind(model, &self.store(), report);
+    }
+}
+
+/// A rule for patch strings' `rebind(...)`.
+pub(crate) fn rebind_rule(
+    vs: &nn::VarStore,
+    changes: Vec<(String, HyperValue)>,
+) -> impl super::chain::AnyRule {
+    RebindRule::new(vs, changes)
+}
