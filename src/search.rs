@@ -351,29 +351,26 @@ fn unquote_empty(part: &str) -> String {
 
 /// `patch.arg` for a choice written as an argument's value, `choice N` otherwise.
 fn label_at(template: &str, at: usize, patches_before: usize) -> String {
-    let before = template[..at].trim_end();
-    if let Some(before_eq) = before.strip_suffix('=') {
-        let arg: String = before_eq
-            .trim_end()
-            .chars()
-            .rev()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let segment = before_eq
-            .rsplit(';')
-            .next()
-            .unwrap_or_default()
-            .trim_start();
-        let patch: String = segment
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        return format!("{patch}.{arg}");
-    }
-    format!("choice {}", patches_before + 1)
+    let Some(before_eq) = template[..at].trim_end().strip_suffix('=') else {
+        return format!("choice {}", patches_before + 1);
+    };
+    // The argument name (a dotted path for `rebind`) and the patch it is an argument of.
+    let arg_char = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    let arg = before_eq
+        .trim_end()
+        .rsplit(|c| !arg_char(c))
+        .next()
+        .unwrap_or_default();
+    let segment = before_eq
+        .rsplit(';')
+        .next()
+        .unwrap_or_default()
+        .trim_start();
+    let patch = segment
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or_default();
+    format!("{patch}.{arg}")
 }
 
 #[cfg(test)]
@@ -391,6 +388,11 @@ mod tests {
             let error = SearchSpace::parse(template).unwrap_err().to_string();
             assert!(error.contains(message), "{template}: {error}");
         }
+        let space = SearchSpace::parse("rebind(2.out_features=one_of(1, 2))").unwrap();
+        assert_eq!(
+            space.enumerate().unwrap()[0].to_string(),
+            "rebind.2.out_features = 1"
+        );
         let unknown = SearchSpace::parse("one_of(prelu_activation, selu_activation)").unwrap_err();
         assert!(unknown.to_string().contains("selu_activation"), "{unknown}");
     }

@@ -14,13 +14,17 @@ use tch::Tensor;
 pub(crate) struct TieIndex {
     /// Address -> (index, shallow handle) of every defined tensor there, in index order.
     buckets: HashMap<Option<usize>, Vec<(usize, Tensor)>>,
+    /// How many tensors were indexed (undefined ones included).
+    len: usize,
 }
 
 impl TieIndex {
     /// Indexes `tensors` by position; undefined ones are tied to nothing.
     pub(crate) fn new<'t>(tensors: impl IntoIterator<Item = &'t Tensor>) -> Self {
         let mut buckets: HashMap<Option<usize>, Vec<(usize, Tensor)>> = HashMap::new();
+        let mut len = 0;
         for (index, tensor) in tensors.into_iter().enumerate() {
+            len += 1;
             if tensor.defined() {
                 buckets
                     .entry(first_element_address(tensor))
@@ -28,7 +32,7 @@ impl TieIndex {
                     .push((index, tensor.shallow_clone()));
             }
         }
-        TieIndex { buckets }
+        TieIndex { buckets, len }
     }
 
     /// The positions of the indexed tensors that are one tensor with `tensor` (the same
@@ -48,19 +52,24 @@ impl TieIndex {
 
     /// For each indexed tensor, the position of the first one it is tied to (itself if
     /// none): its tie leader.
-    pub(crate) fn leaders<'t>(&self, tensors: impl IntoIterator<Item = &'t Tensor>) -> Vec<usize> {
-        tensors
-            .into_iter()
-            .enumerate()
-            .map(|(index, tensor)| self.tied_to(tensor).next().unwrap_or(index).min(index))
-            .collect()
+    pub(crate) fn leaders(&self) -> Vec<usize> {
+        let mut leaders: Vec<usize> = (0..self.len).collect();
+        for bucket in self.buckets.values() {
+            for (at, (index, tensor)) in bucket.iter().enumerate() {
+                if let Some(&(first, _)) = bucket[..at].iter().find(|(_, o)| same_tensor(o, tensor))
+                {
+                    leaders[*index] = first;
+                }
+            }
+        }
+        leaders
     }
 }
 
 /// For each tensor, the index of the first tensor it is tied to (see [`TieIndex`]). A
 /// tensor tied to none is its own leader.
 pub(crate) fn tie_leaders(tensors: &[NamedTensor]) -> Vec<usize> {
-    TieIndex::new(tensors.iter().map(|t| &t.tensor)).leaders(tensors.iter().map(|t| &t.tensor))
+    TieIndex::new(tensors.iter().map(|t| &t.tensor)).leaders()
 }
 
 /// The address of a strided tensor's first element; `None` for layouts without one (sparse,

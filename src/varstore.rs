@@ -1,7 +1,7 @@
 //! Putting a patch's own tensors into the VarStore under its parent's path, taking them
 //! out again, and finding module tensors that a VarStore does not hold.
 use crate::error::{PatchError, Result, TensorProblem};
-use crate::params::{named_tensors, Parameters, TensorRole};
+use crate::params::{named_tensors, NamedTensor, Parameters, TensorRole};
 use crate::tensor_fit::same_tensor;
 use crate::Patch;
 use std::sync::Mutex;
@@ -138,6 +138,21 @@ pub(crate) fn forget_tensors(variables: &Mutex<nn::Variables>, tensors: &[Tensor
         .retain(|var| !is_added(&var.tensor));
 }
 
+/// Takes out of `variables` the tensors of `before` that `after` does not hold: what a
+/// change that is now undone had added (a layer taken out of a node, its tensors with it).
+pub(crate) fn forget_dropped(
+    variables: &Mutex<nn::Variables>,
+    before: Vec<NamedTensor>,
+    after: &[NamedTensor],
+) {
+    let dropped: Vec<Tensor> = before
+        .into_iter()
+        .map(|named| named.tensor)
+        .filter(|tensor| !after.iter().any(|kept| same_tensor(&kept.tensor, tensor)))
+        .collect();
+    forget_tensors(variables, &dropped);
+}
+
 /// Puts entries taken out by [`forget_tensors`] back under their full names: `(name,
 /// tensor, trainable)`. The very tensors (the VarStore holds handles to them again; a
 /// trainable one is in the VarStore's first optimizer group).
@@ -162,6 +177,29 @@ pub fn unregistered_tensors<M: Parameters + ?Sized>(vs: &nn::VarStore, module: &
         })
         .map(|named| named.name)
         .collect()
+}
+
+/// A VarStore that shares `vs`'s variables, for rule closures (and rules) that outlive a
+/// borrow of it.
+/// Its kind is the default (float): patches create their tensors from their base's kind.
+pub(crate) struct SharedStore {
+    variables: std::sync::Arc<Mutex<nn::Variables>>,
+    device: tch::Device,
+}
+
+impl SharedStore {
+    pub(crate) fn of(vs: &nn::VarStore) -> Self {
+        SharedStore {
+            variables: vs.variables_.clone(),
+            device: vs.device(),
+        }
+    }
+
+    pub(crate) fn store(&self) -> nn::VarStore {
+        let mut store = nn::VarStore::new(self.device);
+        store.variables_ = self.variables.clone();
+        store
+    }
 }
 
 #[cfg(test)]

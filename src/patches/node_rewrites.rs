@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::layers::{self, Relu};
 use crate::registry::{ArgSpec, ArgType, PatchSchema, PatchSpec, RegisteredPatch, Value};
 use crate::tree::{path_in, AnyRule, Glob, HyperValue, Node, NodeChange, NodeRule};
+use crate::varstore::SharedStore;
 use tch::nn;
 
 fn prelu_schema() -> PatchSchema {
@@ -23,10 +24,9 @@ fn prelu_schema() -> PatchSchema {
 fn prelu_rule(spec: &PatchSpec, vs: &nn::VarStore) -> Result<Box<dyn AnyRule>> {
     let count = spec.args.get_i64("num_parameters")?;
     let glob = Glob::new(&spec.targets)?;
-    let (variables, device) = (vs.variables_.clone(), vs.device());
+    let shared = SharedStore::of(vs);
     let rule = NodeRule::new::<Relu>("prelu_activation", glob, move |path, _| {
-        let mut store = nn::VarStore::new(device);
-        store.variables_ = variables.clone();
+        let store = shared.store();
         let at = path_in(&store.root(), path);
         if at.get("weight").is_some() {
             return Err(crate::PatchError::NameTaken {

@@ -12,11 +12,11 @@ use crate::tree::{
     apply_chain, no_match_of, path_in, short_type_name, AnyRule, AnySlot, ApplyReport, DynLayer,
     Nodes, Refused, Rule, Selector, TreeError, Undo,
 };
+use crate::varstore::SharedStore;
 use crate::{Layer, ModuleTree};
 use std::any::{Any, TypeId};
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use tch::{nn, Device};
+use tch::nn;
 
 /// Parses `patches` (a `;`-separated chain such as
 /// `lora(rank=8, alpha=16, targets="*.attn.{q,v}"); bias_only(targets="*.mlp.*")`), checks
@@ -199,28 +199,6 @@ const fn same_name(a: &str, b: &str) -> bool {
     true
 }
 
-/// A VarStore that shares `vs`'s variables, for rule closures that outlive a borrow.
-/// Its kind is the default (float): patches create their tensors from their base's kind.
-struct SharedStore {
-    variables: Arc<Mutex<nn::Variables>>,
-    device: Device,
-}
-
-impl SharedStore {
-    fn of(vs: &nn::VarStore) -> Self {
-        SharedStore {
-            variables: vs.variables_.clone(),
-            device: vs.device(),
-        }
-    }
-
-    fn store(&self) -> nn::VarStore {
-        let mut store = nn::VarStore::new(self.device);
-        store.variables_ = self.variables.clone();
-        store
-    }
-}
-
 fn stacking<C, P, T>(
     spec: &PatchSpec,
     selector: &Selector,
@@ -392,6 +370,7 @@ impl AnyRule for SpecRule {
 mod tests {
     use super::*;
     use crate::patches::{Lora, LoraConfig};
+    use tch::Device;
 
     #[test]
     fn a_layer_type_registered_twice_for_one_patch_is_refused() {

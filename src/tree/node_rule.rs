@@ -10,7 +10,6 @@ use super::TreeError;
 use crate::error::Result;
 use crate::params::named_tensors;
 use crate::params::Parameters;
-use crate::tensor_fit::same_tensor;
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 use tch::{nn, Tensor};
@@ -137,15 +136,15 @@ impl AnyRule for NodeRule {
     }
 
     fn apply_undoable(&self, model: &mut dyn ModuleTree) -> Result<(ApplyReport, Undo)> {
-        let nodes = super::nodes::every_node(model);
         let picked = super::nodes::nodes_mut(model, |path, node| {
             (self.picks)(node) && self.glob.matches(path)
         });
         if picked.is_empty() {
+            // Only to say what the model has: no walk on the way to a match.
             return Err(TreeError::NoNodeMatch {
                 glob: self.glob.as_str().to_owned(),
                 layer: short_type_name(self.layer_name),
-                nodes,
+                nodes: super::nodes::every_node(model),
             }
             .into());
         }
@@ -188,15 +187,11 @@ impl AnyRule for NodeRule {
             applied.remove(index)
         };
         for (_, node) in super::nodes::nodes_mut(model, |path, _| paths.iter().any(|p| p == path)) {
-            let now = named_tensors(&*node);
+            let before = named_tensors(&*node);
             if node.undo().is_ok() {
-                let then = named_tensors(&*node);
-                let added: Vec<Tensor> = now
-                    .into_iter()
-                    .map(|t| t.tensor)
-                    .filter(|t| !then.iter().any(|old| same_tensor(&old.tensor, t)))
-                    .collect();
-                self.forget(&added);
+                if let Some(variables) = &self.variables {
+                    crate::varstore::forget_dropped(variables, before, &named_tensors(&*node));
+                }
             }
         }
     }

@@ -132,20 +132,11 @@ pub(super) fn undo_nodes<M: ModuleTree + ?Sized>(
             return undone;
         }
         for (_, node) in changed {
-            let now = crate::named_tensors(&*node);
+            let before = crate::named_tensors(&*node);
             undone += node.undo_all();
             if let Some(vs) = vs {
-                let then = crate::named_tensors(&*node);
-                let dropped: Vec<tch::Tensor> = now
-                    .into_iter()
-                    .map(|t| t.tensor)
-                    .filter(|t| {
-                        !then
-                            .iter()
-                            .any(|old| crate::tensor_fit::same_tensor(&old.tensor, t))
-                    })
-                    .collect();
-                crate::varstore::forget_tensors(&vs.variables_, &dropped);
+                let after = crate::named_tensors(&*node);
+                crate::varstore::forget_dropped(&vs.variables_, before, &after);
             }
         }
     }

@@ -11,6 +11,7 @@ use super::TreeError;
 use crate::layers::Sequential;
 use crate::params::named_tensors;
 use crate::tensor_fit::same_tensor;
+use crate::varstore::SharedStore;
 use std::collections::BTreeMap;
 use tch::{nn, Tensor};
 
@@ -61,8 +62,14 @@ pub(super) fn rebind<M: ModuleTree + ?Sized>(
     // Everything is checked: build each layer, then swap it in (building cannot fail
     // for values `check_value` accepted).
     let mut report = RebindReport::default();
+    let mut nodes =
+        super::nodes::nodes_mut(model, |path, _| planned.iter().any(|p| p.path == path));
     for plan in planned {
-        let node = super::nodes::node_mut(model, &plan.path)?;
+        let node = nodes
+            .iter_mut()
+            .find(|(path, _)| *path == plan.path)
+            .map(|(_, node)| &mut **node)
+            .expect("the plan was made from these nodes");
         let tensors: Vec<Tensor> = plan
             .saved
             .iter()
@@ -102,11 +109,10 @@ fn plan<M: ModuleTree + ?Sized>(
     changes: &[(&str, HyperValue)],
 ) -> Result<Vec<Planned>, TreeError> {
     let mut by_node: BTreeMap<String, Vec<(&str, &HyperValue)>> = BTreeMap::new();
-    let mut every_node = Vec::new();
-    super::nodes::nodes_mut(model, |path, _| {
-        every_node.push(path.to_owned());
-        false
-    });
+    let every_node: Vec<String> = super::nodes::every_node(model)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
     for (key, value) in changes {
         let (path, name) = key.rsplit_once('.').unwrap_or(("", key));
         if !every_node.iter().any(|p| p == path) {
@@ -159,27 +165,14 @@ fn plan<M: ModuleTree + ?Sized>(
     Ok(planned)
 }
 
-/// What a node's layer reports (a `Node` holds a leaf here: its tree leaf's values).
+/// What a node's layer reports: the hyperparameters of its first tree node (a leaf's, or a
+/// slot's innermost layer's).
 pub(super) fn layer_hyperparameters(layer: &dyn NodeLayer) -> HyperList {
-    let mut list = Vec::new();
-    let mut slot_hyper = None;
-    let mut first = true;
-    let mut collect = |_: &str, _: usize, node: TreeNode<'_>| {
-        if std::mem::take(&mut first) {
-            match node {
-                TreeNode::Leaf {
-                    hyperparameters, ..
-                } => list = hyperparameters.hyperparameters(),
-                TreeNode::Slot(slot) => slot_hyper = Some(slot.hyperparameters()),
-                _ => {}
-            }
-        }
-    };
-    layer.visit_tree(&mut super::visit::TreeVisitor::new(&mut collect));
-    if let Some(slot) = slot_hyper {
-        return slot;
-    }
-    list
+    Nodes::of(layer)
+        .iter()
+        .next()
+        .map(|node| node.hyperparameters())
+        .unwrap_or_default()
 }
 
 /// A new value must have the old one's kind, and be a size above 0 or a probability.
@@ -376,8 +369,7 @@ fn span(
 /// [`rebind`] as a rule, for patch strings (`rebind(0.in_features=10, 2.p=0.1)`) and
 /// chains: undone exactly, VarStore entries included, when a later rule fails.
 pub(crate) struct RebindRule {
-    variables: std::sync::Arc<std::sync::Mutex<nn::Variables>>,
-    device: tch::Device,
+    shared: SharedStore,
     changes: Vec<(String, HyperValue)>,
     reports: std::sync::Mutex<Vec<RebindReport>>,
 }
@@ -385,17 +377,10 @@ pub(crate) struct RebindRule {
 impl RebindRule {
     pub(crate) fn new(vs: &nn::VarStore, changes: Vec<(String, HyperValue)>) -> Self {
         RebindRule {
-            variables: vs.variables_.clone(),
-            device: vs.device(),
+            shared: SharedStore::of(vs),
             changes,
             reports: std::sync::Mutex::new(Vec::new()),
         }
-    }
-
-    fn store(&self) -> nn::VarStore {
-        let mut store = nn::VarStore::new(self.device);
-        store.variables_ = self.variables.clone();
-        store
     }
 }
 
@@ -422,7 +407,7 @@ impl super::chain::AnyRule for RebindRule {
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
-        let report = rebind(model, &self.store(), &changes)?;
+        let report = rebind(model, &self.shared.store(), &changes)?;
         let applied = super::ApplyReport {
             rule: "rebind".into(),
             patched: report
@@ -447,7 +432,7 @@ impl super::chain::AnyRule for RebindRule {
             }
             reports.remove(index)
         };
-        let _ = undo_rebind(model, &self.store(), report);
+        let _ = undo_rebind(model, &self.shared.store(), report);
     }
 }
 

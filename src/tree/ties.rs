@@ -61,9 +61,8 @@ pub(crate) struct EntryTies {
 
 impl EntryTies {
     pub(super) fn new(entries: &[TensorEntry]) -> Self {
-        let tensors = || entries.iter().map(|entry| &entry.tensor);
-        let index = TieIndex::new(tensors());
-        let leaders = index.leaders(tensors());
+        let index = TieIndex::new(entries.iter().map(|entry| &entry.tensor));
+        let leaders = index.leaders();
         EntryTies { index, leaders }
     }
 
