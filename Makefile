@@ -30,8 +30,10 @@ lint: libtorch
 # (Linux perf events; skipped with a message where the machine has no counters) and once
 # more timing each variant in alternation with its baseline,
 # bench/compare.py (the same cases in PyTorch; models/benches/llama.rs against transformers
-# and PEFT), then bench/report writes bench/RESULTS.md
-# and bench/patch_cost.png. About 22 minutes on 2 cores, plus the build.
+# and PEFT), bench/load_memory.py (each way to load a 2 GiB checkpoint in its own process,
+# Rust and PyTorch: peak memory and time; 3 GiB of files under target/load-bench), then
+# bench/report writes bench/RESULTS.md, bench/patch_cost.png and bench/load_memory.png.
+# About 26 minutes on 2 cores, plus the build.
 # BENCH_NOTE="..." adds a note to RESULTS.md (e.g. that the machine was busy).
 BENCHES := $(basename $(notdir $(wildcard benches/*.rs)))
 # The benches whose cases compare a patched module with its hand-written twin.
@@ -55,6 +57,8 @@ bench: libtorch
 	BENCH_MEASURE=paired BENCH_PAIRED_DIR=$(CURDIR)/target/paired \
 		$(CARGO) bench $(foreach b,$(COUNTED_BENCHES),--bench $(b))
 	PYTHONPATH=.libtorch python3 bench/compare.py --out bench/python.json
+	$(CARGO) build --release -p bench-load-case
+	PYTHONPATH=.libtorch python3 bench/load_memory.py --rust target/release/load-case --out bench/load_memory.json
 	$(CARGO) run --release -p bench-report
 
 # The declared rust-version (Cargo.toml) builds the libraries: rustup fetches that

@@ -6,7 +6,7 @@ use thiserror::Error;
 /// What went wrong in a tch-patch operation: the umbrella of the errors of each concern
 /// ([`PatchStringError`](crate::registry::PatchStringError), [`TreeError`](crate::tree::TreeError),
 /// [`ParametrizeError`](crate::parametrize::ParametrizeError), [`LoadError`](crate::load::LoadError), [`SaveError`](crate::save::SaveError),
-/// [`AdapterError`](crate::adapter::AdapterError)) and of the tensor-level errors every
+/// [`AdapterError`](crate::adapter::AdapterError), [`SwapError`](crate::swap::SwapError)) and of the tensor-level errors every
 /// concern shares. Each variant says whether anything was changed; almost always nothing
 /// was, because every operation validates everything before it changes anything.
 #[derive(Debug, Error)]
@@ -165,6 +165,9 @@ pub enum PatchError {
     /// Adapter files or entries are invalid ([`AdapterError`](crate::adapter::AdapterError)).
     #[error(transparent)]
     Adapter(#[from] crate::adapter::AdapterError),
+    /// Two tensors could not be swapped ([`SwapError`](crate::swap::SwapError)).
+    #[error(transparent)]
+    Swap(#[from] crate::swap::SwapError),
 }
 
 /// One problem with one named tensor given for a module (an override of a functional call,

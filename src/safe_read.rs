@@ -22,7 +22,7 @@ const O_NONBLOCK: i32 = 0o4000;
 
 /// Opens `path` (following symbolic links) and checks it is a regular file: its handle
 /// and size.
-fn open_regular(path: &Path) -> Result<(File, u64), String> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), String> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(O_NONBLOCK)
@@ -87,7 +87,7 @@ pub(crate) fn read_safetensors_file(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Checks a header length against the file's size and [`HEADER_LIMIT`].
-fn header_length(header: u64, file_len: u64) -> Result<usize, String> {
+pub(crate) fn header_length(header: u64, file_len: u64) -> Result<usize, String> {
     if header > HEADER_LIMIT {
         return Err(format!(
             "not a safetensors file: its header length {header} is past the {HEADER_LIMIT}-byte limit"
@@ -112,7 +112,13 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), String> {
     };
     let header = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
     let header = header_length(header, bytes.len() as u64)?;
-    let header: Header = serde_json::from_slice(&bytes[8..8 + header]).map_err(|error| {
+    check_header_json(&bytes[8..8 + header])
+}
+
+/// [`check_header`]'s checks of the header's JSON text alone (names once, countable
+/// shapes), for a reader that has read the header but not the data.
+pub(crate) fn check_header_json(json: &[u8]) -> Result<(), String> {
+    let header: Header = serde_json::from_slice(json).map_err(|error| {
         let text = error.to_string();
         format!("not a safetensors file: its header is not valid: {text}")
     })?;

@@ -65,6 +65,12 @@ impl Planner {
         Some(index)
     }
 
+    /// The position of the tensor that the tensor at `index` is tied to first (itself if
+    /// it is tied to none before it).
+    pub(crate) fn leader(&self, index: usize) -> usize {
+        self.leaders[index]
+    }
+
     /// Offers every `(name, value)` of `values`: each name is looked up as
     /// [`Planner::target`] does, `check(name, value, module_tensor)` returns what is wrong
     /// with the value, and a value with no problem is accepted.
@@ -91,12 +97,6 @@ impl Planner {
             }
         }
         Ok(())
-    }
-
-    /// Records the tensor at `index` as given a value (usable or not), looked up by the
-    /// caller rather than by [`Planner::target`].
-    pub(crate) fn mark_given(&mut self, index: usize) {
-        self.given.insert(self.leaders[index]);
     }
 
     /// Records problems found by the caller's own checks.

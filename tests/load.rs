@@ -224,6 +224,7 @@ fn a_prefix_selects_a_submodule_and_the_allow_options_report_what_was_skipped() 
             loaded: vec!["fc1.weight".into(), "fc1.bias".into()],
             missing: vec!["fc2.weight".into(), "fc2.bias".into()],
             unexpected: vec!["encoder.extra".into()],
+            mapped: Vec::new(),
         }
     );
     assert!(target.fc1.ws.equal(&mlp.fc1.ws));

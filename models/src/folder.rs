@@ -1,12 +1,11 @@
 //! A transformers model folder: `config.json` and `model.safetensors`, or shards listed by
 //! `model.safetensors.index.json`.
 use crate::error::ModelError;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::Kind;
-use tch_patch::load::{load_safetensors_with, LoadOptions};
+use tch_patch::load::{LoadOptions, Skeleton};
 use tch_patch::tree::ModuleTreeExt;
-use tch_patch::{named_tensors, Parameters, PatchError};
+use tch_patch::Parameters;
 
 /// The config file of a transformers folder.
 pub const CONFIG_FILE: &str = "config.json";
@@ -25,57 +24,6 @@ pub enum LoadDtype {
     AsStored,
     /// Every weight converted to this floating kind on the way in.
     Convert(Kind),
-}
-
-/// Where the weights of a folder are.
-enum Weights {
-    Single(PathBuf),
-    /// Shard files (sorted, deduplicated) and which shard holds each key.
-    Sharded {
-        shards: Vec<PathBuf>,
-        weight_map: BTreeMap<String, String>,
-    },
-}
-
-fn weights(dir: &Path) -> Result<Weights, ModelError> {
-    let single = dir.join(WEIGHTS_FILE);
-    if single.is_file() {
-        return Ok(Weights::Single(single));
-    }
-    let index = dir.join(WEIGHTS_INDEX_FILE);
-    if !index.is_file() {
-        return Err(ModelError::Checkpoint {
-            path: dir.to_owned(),
-            message: format!(
-                "neither {WEIGHTS_FILE} nor {WEIGHTS_INDEX_FILE} (pickle files such as pytorch_model.bin are never read)"
-            ),
-        });
-    }
-    let invalid = |message: String| ModelError::Checkpoint {
-        path: index.clone(),
-        message,
-    };
-    let object = crate::config::read_object(&index)?;
-    let map = match object.get("weight_map") {
-        Some(serde_json::Value::Object(map)) => map,
-        _ => return Err(invalid("no `weight_map` object".into())),
-    };
-    let mut weight_map = BTreeMap::new();
-    for (key, file) in map {
-        let Some(file) = file.as_str() else {
-            return Err(invalid(format!("`weight_map.{key}` is not a file name")));
-        };
-        // A shard is a file of this folder: no path separators, no `..`.
-        if file.is_empty() || file.contains(['/', '\\']) || file == ".." || file == "." {
-            return Err(invalid(format!(
-                "`weight_map.{key}` = {file:?} is not a file of the folder"
-            )));
-        }
-        weight_map.insert(key.clone(), file.to_owned());
-    }
-    let shards: BTreeSet<&String> = weight_map.values().collect();
-    let shards = shards.into_iter().map(|file| dir.join(file)).collect();
-    Ok(Weights::Sharded { shards, weight_map })
 }
 
 /// The kind a model is loaded in: the stored one, or a floating kind asked for.
@@ -151,72 +99,30 @@ pub(crate) fn stored_kind(config: &Path, name: Option<&str>) -> Result<Kind, Mod
     }
 }
 
-/// Loads the weights of `dir` into `model` (whose tensors are already in the target kind),
-/// every key of every file checked. A sharded checkpoint is loaded shard by shard into a
-/// model nobody else holds yet, so an error drops the model: no half-loaded model is ever
-/// returned. Each shard must hold exactly the keys the index gives it.
+/// Loads the weights of `dir` into `skeleton` (allocated in the target kind): every key of
+/// every file checked from the headers before the first tensor is read, then each tensor
+/// read straight into the model's memory (converted on the way with
+/// [`LoadDtype::Convert`]), one shard at a time. An error drops the skeleton: no
+/// half-loaded model is ever returned. Each shard must hold exactly the keys the index
+/// gives it.
 pub(crate) fn load_weights<M: Parameters>(
-    model: &mut M,
+    skeleton: Skeleton<M>,
     dir: &Path,
     dtype: LoadDtype,
-) -> Result<(), ModelError> {
-    let cast = |_: &str, tensor: tch::Tensor| match dtype {
-        LoadDtype::AsStored => Ok(tensor),
-        LoadDtype::Convert(kind) => tensor
-            .f_to_kind(kind)
-            .map_err(PatchError::torch("converting a weight")),
-    };
-    match weights(dir)? {
-        Weights::Single(path) => {
-            load_safetensors_with(model, &path, &LoadOptions::new(), cast)?;
-        }
-        Weights::Sharded { shards, weight_map } => {
-            let mut loaded = BTreeSet::new();
-            for shard in &shards {
-                let report = load_safetensors_with(
-                    model,
-                    shard,
-                    &LoadOptions::new().allow_missing(true),
-                    cast,
-                )?;
-                let file = shard
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .unwrap_or_default();
-                for name in report.loaded {
-                    if weight_map.get(&name).map(String::as_str) != Some(file) {
-                        return Err(ModelError::Checkpoint {
-                            path: shard.clone(),
-                            message: format!(
-                                "holds `{name}`, which {WEIGHTS_INDEX_FILE} does not place in it"
-                            ),
-                        });
-                    }
-                    loaded.insert(name);
-                }
-            }
-            let unplaced: Vec<&String> = weight_map
-                .keys()
-                .filter(|key| !loaded.contains(*key))
-                .collect();
-            if let Some(key) = unplaced.first() {
-                return Err(ModelError::Checkpoint {
-                    path: dir.join(&weight_map[*key]),
-                    message: format!("lacks `{key}`, which {WEIGHTS_INDEX_FILE} places in it"),
-                });
-            }
-            let missing: Vec<String> = named_tensors(&*model)
-                .into_iter()
-                .map(|t| t.name)
-                .filter(|name| !loaded.contains(name))
-                .collect();
-            if !missing.is_empty() {
-                return Err(ModelError::Checkpoint {
-                    path: dir.to_owned(),
-                    message: format!("no shard holds {}", missing.join(", ")),
-                });
-            }
-        }
+) -> Result<M, ModelError> {
+    let options = LoadOptions::new().convert_dtype(matches!(dtype, LoadDtype::Convert(_)));
+    let single = dir.join(WEIGHTS_FILE);
+    if single.is_file() {
+        return Ok(skeleton.load(&single, &options)?);
     }
-    Ok(())
+    let index = dir.join(WEIGHTS_INDEX_FILE);
+    if !index.is_file() {
+        return Err(ModelError::Checkpoint {
+            path: dir.to_owned(),
+            message: format!(
+                "neither {WEIGHTS_FILE} nor {WEIGHTS_INDEX_FILE} (pickle files such as pytorch_model.bin are never read)"
+            ),
+        });
+    }
+    Ok(skeleton.load_sharded(&index, &options)?)
 }

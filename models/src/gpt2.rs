@@ -9,6 +9,7 @@ use crate::decoding::{self, CausalLm, KvCache};
 use crate::error::ModelError;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
+use tch_patch::load::{self, Fill, Skeleton};
 use tch_patch::params::{TensorRole, Visitor, VisitorMut};
 use tch_patch::patches::{
     BiasOnly, BiasOnlyConfig, DropoutBefore, DropoutBeforeConfig, LinearLike, Lora, LoraConfig,
@@ -156,15 +157,17 @@ impl Conv1D {
     /// A layer of `inputs` to `outputs` features at `path`: weight normal with std 0.02, bias
     /// zero (transformers' initialisation).
     pub fn new(path: nn::Path, inputs: i64, outputs: i64) -> Self {
-        let weight = path.var(
-            "weight",
-            &[inputs, outputs],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: 0.02,
-            },
-        );
-        let bias = path.zeros("bias", &[outputs]);
+        Self::with_fill(path, inputs, outputs, Fill::INIT)
+    }
+
+    /// [`new`](Self::new), or inside a [`Skeleton`] without initializing the tensors.
+    pub fn with_fill(path: nn::Path, inputs: i64, outputs: i64, fill: Fill) -> Self {
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let weight = load::var(&path, "weight", &[inputs, outputs], init, fill);
+        let bias = load::var(&path, "bias", &[outputs], nn::Init::Const(0.0), fill);
         Conv1D { weight, bias }
     }
 }
@@ -302,17 +305,24 @@ pub struct Gpt2LmHeadModel {
 impl Gpt2LmHeadModel {
     /// A model with fresh weights at `path` (the VarStore root for transformers' names).
     pub fn new(path: &nn::Path, config: &Gpt2Config) -> Self {
+        Self::build(path, config, Fill::INIT)
+    }
+
+    /// The model at `vs`'s root with its tensors allocated (names, shapes, the VarStore's kind) but not
+    /// initialized, for a load to fill (what `from_folder` loads into).
+    pub fn skeleton(vs: &nn::VarStore, config: &Gpt2Config) -> Skeleton<Self> {
+        Skeleton::build(vs, |fill| Self::build(&vs.root(), config, fill))
+    }
+
+    fn build(path: &nn::Path, config: &Gpt2Config, fill: Fill) -> Self {
         let c = config;
         let root = path / "transformer";
         let norm = |p: nn::Path| {
-            nn::layer_norm(
-                p,
-                vec![c.n_embd],
-                nn::LayerNormConfig {
-                    eps: c.layer_norm_epsilon,
-                    ..Default::default()
-                },
-            )
+            let config = nn::LayerNormConfig {
+                eps: c.layer_norm_epsilon,
+                ..Default::default()
+            };
+            load::layer_norm(&p, vec![c.n_embd], config, fill)
         };
         let h = (0..c.n_layer)
             .map(|i| {
@@ -328,27 +338,50 @@ impl Gpt2LmHeadModel {
                 Gpt2Block {
                     ln_1: norm(&p / "ln_1"),
                     attn: Gpt2Attention {
-                        c_attn: Slot::new(Conv1D::new(
+                        c_attn: Slot::new(Conv1D::with_fill(
                             &p / "attn" / "c_attn",
                             c.n_embd,
                             3 * c.n_embd,
+                            fill,
                         )),
-                        c_proj: Slot::new(Conv1D::new(&p / "attn" / "c_proj", c.n_embd, c.n_embd)),
+                        c_proj: Slot::new(Conv1D::with_fill(
+                            &p / "attn" / "c_proj",
+                            c.n_embd,
+                            c.n_embd,
+                            fill,
+                        )),
                         heads: c.n_head,
                         scaling,
                         dropout: (c.dropout.1, c.dropout.2),
                     },
                     ln_2: norm(&p / "ln_2"),
                     mlp: Gpt2Mlp {
-                        c_fc: Slot::new(Conv1D::new(&p / "mlp" / "c_fc", c.n_embd, c.n_inner)),
-                        c_proj: Slot::new(Conv1D::new(&p / "mlp" / "c_proj", c.n_inner, c.n_embd)),
+                        c_fc: Slot::new(Conv1D::with_fill(
+                            &p / "mlp" / "c_fc",
+                            c.n_embd,
+                            c.n_inner,
+                            fill,
+                        )),
+                        c_proj: Slot::new(Conv1D::with_fill(
+                            &p / "mlp" / "c_proj",
+                            c.n_inner,
+                            c.n_embd,
+                            fill,
+                        )),
                         dropout: c.dropout.2,
                     },
                 }
             })
             .collect();
-        let embedding =
-            |p: nn::Path, rows| Slot::new(nn::embedding(p, rows, c.n_embd, Default::default()));
+        let embedding = |p: nn::Path, rows| {
+            Slot::new(load::embedding(
+                &p,
+                rows,
+                c.n_embd,
+                Default::default(),
+                fill,
+            ))
+        };
         let transformer = Gpt2Model {
             wte: embedding(&root / "wte", c.vocab_size),
             wpe: embedding(&root / "wpe", c.n_positions),

@@ -45,10 +45,10 @@ macro_rules! from_folder {
                 let dir = dir.as_ref();
                 let config = <$config>::from_file(dir.join(CONFIG_FILE))?;
                 let kind = folder::target_kind(dir, dtype, config.dtype)?;
-                let mut model = <$model>::to_load(&vs.root(), &config);
+                // The kind first, so that the skeleton is allocated in it.
                 vs.set_kind(kind);
-                folder::load_weights(&mut model, dir, dtype)?;
-                Ok(model)
+                let skeleton = <$model>::skeleton(vs, &config);
+                folder::load_weights(skeleton, dir, dtype)
             }
         }
     };
@@ -62,12 +62,6 @@ impl llama::LlamaForCausalLM {
     /// save the base before patching, and the adapter with `tch_patch::peft::save_model_lora`.
     pub fn save_folder(&self, dir: impl AsRef<Path>) -> Result<(), ModelError> {
         folder::save_folder(dir.as_ref(), &self.config().to_json(), self)
-    }
-}
-impl gpt2::Gpt2LmHeadModel {
-    /// The model `from_folder` loads into: [`new`](Self::new)'s.
-    fn to_load(path: &nn::Path, config: &gpt2::Gpt2Config) -> Self {
-        Self::new(path, config)
     }
 }
 from_folder!(gpt2::Gpt2LmHeadModel, gpt2::Gpt2Config);

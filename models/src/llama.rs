@@ -10,6 +10,7 @@ use crate::decoding::{self, AttentionMask, CausalLm, KvCache};
 use crate::error::ModelError;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
+use tch_patch::load::{self, Fill, Skeleton};
 use tch_patch::prelude::*;
 
 /// `rope_parameters` of a Llama config.
@@ -284,9 +285,9 @@ pub struct LlamaRmsNorm {
 }
 
 impl LlamaRmsNorm {
-    fn new(path: nn::Path, size: i64, eps: f64) -> Self {
+    fn new(path: nn::Path, size: i64, eps: f64, fill: Fill) -> Self {
         LlamaRmsNorm {
-            weight: path.ones("weight", &[size]),
+            weight: load::var(&path, "weight", &[size], nn::Init::Const(1.0), fill),
             eps,
         }
     }
@@ -392,38 +393,16 @@ pub struct LlamaAttention {
     head_dim: i64,
 }
 
-/// How a model's weights start: drawn as `nn::linear` and `nn::embedding` draw them, or
-/// zeros for a model whose every weight is then loaded (a checkpoint overwrites them all,
-/// and zeros cost a memset where the random draws cost most of a small model's load).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Weights {
-    Fresh,
-    ToLoad,
-}
-
-fn linear(
-    path: nn::Path,
-    inputs: i64,
-    outputs: i64,
-    bias: bool,
-    weights: Weights,
-) -> Slot<nn::Linear> {
-    let config = match weights {
-        Weights::Fresh => nn::LinearConfig {
-            bias,
-            ..Default::default()
-        },
-        Weights::ToLoad => nn::LinearConfig {
-            ws_init: nn::Init::Const(0.0),
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias,
-        },
+fn linear(path: nn::Path, inputs: i64, outputs: i64, bias: bool, fill: Fill) -> Slot<nn::Linear> {
+    let config = nn::LinearConfig {
+        bias,
+        ..Default::default()
     };
-    Slot::new(nn::linear(path, inputs, outputs, config))
+    Slot::new(load::linear(&path, inputs, outputs, config, fill))
 }
 
 impl LlamaAttention {
-    fn new(path: nn::Path, c: &LlamaConfig, w: Weights) -> Self {
+    fn new(path: nn::Path, c: &LlamaConfig, w: Fill) -> Self {
         let (h, kv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let bias = c.attention_bias;
         LlamaAttention {
@@ -503,7 +482,7 @@ pub struct LlamaMlp {
 }
 
 impl LlamaMlp {
-    fn new(path: nn::Path, c: &LlamaConfig, w: Weights) -> Self {
+    fn new(path: nn::Path, c: &LlamaConfig, w: Fill) -> Self {
         let (hidden, inner, bias) = (c.hidden_size, c.intermediate_size, c.mlp_bias);
         LlamaMlp {
             gate_proj: linear(&path / "gate_proj", hidden, inner, bias, w),
@@ -558,16 +537,17 @@ pub struct LlamaForCausalLM {
 impl LlamaForCausalLM {
     /// A model with fresh weights at `path` (the VarStore root for transformers' names).
     pub fn new(path: &nn::Path, config: &LlamaConfig) -> Self {
-        Self::build(path, config, Weights::Fresh)
+        Self::build(path, config, Fill::INIT)
     }
 
-    /// A model whose every weight is about to be loaded (`from_folder`): the same tensors,
-    /// names and shapes as [`new`](Self::new), zeros instead of random draws.
-    pub(crate) fn to_load(path: &nn::Path, config: &LlamaConfig) -> Self {
-        Self::build(path, config, Weights::ToLoad)
+    /// The model at `vs`'s root with its tensors allocated (names, shapes, the VarStore's kind) but not
+    /// initialized, for a load to fill (what `from_folder` loads into): no init kernel
+    /// runs and no page is touched until the load writes it.
+    pub fn skeleton(vs: &nn::VarStore, config: &LlamaConfig) -> Skeleton<Self> {
+        Skeleton::build(vs, |fill| Self::build(&vs.root(), config, fill))
     }
 
-    fn build(path: &nn::Path, config: &LlamaConfig, w: Weights) -> Self {
+    fn build(path: &nn::Path, config: &LlamaConfig, w: Fill) -> Self {
         let c = config;
         let m = path / "model";
         let layers = (0..c.num_hidden_layers)
@@ -580,30 +560,27 @@ impl LlamaForCausalLM {
                         &p / "input_layernorm",
                         c.hidden_size,
                         c.rms_norm_eps,
+                        w,
                     ),
                     post_attention_layernorm: LlamaRmsNorm::new(
                         &p / "post_attention_layernorm",
                         c.hidden_size,
                         c.rms_norm_eps,
+                        w,
                     ),
                 }
             })
             .collect();
         let model = LlamaModel {
-            embed_tokens: Slot::new(nn::embedding(
-                &m / "embed_tokens",
+            embed_tokens: Slot::new(load::embedding(
+                &(&m / "embed_tokens"),
                 c.vocab_size,
                 c.hidden_size,
-                match w {
-                    Weights::Fresh => Default::default(),
-                    Weights::ToLoad => nn::EmbeddingConfig {
-                        ws_init: nn::Init::Const(0.0),
-                        ..Default::default()
-                    },
-                },
+                Default::default(),
+                w,
             )),
             layers,
-            norm: LlamaRmsNorm::new(&m / "norm", c.hidden_size, c.rms_norm_eps),
+            norm: LlamaRmsNorm::new(&m / "norm", c.hidden_size, c.rms_norm_eps, w),
             inv_freq: inv_freq(&c.rope, c.head_dim).to_device(path.device()),
         };
         let lm_head = (!c.tie_word_embeddings)

@@ -33,6 +33,11 @@ pub(crate) fn kind_of_name(name: &str) -> Option<Kind> {
     DTYPES.iter().find(|d| d.0 == name).map(|d| d.2)
 }
 
+/// The kind of a safetensors dtype, if libtorch has it.
+pub(crate) fn kind_of_dtype(dtype: Dtype) -> Option<Kind> {
+    DTYPES.iter().find(|d| d.1 == dtype).map(|d| d.2)
+}
+
 /// The name of a safetensors dtype (`U16` and the like included, for messages).
 pub(crate) fn dtype_name(dtype: Dtype) -> String {
     DTYPES
@@ -144,7 +149,7 @@ pub(crate) fn load(file: &SafeTensors<'_>, key: &str) -> Result<Tensor, AdapterE
 }
 
 /// The safetensors reader's error in words.
-fn error_message(error: &safetensors::SafeTensorError) -> String {
+pub(crate) fn error_message(error: &safetensors::SafeTensorError) -> String {
     use safetensors::SafeTensorError as E;
     match error {
         E::HeaderTooSmall | E::InvalidHeaderLength => {

@@ -30,6 +30,34 @@ pub enum LoadError {
         /// Every problem found, in the module's order, then the file's keys it lacks.
         problems: Vec<TensorProblem>,
     },
+    /// An index of a sharded checkpoint (`model.safetensors.index.json`) is malformed, names
+    /// a shard that is not there or is not a file of its folder, or does not agree with
+    /// its shards (a key placed in a shard that does not hold it, a shard holding a key the
+    /// index places elsewhere). Nothing was changed.
+    #[error("checkpoint index `{}`: {message}", path.display())]
+    Index {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong, naming the key or the shard.
+        message: String,
+    },
+    /// The file failed while its data was being read, after every check had passed (it
+    /// shrank, or the disk failed). Loads that assign tensors took every change back; a
+    /// load that copies into the module's own tensors cannot: the tensors in `written`
+    /// hold the file's values, the others their old ones.
+    #[error("checkpoint `{}` failed while reading `{key}` ({} tensor(s) written before): {source}", path.display(), written.len())]
+    Interrupted {
+        /// The file.
+        path: PathBuf,
+        /// The key being read.
+        key: String,
+        /// The module's tensors written before the failure (empty when the changes were
+        /// taken back).
+        written: Vec<String>,
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
     /// libtorch failed while checking a value or writing it (out of memory). While
     /// checking, nothing was changed; a failed write is reached only after every check has
     /// passed, and the tensors written before it keep their new values (the context names

@@ -1,18 +1,80 @@
-//! `Tensor.module_load`: load a safetensors checkpoint into a module by its tensor names,
-//! each tensor passing through a hook on the way in, every key, shape and dtype checked
-//! before anything is written.
-use crate::adapter::tensors;
-use crate::error::TensorProblem;
+//! Loading safetensors checkpoints into a module by its tensor names (`load_state_dict`,
+//! `Tensor.module_load`, `assign=True`, `mmap=True`): every key, shape and dtype checked
+//! from the file's header before anything is written, then each tensor read on its own,
+//! straight into the module's tensor, so a load costs the model plus about one tensor.
+//!
+//! - [`load_safetensors`] and [`load_sharded`] stream: nothing but the header is read
+//!   before the checks pass; then each tensor goes from the file into its destination.
+//! - [`load_safetensors_with`] passes each tensor through a hook (cast, quantize, check).
+//! - [`LoadMode`] says what a load does with the module's tensors: copy into them (the
+//!   default), give them the file's tensors (`assign`), or give them views of the file's
+//!   pages (`Map`).
+//! - [`Skeleton`] builds a model whose tensors are allocated but never initialized, for a
+//!   load to fill.
 use crate::params::Parameters;
-use crate::tensor_fit::{fit_problems, has_internal_overlap, Fit};
-use crate::tensor_plan::Planner;
-use crate::tied::Agreement;
-use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
 
+mod checkpoint;
+mod engine;
 mod error;
+mod shards;
+mod skeleton;
 pub use error::LoadError;
+pub use skeleton::{embedding, layer_norm, linear, var, Fill, Skeleton};
+
+use checkpoint::Checkpoint;
+
+/// What a load does with the module's tensors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LoadMode {
+    /// The file's values are copied into the module's tensors in place (`copy_`): shapes
+    /// and dtypes must be the module's (see [`LoadOptions::convert_dtype`]). Peak memory is
+    /// the model plus at most one tensor (the one being converted); none when the dtypes
+    /// agree, as each tensor is read straight into the module's memory.
+    #[default]
+    Copy,
+    /// PyTorch's `load_state_dict(assign=True)`: each module tensor is given the file's
+    /// tensor as its data (`set_data`, the same tensor object, so the VarStore and an
+    /// optimizer keep it), shape and dtype as in the file. The module's old storage is
+    /// freed once the load has succeeded (nothing else holding it): onto a [`Skeleton`],
+    /// whose storage was never touched, a load costs the file's tensors alone. A failure
+    /// part-way takes every change back.
+    Assign,
+    /// [`Assign`](Self::Assign) with views of the file's pages instead of copies (PyTorch's
+    /// `torch.load(mmap=True)`, safetensors' `safe_open`): nothing is read until touched,
+    /// and untouched pages cost no memory of the process's own. For read-only serving.
+    ///
+    /// The mapping is safe by construction: it is made by libtorch's `from_file` and owned
+    /// by the tensors' storage, so it lives exactly as long as a tensor uses it (there is
+    /// no handle to drop too early), and it is private (copy-on-write): writing to a
+    /// tensor never reaches the file. The one hazard is the file's, as for every mapped
+    /// file: truncating it while it is mapped makes the next read of a lost page a
+    /// `SIGBUS`; replace checkpoints by renaming a new file over them, never in place.
+    /// A module tensor on another device than the CPU is refused; a tensor whose bytes
+    /// are not aligned for its dtype in the file, or that is converted, is read instead
+    /// ([`LoadReport::mapped`] lists those that are mapped).
+    Map,
+}
+
+/// What a load hook gives back for one file tensor: the value of the module's tensor of
+/// the same name (a [`Tensor`]), or values for several of the module's tensors by name
+/// (`Vec<(String, Tensor)>`, e.g. a weight quantized into an int8 `weight` and its
+/// `weight_scale`).
+#[derive(Debug)]
+pub struct HookOutput(Vec<(Option<String>, Tensor)>);
+
+impl From<Tensor> for HookOutput {
+    fn from(value: Tensor) -> Self {
+        HookOutput(vec![(None, value)])
+    }
+}
+
+impl From<Vec<(String, Tensor)>> for HookOutput {
+    fn from(values: Vec<(String, Tensor)>) -> Self {
+        HookOutput(values.into_iter().map(|(n, t)| (Some(n), t)).collect())
+    }
+}
 
 /// What a load accepts: where the module's tensors are in the file, and whether keys may be
 /// missing or left over. The default is strict and unprefixed.
@@ -22,6 +84,8 @@ pub struct LoadOptions {
     allow_missing: bool,
     allow_unexpected: bool,
     reject_non_finite: bool,
+    convert_dtype: bool,
+    mode: LoadMode,
 }
 
 impl LoadOptions {
@@ -51,11 +115,27 @@ impl LoadOptions {
     }
 
     /// Whether a floating-point value holding NaN or an infinity is refused
-    /// ([`TensorProblem::NonFinite`], checked on what the hook returns, before anything is
+    /// ([`TensorProblem::NonFinite`](crate::params::TensorProblem::NonFinite), checked on what the hook returns, before anything is
     /// written). Off by default, as in PyTorch; turn it on for a patch or a model that must
     /// never see a non-finite weight (a checkpoint saved after a diverged step).
     pub fn reject_non_finite(mut self, reject: bool) -> Self {
         self.reject_non_finite = reject;
+        self
+    }
+
+    /// Whether a file tensor of one floating dtype may be loaded into a module tensor of
+    /// another (converted on the way, one tensor at a time). Off by default: a dtype that
+    /// is not the module's is an error ([`TensorProblem::Kind`](crate::params::TensorProblem::Kind)),
+    /// never a silent cast. Integer and bool tensors are never converted.
+    pub fn convert_dtype(mut self, convert: bool) -> Self {
+        self.convert_dtype = convert;
+        self
+    }
+
+    /// What the load does with the module's tensors: copy into them (the default), assign
+    /// the file's tensors, or map the file ([`LoadMode`]).
+    pub fn mode(mut self, mode: LoadMode) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -78,10 +158,16 @@ pub struct LoadReport {
     /// File keys under the prefix that the module has no tensor for (only with
     /// `allow_unexpected`), as they are in the file.
     pub unexpected: Vec<String>,
+    /// Tensors backed by the file's pages ([`LoadMode::Map`] only), in the order written.
+    pub mapped: Vec<String>,
 }
 
-/// Loads a safetensors file into `module`, values copied in place: see
-/// [`load_safetensors_with`], with no hook.
+/// Loads a safetensors file into `module`, streaming: the header is read and every key,
+/// shape and dtype checked against the module (as [`load_safetensors_with`] checks them),
+/// and only then is each tensor read, on its own, straight into the module's tensor (or
+/// given to it, as [`LoadOptions::mode`] says). Peak memory is the model plus at most one
+/// tensor. On a check's failure nothing has changed; see [`LoadError::Interrupted`] for a
+/// file that fails while being read.
 ///
 /// ```
 /// use tch::{nn, Device, Tensor};
@@ -110,13 +196,64 @@ where
     M: Parameters + ?Sized,
     P: AsRef<Path>,
 {
-    load_safetensors_with(module, path, options, |_, tensor| Ok(tensor))
+    let path = path.as_ref();
+    let checkpoint = Checkpoint::open(path)?;
+    engine::load(module, &[checkpoint], path, options, None)
+}
+
+/// Loads a sharded checkpoint, given its index (`model.safetensors.index.json`, whose
+/// `weight_map` places each key in a shard file of the index's folder), as
+/// [`load_safetensors`] loads one file: every shard's header is read and checked against
+/// the index and the module first, then the tensors are streamed shard by shard. An index
+/// naming a file that is not there, a shard holding a key the index places elsewhere (or
+/// lacking one it places there) is [`LoadError::Index`]; nothing has changed then.
+///
+/// ```
+/// use tch::{nn, Device};
+/// use tch_patch::load::{load_sharded, LoadOptions};
+///
+/// let dir = std::env::temp_dir().join(format!("tch-patch-doc-shards-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let vs = nn::VarStore::new(Device::Cpu);
+/// let source = nn::linear(vs.root(), 3, 2, Default::default());
+/// tch::Tensor::write_safetensors(&[("weight", &source.ws)], dir.join("a.safetensors")).unwrap();
+/// tch::Tensor::write_safetensors(&[("bias", source.bs.as_ref().unwrap())], dir.join("b.safetensors")).unwrap();
+/// let index = r#"{"weight_map": {"weight": "a.safetensors", "bias": "b.safetensors"}}"#;
+/// std::fs::write(dir.join("model.safetensors.index.json"), index).unwrap();
+///
+/// let other = nn::VarStore::new(Device::Cpu);
+/// let mut linear = nn::linear(other.root(), 3, 2, Default::default());
+/// load_sharded(&mut linear, dir.join("model.safetensors.index.json"), &LoadOptions::new())?;
+/// assert!(linear.ws.equal(&source.ws));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), tch_patch::load::LoadError>(())
+/// ```
+pub fn load_sharded<M, P>(
+    module: &mut M,
+    index: P,
+    options: &LoadOptions,
+) -> Result<LoadReport, LoadError>
+where
+    M: Parameters + ?Sized,
+    P: AsRef<Path>,
+{
+    let index = index.as_ref();
+    let checkpoints = shards::open_shards(index)?;
+    engine::load(module, &checkpoints, index, options, None)
 }
 
 /// Loads a safetensors file into `module`, each tensor passed through
 /// `hook(name, tensor)` first, where `name` is the module's name for it (without the
 /// prefix): cast it, quantize it, move it, check it. This is PyTorch's `module_load`
-/// extension point of `load_state_dict`.
+/// extension point of `load_state_dict`. The hook returns the value for `name` (a
+/// `Tensor`) or values for several of the module's tensors ([`HookOutput`]): a weight
+/// turned into an int8 weight and its scales. With [`LoadMode::Assign`] they become the
+/// module's tensors whatever their shape and dtype: a representation change.
+///
+/// The file's tensors are read one at a time, but every hook output is kept until all
+/// are checked, so that a load is all or nothing: with [`LoadMode::Copy`] the peak is
+/// the model plus every output; with `Assign` the outputs become the module's tensors
+/// and a [`Skeleton`]'s untouched storage costs nothing, so the peak is about the model.
 ///
 /// Everything is checked before anything is written, and every problem is reported at once
 /// in [`LoadError::InvalidTensors`]: a tensor of the module the file lacks, a key the
@@ -127,7 +264,7 @@ where
 /// names in the file is enough, and two names with unequal values are an error.
 ///
 /// With [`LoadOptions::reject_non_finite`], a value holding NaN or an infinity is a
-/// [`TensorProblem::NonFinite`] too.
+/// [`TensorProblem::NonFinite`](crate::params::TensorProblem::NonFinite) too.
 ///
 /// A missing, unreadable, truncated or malformed file is [`LoadError::Read`],
 /// which names the path.
@@ -152,7 +289,7 @@ where
 /// # std::fs::remove_file(&path).unwrap();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn load_safetensors_with<M, P, H>(
+pub fn load_safetensors_with<M, P, H, O>(
     module: &mut M,
     path: P,
     options: &LoadOptions,
@@ -161,151 +298,11 @@ pub fn load_safetensors_with<M, P, H>(
 where
     M: Parameters + ?Sized,
     P: AsRef<Path>,
-    H: FnMut(&str, Tensor) -> crate::Result<Tensor>,
+    H: FnMut(&str, Tensor) -> crate::Result<O>,
+    O: Into<HookOutput>,
 {
     let path = path.as_ref();
-    let entries = read_checkpoint(path)?;
-    // Module name -> (file key, tensor), for the keys under the prefix.
-    let mut file: BTreeMap<String, (String, Tensor)> = BTreeMap::new();
-    for (key, tensor) in entries {
-        if let Some(name) = options.module_name(&key) {
-            file.insert(name.to_owned(), (key.clone(), tensor));
-        }
-    }
-
-    let mut planner = Planner::new(module, Agreement::EqualValues);
-    let fit = Fit {
-        kind: true,
-        device: false,
-    };
-    for i in 0..planner.tensors().len() {
-        let target = planner.tensors()[i].tensor.shallow_clone();
-        let name = planner.tensors()[i].name.clone();
-        let Some((_, tensor)) = file.remove(&name) else {
-            continue;
-        };
-        planner.mark_given(i);
-        let value = match hook(&name, tensor) {
-            Ok(value) => value,
-            Err(error) => {
-                planner.reject([TensorProblem::Hook {
-                    name,
-                    error: Box::new(error),
-                }]);
-                continue;
-            }
-        };
-        if has_internal_overlap(&target) {
-            planner.reject([TensorProblem::NotWritable { name }]);
-            continue;
-        }
-        let misfits = fit_problems(&name, &value, &target, fit);
-        if !misfits.is_empty() {
-            planner.reject(misfits);
-            continue;
-        }
-        if options.reject_non_finite {
-            let count = non_finite_count(&value)
-                .map_err(LoadError::torch(format!("checking `{name}` for NaN")))?;
-            if count > 0 {
-                planner.reject([TensorProblem::NonFinite { name, count }]);
-                continue;
-            }
-        }
-        let value = value
-            .f_to_device(target.device())
-            .map_err(LoadError::torch(format!("moving `{name}`")))?;
-        planner.accept(i, &name, &value);
-    }
-    let mut report = LoadReport::default();
-    let not_given: Vec<String> = planner.not_given().map(|t| t.name.clone()).collect();
-    if options.allow_missing {
-        report.missing = not_given;
-    } else {
-        planner.reject(
-            not_given
-                .into_iter()
-                .map(|name| TensorProblem::Missing { name }),
-        );
-    }
-    let unexpected = file.into_values().map(|(key, _)| key);
-    if options.allow_unexpected {
-        report.unexpected = unexpected.collect();
-    } else {
-        planner.reject(unexpected.map(|name| TensorProblem::Unexpected { name }));
-    }
-    let plan = planner
-        .finish()
-        .map_err(|problems| LoadError::InvalidTensors {
-            path: path.to_owned(),
-            problems,
-        })?;
-    report.loaded = (plan.tensors().iter().enumerate())
-        .filter(|&(i, _)| plan.has_value(i))
-        .map(|(_, t)| t.name.clone())
-        .collect();
-
-    let _no_grad = tch::no_grad_guard();
-    plan.write_all(
-        |mut target, name, value| {
-            target
-                .f_copy_(value)
-                .map(drop)
-                .map_err(LoadError::torch(format!(
-                    "copying `{name}` into the module"
-                )))
-        },
-        |()| {},
-    )?;
-    Ok(report)
-}
-
-/// How many entries of `value` are NaN or infinite (0 for integer and bool tensors).
-fn non_finite_count(value: &Tensor) -> std::result::Result<i64, tch::TchError> {
-    if !(value.f_is_floating_point()? || value.f_is_complex()?) {
-        return Ok(0);
-    }
-    let finite = value
-        .f_isfinite()?
-        .f_sum(tch::Kind::Int64)?
-        .f_int64_value(&[])?;
-    Ok(value.numel() as i64 - finite)
-}
-
-/// Every tensor of the safetensors file `path`, read as [`crate::safe_read`] reads a file
-/// it is handed: a regular file, its header checked (length, names once, countable
-/// shapes) before its data is read.
-fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>, LoadError> {
-    let unreadable = |message: String| LoadError::Read {
-        path: path.to_owned(),
-        source: tch::TchError::Io(std::io::Error::other(message)),
-    };
-    let bytes = crate::safe_read::read_safetensors_file(path).map_err(unreadable)?;
-    let file = tensors::parse(&bytes).map_err(unreadable)?;
-    let mut keys: Vec<String> = file.names().into_iter().cloned().collect();
-    keys.sort();
-    keys.into_iter()
-        .map(|key| {
-            let view = file
-                .tensor(&key)
-                .map_err(|error| unreadable(error.to_string()))?;
-            let tensor = Tensor::try_from(view).map_err(|error| {
-                unreadable(format!(
-                    "tensor `{key}` cannot be made by libtorch: {}",
-                    short(&error)
-                ))
-            })?;
-            Ok((key, tensor))
-        })
-        .collect()
-}
-
-/// The first line of a libtorch error (its C++ stack trace left out).
-fn short(error: &tch::TchError) -> String {
-    error
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    let checkpoint = Checkpoint::open(path)?;
+    let mut hook = |name: &str, tensor: Tensor| hook(name, tensor).map(Into::into);
+    engine::load(module, &[checkpoint], path, options, Some(&mut hook))
 }

@@ -11,6 +11,7 @@
 //! `make bench BENCH_NOTE=...` passes it, with no shell quoting in between).
 mod criterion;
 mod format;
+mod load_memory;
 mod machine;
 mod markdown;
 mod models;
@@ -90,6 +91,17 @@ fn run() -> Result<(), String> {
             None
         }
     };
+    let load_data = load_memory::load(&workspace().join("bench/load_memory.json"));
+    let load_plot = load_data.as_ref().and_then(|data| {
+        let path = workspace().join("bench/load_memory.png");
+        match load_memory::draw(&path, data) {
+            Ok(()) => Some("load_memory.png".to_owned()),
+            Err(error) => {
+                eprintln!("no load plot: {error}");
+                None
+            }
+        }
+    });
     let machine = machine::describe(&workspace());
     let report = markdown::Report {
         machine: &machine,
@@ -99,6 +111,8 @@ fn run() -> Result<(), String> {
         python: &python,
         note: args.note.as_deref(),
         plot: plot_name.as_deref(),
+        load: load_data.as_ref(),
+        load_plot: load_plot.as_deref(),
     };
     std::fs::write(&args.markdown, report.render())
         .map_err(|e| format!("{}: {e}", args.markdown.display()))?;

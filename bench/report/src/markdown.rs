@@ -20,6 +20,9 @@ pub(crate) struct Report<'a> {
     pub python: &'a PythonSide,
     pub note: Option<&'a str>,
     pub plot: Option<&'a str>,
+    /// `bench/load_memory.json`, if the load bench ran.
+    pub load: Option<&'a serde_json::Value>,
+    pub load_plot: Option<&'a str>,
 }
 
 impl Report<'_> {
@@ -31,6 +34,9 @@ impl Report<'_> {
         self.zero_cost_in_alternation(&mut out);
         self.patch_cost(&mut out);
         crate::models::section(self.rust, &self.python.results, &mut out);
+        if let Some(load) = self.load {
+            crate::load_memory::section(load, self.load_plot, &mut out);
+        }
         self.all_cases(&mut out);
         out
     }

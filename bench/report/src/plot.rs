@@ -6,7 +6,7 @@ use crate::results::Results;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 struct Line {
     label: String,

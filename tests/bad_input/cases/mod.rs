@@ -3,6 +3,7 @@ mod adapters;
 mod calls;
 mod devices;
 mod files;
+mod load_modes;
 mod nodes;
 mod parametrize;
 mod patch_strings;
@@ -20,6 +21,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(calls::cases());
     cases.extend(swap::cases());
     cases.extend(files::cases());
+    cases.extend(load_modes::cases());
     cases.extend(parametrize::cases());
     cases.extend(save::cases());
     cases.extend(devices::cases());
