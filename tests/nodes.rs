@@ -402,7 +402,7 @@ fn a_bad_rebind_changes_nothing_and_says_what_is_wrong() {
         ),
         (
             &[("head.in_features", 2.into())],
-            "cannot rebind `head`: rebind rebuilds `Linear`, `Embedding`, `LayerNorm`, `an unpatched Slot of those`, `PRelu`, `Dropout`, `Gelu`, not `Slot<Linear>`",
+            "cannot rebind `head`: its slot holds the patches `Doubled` (outermost first), which rebind cannot rebuild; rebind the model before patching it, then apply the same patches again (e.g. the same patch string) to the result",
         ),
         (&[("mlp.in_features", 2.into())], "no node at `mlp`; node paths:"),
     ];
