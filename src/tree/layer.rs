@@ -275,6 +275,14 @@ impl<T: 'static> nn::ModuleT for Box<dyn SlotContent<T>> {
 /// A leaf must implement `nn::ModuleT` (every `nn::Module` does), `Parameters`, `Send`
 /// and be `'static`. tch's layers are leaves already.
 ///
+/// Three forms, each taking one or more types:
+/// * `leaf_layer!(T)`: a leaf without hyperparameters;
+/// * `leaf_layer!(hyperparameters: T)`: the tree shows `T`'s
+///   [`Hyperparameters`](crate::tree::Hyperparameters) (and `diff` compares them);
+/// * `leaf_layer!(rebuild: T)`: that, and rebind and clone rebuild `T`, bare or in an
+///   unpatched slot, through its [`Rebuild`](crate::tree::Rebuild) impl (see there for an
+///   example).
+///
 /// ```
 /// use tch::{nn, nn::Module, Tensor};
 /// use tch_patch::{leaf_layer, Parameters, Slot, params::Visitor, params::VisitorMut};
