@@ -907,3 +907,17 @@ fn a_user_layer_is_rebound_and_cloned_through_its_rebuild_impl() {
         [0, 0, 0]
     );
 }
+
+#[test]
+fn a_rebind_of_a_layer_without_rebuild_says_how_to_give_it_one() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut mlp = tutorial_mlp(&vs).add_fn(|xs| xs * 2.0);
+    let error = mlp.rebind(&vs, &[("3.scale", 2.into())]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cannot rebind `3`: rebind rebuilds `Linear`, `Embedding`, `LayerNorm`, `Conv1D/2D/3D`, \
+         `ConvTranspose1D/2D/3D`, `this crate's layers`, `your layers that implement Rebuild`, \
+         `an unpatched Slot of those`, not `Func` (a layer of yours implements \
+         `tree::Rebuild` and is declared with `leaf_layer!(rebuild: YourType)`)"
+    );
+}

@@ -23,7 +23,7 @@ const REBUILDS: &[&str] = &[
     "Conv1D/2D/3D",
     "ConvTranspose1D/2D/3D",
     "this crate's layers",
-    "a layer that implements `tree::Rebuild`",
+    "your layers that implement Rebuild",
     "an unpatched Slot of those",
 ];
 
