@@ -116,6 +116,9 @@ pub mod __private {
     pub use crate::patch_trait::{Patch, PatchView};
     pub use crate::registry;
     pub use crate::tree::hyper::{hyper_of, hyper_source, no_hyper, no_hyper_source};
+    pub use crate::tree::rebuild::{
+        no_rebuilder, no_root_rebuilder, rebuilder_of, root_rebuilder_of, DynRebuild, RebuildRoot,
+    };
     pub use crate::tree::HyperList;
     pub use crate::tree::{DynLayer, SlotContent, SlotVisitorMut, TreeVisitor};
     pub use crate::Parameters;

@@ -402,7 +402,7 @@ fn a_bad_rebind_changes_nothing_and_says_what_is_wrong() {
         ),
         (
             &[("head.in_features", 2.into())],
-            "cannot rebind `head`: rebind rebuilds `Linear`, `Embedding`, `LayerNorm`, `an unpatched Slot of those`, `PRelu`, `Dropout`, `Gelu`, not `Slot<Linear>`",
+            "cannot rebind `head`: its slot holds the patches `Doubled` (outermost first), which rebind cannot rebuild; rebind the model before patching it, then apply the same patches again (e.g. the same patch string) to the result",
         ),
         (&[("mlp.in_features", 2.into())], "no node at `mlp`; node paths:"),
     ];
@@ -581,4 +581,343 @@ fn a_search_space_yields_as_many_models_as_it_counts() {
     assert_eq!(Some(built), space.count());
     assert_eq!(space.sample(4, 11).unwrap(), space.sample(4, 11).unwrap());
     assert_ne!(space.sample(4, 11).unwrap(), space.sample(4, 12).unwrap());
+}
+
+/// `Conv2d(3, 8, 3, padding=1)`, ReLU, `Conv2d(8, 4, 3, groups=2)` and, in an unpatched
+/// slot, `Conv2d(4, 4, 1)`: a sequence of convolutions as in a PyTorch CNN.
+fn cnn(vs: &nn::VarStore) -> layers::Sequential {
+    let p = vs.root();
+    let padded = nn::ConvConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    let grouped = nn::ConvConfig {
+        groups: 2,
+        ..Default::default()
+    };
+    layers::seq()
+        .add(nn::conv2d(&p / 0, 3, 8, 3, padded))
+        .add(layers::Relu)
+        .add(nn::conv2d(&p / 2, 8, 4, 3, grouped))
+        .add(Slot::new(nn::conv2d(&p / 3, 4, 4, 1, Default::default())))
+}
+
+fn images() -> Tensor {
+    Tensor::randn([2, 3, 6, 6], (Kind::Float, Device::Cpu))
+}
+
+#[test]
+fn a_conv_rebind_rebuilds_exactly_its_layers_and_undo_puts_the_very_tensors_back() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut cnn = cnn(&vs);
+    let (before, vars_before) = (pointers(&cnn), var_pointers(&vs));
+    let report = cnn
+        .rebind(
+            &vs,
+            &[
+                ("0.out_channels", 6.into()),
+                ("2.in_channels", 6.into()),
+                ("2.kernel_size", vec![1, 3].into()),
+                ("2.padding_mode", "reflect".into()),
+                ("3.bias", false.into()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(report.rebuilt.len(), 3);
+    let after = pointers(&cnn);
+    for (name, ptr) in &before {
+        assert!(!after.contains(&(name.clone(), *ptr)), "{name}");
+    }
+    assert_eq!(vs.variables()["0.weight"].size(), [6, 3, 3, 3]);
+    assert_eq!(vs.variables()["2.weight"].size(), [4, 3, 1, 3]);
+    assert!(!vs.variables().contains_key("3.bias"));
+    assert!(tch_patch::params::unregistered_tensors(&vs, &cnn).is_empty());
+    assert!(cnn.nodes()[3].downcast_ref::<Slot<nn::Conv2D>>().is_some());
+    assert_eq!(cnn.forward(&images()).size(), [2, 4, 6, 4]);
+    let text = print_tree(&cnn);
+    assert!(
+        text.contains("in_channels=6, out_channels=4, kernel_size=[1, 3], stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=2, bias=true, padding_mode=\"reflect\""),
+        "{text}"
+    );
+
+    cnn.undo_rebind(&vs, report).unwrap();
+    assert_eq!(pointers(&cnn), before);
+    assert_eq!(var_pointers(&vs), vars_before);
+    assert_eq!(cnn.forward(&images()).size(), [2, 4, 4, 4]);
+}
+
+#[test]
+fn a_conv_rebind_keeps_every_other_tensor() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut cnn = cnn(&vs);
+    let before = pointers(&cnn);
+    cnn.rebind(&vs, &[("2.stride", vec![2, 2].into())]).unwrap();
+    let after = pointers(&cnn);
+    for (name, ptr) in &before {
+        let kept = after.contains(&(name.clone(), *ptr));
+        assert_eq!(kept, !name.starts_with("2."), "{name}");
+    }
+    assert_eq!(cnn.forward(&images()).size(), [2, 4, 2, 2]);
+}
+
+#[test]
+fn a_bad_conv_rebind_names_both_paths_or_the_value_and_changes_nothing() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut cnn = cnn(&vs);
+    let (before, vars_before) = (pointers(&cnn), var_pointers(&vs));
+    let cases: [(&[(&str, tch_patch::tree::HyperValue)], &str); 7] = [
+        (
+            &[("0.out_channels", 6.into())],
+            "rebind leaves `0.out_channels` = 6 feeding `2.in_channels` = 8: change both",
+        ),
+        (
+            &[("3.in_channels", 2.into())],
+            "rebind leaves `2.out_channels` = 4 feeding `3.in_channels` = 2: change both",
+        ),
+        (
+            &[("0.out_channels", 7.into()), ("2.in_channels", 7.into())],
+            "cannot set `2.in_channels` to 7: `groups` = 2 must divide `in_channels` = 7",
+        ),
+        (
+            &[("2.groups", 3.into())],
+            "cannot set `2.groups` to 3: `groups` = 3 must divide `in_channels` = 8",
+        ),
+        (
+            &[("2.kernel_size", vec![3].into())],
+            "cannot set `2.kernel_size` to [3]: it must have 2 values, one per dimension",
+        ),
+        (
+            &[("2.padding", vec![-1, 0].into())],
+            "cannot set `2.padding` to [-1, 0]: each value must be at least 0",
+        ),
+        (
+            &[("2.padding_mode", "mirror".into())],
+            "cannot set `2.padding_mode` to \"mirror\": it is \"zeros\", \"reflect\", \"replicate\" or \"circular\"",
+        ),
+    ];
+    for (changes, expected) in cases {
+        let error = cnn.rebind(&vs, changes).unwrap_err();
+        assert_eq!(error.to_string(), expected);
+        assert_eq!(pointers(&cnn), before);
+        assert_eq!(var_pointers(&vs), vars_before);
+    }
+    // Channels feed channels: a convolution's output channels are not a linear layer's
+    // input features (those are the last dimension), so they are not compared.
+    let mut mixed = layers::seq()
+        .add(nn::conv1d(vs.root() / "c", 2, 3, 1, Default::default()))
+        .add(nn::linear(vs.root() / "l", 5, 5, Default::default()));
+    mixed.rebind(&vs, &[("0.out_channels", 4.into())]).unwrap();
+}
+
+#[test]
+fn a_conv_deep_clone_is_an_independent_twin_and_a_structural_clone_is_fresh() {
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cnn = cnn(&vs);
+    let xs = images();
+    let deep_vs = nn::VarStore::new(Device::Cpu);
+    let deep = cnn.clone_into(&deep_vs.root(), CloneMode::Deep).unwrap();
+    assert!(deep.forward(&xs).equal(&cnn.forward(&xs)));
+    assert_eq!(print_tree(&deep), print_tree(&cnn));
+    assert_eq!(pointers(&deep).len(), 6);
+    for ((name, a), (_, b)) in pointers(&deep).iter().zip(pointers(&cnn).iter()) {
+        assert_ne!(a, b, "{name} shares storage");
+        assert!(
+            deep_vs.variables()[name].equal(&vs.variables()[name]),
+            "{name}"
+        );
+    }
+    assert!(deep.nodes()[3].downcast_ref::<Slot<nn::Conv2D>>().is_some());
+
+    let fresh_vs = nn::VarStore::new(Device::Cpu);
+    let fresh = cnn
+        .clone_into(&fresh_vs.root(), CloneMode::Structure)
+        .unwrap();
+    assert!(tch_patch::tree::diff(&cnn, &fresh).is_empty());
+    assert!(!fresh_vs.variables()["0.weight"].equal(&vs.variables()["0.weight"]));
+
+    // Transposed convolutions too (tch builds them with one value per hyperparameter).
+    let up = layers::seq().add(nn::conv_transpose2d(
+        vs.root() / "up",
+        4,
+        2,
+        2,
+        nn::ConvTransposeConfig {
+            stride: 2,
+            ..Default::default()
+        },
+    ));
+    let up_vs = nn::VarStore::new(Device::Cpu);
+    let twin = up.clone_into(&up_vs.root(), CloneMode::Deep).unwrap();
+    let small = Tensor::randn([1, 4, 3, 3], (Kind::Float, Device::Cpu));
+    assert!(twin.forward(&small).equal(&up.forward(&small)));
+    assert_eq!(twin.forward(&small).size(), [1, 2, 6, 6]);
+}
+
+#[test]
+fn a_clone_names_the_patches_it_cannot_rebuild_and_says_what_to_do() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = model(&vs);
+    let doubled =
+        Rule::<nn::Linear>::wrap(Selector::glob("head").unwrap(), "Doubled", |_, content| {
+            Doubled { base: content }
+        });
+    model.apply(&doubled).unwrap();
+    let other = nn::VarStore::new(Device::Cpu);
+    let error = model
+        .head
+        .clone_into(&other.root(), CloneMode::Deep)
+        .unwrap_err();
+    assert!(
+        matches!(&error, tch_patch::PatchError::Tree(TreeError::PatchedSlot { patches, .. }) if patches == &["Doubled"]),
+        "{error}"
+    );
+    let in_seq = layers::seq().add(layers::Relu).add(Slot::new(Doubled {
+        base: nn::linear(vs.root() / "x", 2, 2, Default::default()),
+    }));
+    let error = in_seq
+        .clone_into(&other.root(), CloneMode::Deep)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cannot clone `1`: its slot holds the patches `Doubled` (outermost first), which clone cannot rebuild; clone the model before patching it, then apply the same patches again (e.g. the same patch string) to the result"
+    );
+    assert!(other.variables().is_empty());
+}
+
+/// A user layer with a tensor: `xs * gain`, `gain` of `[dim]`, at `root / "gain"`. Its
+/// check refuses a `dim` above 64; its rebuild refuses 13 although its check accepts it
+/// (a layer whose two halves disagree, to show that a rebind is put back all the same).
+#[derive(Debug, Parameters)]
+struct Gain {
+    gain: Tensor,
+}
+
+impl nn::Module for Gain {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs * &self.gain
+    }
+}
+
+impl tch_patch::tree::Hyperparameters for Gain {
+    fn hyperparameters(&self) -> tch_patch::tree::HyperList {
+        vec![("dim", self.gain.size()[0].into())]
+    }
+}
+
+impl tch_patch::tree::Rebuild for Gain {
+    fn check(
+        &self,
+        hyper: &tch_patch::tree::HyperArgs<'_>,
+    ) -> Result<(), tch_patch::tree::BadHyperparameter> {
+        match hyper.size("dim")? {
+            dim if dim > 64 => Err(tch_patch::tree::BadHyperparameter::new("dim", "at most 64")),
+            _ => Ok(()),
+        }
+    }
+    fn rebuild(
+        &self,
+        root: &nn::Path,
+        hyper: &tch_patch::tree::HyperArgs<'_>,
+    ) -> Result<Self, tch_patch::tree::BadHyperparameter> {
+        let dim = hyper.size("dim")?;
+        if dim == 13 {
+            return Err(tch_patch::tree::BadHyperparameter::new("dim", "unlucky"));
+        }
+        Ok(Gain {
+            gain: root.var("gain", &[dim], nn::Init::Const(1.0)),
+        })
+    }
+}
+
+tch_patch::leaf_layer!(rebuild: Gain);
+
+fn gained(vs: &nn::VarStore) -> layers::Sequential {
+    let p = vs.root();
+    layers::seq()
+        .add(nn::linear(&p / 0, 4, 8, Default::default()))
+        .add(Gain {
+            gain: (&p / 1).var("gain", &[8], nn::Init::Uniform { lo: 0.5, up: 2.0 }),
+        })
+        .add(Slot::new(Gain {
+            gain: (&p / 2).var("gain", &[8], nn::Init::Uniform { lo: 0.5, up: 2.0 }),
+        }))
+}
+
+#[test]
+fn a_user_layer_is_rebound_and_cloned_through_its_rebuild_impl() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = gained(&vs);
+    let xs = xs();
+    let deep_vs = nn::VarStore::new(Device::Cpu);
+    let deep = model.clone_into(&deep_vs.root(), CloneMode::Deep).unwrap();
+    assert!(deep.forward(&xs).equal(&model.forward(&xs)));
+    for ((name, a), (_, b)) in pointers(&deep).iter().zip(pointers(&model).iter()) {
+        assert_ne!(a, b, "{name} shares storage");
+    }
+    assert!(deep.nodes()[2].downcast_ref::<Slot<Gain>>().is_some());
+    let fresh_vs = nn::VarStore::new(Device::Cpu);
+    let fresh = model
+        .clone_into(&fresh_vs.root(), CloneMode::Structure)
+        .unwrap();
+    assert!(fresh_vs.variables()["1.gain"].equal(&Tensor::ones([8], (Kind::Float, Device::Cpu))));
+    assert!(tch_patch::tree::diff(&model, &fresh).is_empty());
+
+    let (before, vars_before) = (pointers(&model), var_pointers(&vs));
+    let report = model
+        .rebind(
+            &vs,
+            &[
+                ("0.out_features", 6.into()),
+                ("1.dim", 6.into()),
+                ("2.dim", 6.into()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(model.forward(&xs).size(), [5, 6]);
+    assert_eq!(vs.variables()["2.gain"].size(), [6]);
+    model.undo_rebind(&vs, report).unwrap();
+    assert_eq!(pointers(&model), before);
+    assert_eq!(var_pointers(&vs), vars_before);
+
+    // The layer's check refuses before anything changes; a rebuild that fails after its
+    // check passed puts back the layers rebuilt before it.
+    let refused = model
+        .rebind(&vs, &[("0.out_features", 65.into()), ("1.dim", 65.into())])
+        .unwrap_err();
+    assert_eq!(refused.to_string(), "cannot set `1.dim` to 65: at most 64");
+    let failed = model
+        .rebind(
+            &vs,
+            &[
+                ("0.out_features", 13.into()),
+                ("1.dim", 13.into()),
+                ("2.dim", 13.into()),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(
+        failed.to_string(),
+        "cannot rebuild `Gain` at `1`: `dim`: unlucky"
+    );
+    assert_eq!(pointers(&model), before);
+    assert_eq!(var_pointers(&vs), vars_before);
+    assert_eq!(
+        model.nodes().iter().map(Node::changes).collect::<Vec<_>>(),
+        [0, 0, 0]
+    );
+}
+
+#[test]
+fn a_rebind_of_a_layer_without_rebuild_says_how_to_give_it_one() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut mlp = tutorial_mlp(&vs).add_fn(|xs| xs * 2.0);
+    let error = mlp.rebind(&vs, &[("3.scale", 2.into())]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cannot rebind `3`: rebind rebuilds `Linear`, `Embedding`, `LayerNorm`, `Conv1D/2D/3D`, \
+         `ConvTranspose1D/2D/3D`, `this crate's layers`, `your layers that implement Rebuild`, \
+         `an unpatched Slot of those`, not `Func` (a layer of yours implements \
+         `tree::Rebuild` and is declared with `leaf_layer!(rebuild: YourType)`)"
+    );
 }

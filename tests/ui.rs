@@ -3,7 +3,8 @@
 //! (`tests/ui/patch_forward`), `#[derive(Parameters)]` (`tests/ui/parameters`),
 //! `#[derive(ModuleTree)]` and slots (`tests/ui/module_tree`), `#[derive(PatchArgs)]`
 //! (`tests/ui/patch_args`), `#[delegatable]` / `delegate(...)` (`tests/ui/delegate`), typed
-//! parametrizations (`tests/ui/parametrize`); and patches that must compile and run
+//! parametrizations (`tests/ui/parametrize`), `leaf_layer!(rebuild: T)` (`tests/ui/leaf_layer`);
+//! and patches that must compile and run
 //! (`tests/ui/pass`). Re-bless with `make ui-bless` and review every diff.
 
 #[test]
@@ -31,6 +32,7 @@ fn ui() {
         "patch_args",
         "delegate",
         "parametrize",
+        "leaf_layer",
     ] {
         t.compile_fail(format!("tests/ui/{folder}/*.rs"));
     }

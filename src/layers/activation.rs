@@ -1,6 +1,6 @@
 //! Activation and dropout layers as values: named, visible in a tree, replaceable.
 use crate::params::{Parameters, TensorRole, Visitor, VisitorMut};
-use crate::tree::{HyperList, Hyperparameters};
+use crate::tree::{BadHyperparameter, HyperArgs, HyperList, Hyperparameters, Rebuild};
 use tch::{nn, Tensor};
 
 /// Layers without tensors: no names to visit.
@@ -133,7 +133,7 @@ impl Parameters for PRelu {
 }
 
 no_tensors!(Relu, Silu, Tanh, Sigmoid, Identity, Gelu, Dropout);
-crate::leaf_layer!(hyperparameters: Relu, Silu, Tanh, Sigmoid, Identity, Gelu, Dropout, PRelu);
+crate::leaf_layer!(rebuild: Relu, Silu, Tanh, Sigmoid, Identity, Gelu, Dropout, PRelu);
 
 /// Layers without constructor arguments.
 macro_rules! no_hyperparameters {
@@ -147,6 +147,69 @@ macro_rules! no_hyperparameters {
 }
 
 no_hyperparameters!(Relu, Silu, Tanh, Sigmoid, Identity);
+
+/// Layers without constructor arguments rebuild as themselves.
+macro_rules! rebuild_as_copy {
+    ($($ty:ty),*) => {$(
+        impl Rebuild for $ty {
+            fn rebuild(&self, _root: &nn::Path, _hyper: &HyperArgs<'_>) -> Result<Self, BadHyperparameter> {
+                Ok(*self)
+            }
+        }
+    )*};
+}
+
+rebuild_as_copy!(Relu, Silu, Tanh, Sigmoid, Identity);
+
+impl Rebuild for Gelu {
+    fn check(&self, hyper: &HyperArgs<'_>) -> Result<(), BadHyperparameter> {
+        self.rebuild_from(hyper).map(drop)
+    }
+    fn rebuild(&self, _root: &nn::Path, hyper: &HyperArgs<'_>) -> Result<Self, BadHyperparameter> {
+        self.rebuild_from(hyper)
+    }
+}
+
+impl Gelu {
+    fn rebuild_from(&self, hyper: &HyperArgs<'_>) -> Result<Self, BadHyperparameter> {
+        let approximate = match hyper.text("approximate")? {
+            "none" => GeluApproximation::None,
+            "tanh" => GeluApproximation::Tanh,
+            _ => {
+                return Err(BadHyperparameter::new(
+                    "approximate",
+                    "`approximate` is \"none\" or \"tanh\"",
+                ))
+            }
+        };
+        Ok(Gelu { approximate })
+    }
+}
+
+impl Rebuild for Dropout {
+    fn check(&self, hyper: &HyperArgs<'_>) -> Result<(), BadHyperparameter> {
+        match hyper.float("p")? {
+            p if (0.0..=1.0).contains(&p) => Ok(()),
+            _ => Err(BadHyperparameter::new(
+                "p",
+                "a probability must be in [0, 1]",
+            )),
+        }
+    }
+    fn rebuild(&self, _root: &nn::Path, hyper: &HyperArgs<'_>) -> Result<Self, BadHyperparameter> {
+        self.check(hyper)?;
+        Ok(dropout(hyper.float("p")?))
+    }
+}
+
+impl Rebuild for PRelu {
+    fn check(&self, hyper: &HyperArgs<'_>) -> Result<(), BadHyperparameter> {
+        hyper.size("num_parameters").map(drop)
+    }
+    fn rebuild(&self, root: &nn::Path, hyper: &HyperArgs<'_>) -> Result<Self, BadHyperparameter> {
+        Ok(prelu(root, hyper.size("num_parameters")?))
+    }
+}
 
 impl Hyperparameters for Gelu {
     fn hyperparameters(&self) -> HyperList {

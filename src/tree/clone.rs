@@ -3,7 +3,7 @@
 //! copied or freshly initialized.
 use super::node::{Node, NodeLayer};
 use super::rebind::layer_hyperparameters;
-use super::rebuild::{can_rebuild, rebuild};
+use super::rebuild::{rebuilder, slot_patches, HyperArgs};
 use super::slot::short_type_name;
 use super::TreeError;
 use crate::error::{PatchError, Result};
@@ -25,10 +25,19 @@ impl Node {
     /// names>` (so a clone of the whole model into an empty VarStore has the original's
     /// names). The clone holds no history: it is a new original.
     ///
-    /// Layers it rebuilds: tch's Linear, Embedding and LayerNorm, this crate's
-    /// [`layers`](crate::layers), and sequences of those; anything else (a slot, a closure,
-    /// a user layer) is [`TreeError::CannotClone`], found before any tensor is made. A name
-    /// the VarStore already holds is [`PatchError::NameTaken`]. On error nothing was added.
+    /// Layers it rebuilds: every layer that implements [`Rebuild`](super::Rebuild) (tch's
+    /// Linear, Embedding, LayerNorm and convolutions, this crate's
+    /// [`layers`](crate::layers), a layer of yours declared with
+    /// [`leaf_layer!(rebuild: YourType)`](crate::leaf_layer)), an unpatched
+    /// [`Slot`](crate::Slot) of one, and sequences of those; anything else (a closure, a
+    /// layer without `Rebuild`) is [`TreeError::CannotClone`], a slot holding patches
+    /// [`TreeError::PatchedSlot`] (clone before patching, then apply the patches to both),
+    /// a layer whose [`Rebuild::check`](super::Rebuild::check) refuses its own
+    /// hyperparameters [`TreeError::RebuildFailed`], all found before any tensor is made.
+    /// A name the VarStore already holds is [`PatchError::NameTaken`]. On error nothing was
+    /// added (unless a layer's `rebuild` fails after its `check` passed, or makes tensors
+    /// of other names or shapes than the original's: [`TreeError::RebuildFailed`], and the
+    /// tensors made before stay in `root`'s VarStore).
     ///
     /// ```
     /// use tch::{nn, Device};
@@ -76,13 +85,28 @@ fn check_cloneable(layer: &dyn NodeLayer, path: &str) -> Result<(), TreeError> {
         }
         return Ok(());
     }
-    if can_rebuild(layer) {
-        return Ok(());
+    if let Some(patches) = slot_patches(layer) {
+        return Err(TreeError::PatchedSlot {
+            action: "clone",
+            path: path.to_owned(),
+            patches,
+        });
     }
-    Err(TreeError::CannotClone {
-        path: path.to_owned(),
-        layer: short_type_name(layer.type_name()),
-    })
+    let Some(rebuilder) = rebuilder(layer) else {
+        return Err(TreeError::CannotClone {
+            path: path.to_owned(),
+            layer: short_type_name(layer.type_name()),
+        });
+    };
+    let hyper = layer_hyperparameters(layer);
+    rebuilder
+        .check_dyn(&HyperArgs::new(&hyper))
+        .map_err(|bad| TreeError::RebuildFailed {
+            path: path.to_owned(),
+            layer: short_type_name(layer.type_name()),
+            name: bad.name,
+            reason: bad.reason,
+        })
 }
 
 /// No tensor name the clone will take is held by `root`'s VarStore already (tch would
@@ -121,23 +145,60 @@ fn clone_layer(
         return Ok(Box::new(Sequential::from_nodes(nodes)));
     }
     let hyper = layer_hyperparameters(layer);
-    let cloned = rebuild(layer, root, &hyper).ok_or_else(|| TreeError::CannotClone {
+    let failed = |name: String, reason: String| TreeError::RebuildFailed {
         path: path.to_owned(),
         layer: short_type_name(layer.type_name()),
-    })?;
+        name,
+        reason,
+    };
+    let cloned = rebuilder(layer)
+        .ok_or_else(|| TreeError::CannotClone {
+            path: path.to_owned(),
+            layer: short_type_name(layer.type_name()),
+        })?
+        .rebuild_dyn(root, &HyperArgs::new(&hyper))
+        .map_err(|bad| failed(bad.name, bad.reason))?;
+    let originals = named_tensors(layer);
+    let made = named_tensors(&*cloned);
+    // The rebuilt layer has the original's tensors, by name and shape.
+    for to in &made {
+        match originals.iter().find(|from| from.name == to.name) {
+            Some(from) if from.tensor.size() == to.tensor.size() => {}
+            _ => {
+                return Err(failed(
+                    to.name.clone(),
+                    "the rebuilt layer has a tensor the original has not (by name and shape)"
+                        .to_owned(),
+                )
+                .into())
+            }
+        }
+    }
+    if let Some(missing) = originals
+        .iter()
+        .find(|from| !made.iter().any(|to| to.name == from.name))
+    {
+        return Err(failed(
+            missing.name.clone(),
+            "the rebuilt layer lacks this tensor of the original".to_owned(),
+        )
+        .into());
+    }
     if mode == CloneMode::Deep {
         let _no_grad = tch::no_grad_guard();
-        for (mut to, from) in named_tensors(&*cloned)
-            .into_iter()
-            .zip(named_tensors(layer))
-            .map(|(to, from)| (to.tensor, from.tensor))
-        {
-            to.f_copy_(&from).map_err(PatchError::torch(format!(
-                "copying `{}`",
-                join_name(path, "…")
-            )))?;
-            if !from.requires_grad() {
-                let _ = to.set_requires_grad(false);
+        for mut to in made {
+            let from = originals
+                .iter()
+                .find(|from| from.name == to.name)
+                .expect("checked above");
+            to.tensor
+                .f_copy_(&from.tensor)
+                .map_err(PatchError::torch(format!(
+                    "copying `{}`",
+                    join_name(path, &to.name)
+                )))?;
+            if !from.tensor.requires_grad() {
+                let _ = to.tensor.set_requires_grad(false);
             }
         }
     }

@@ -180,7 +180,8 @@ pub enum TreeError {
     },
     /// A rebind names a node whose layer type it cannot rebuild. Nothing was changed.
     #[error(
-        "cannot rebind `{path}`: rebind rebuilds {}, not `{layer}`",
+        "cannot rebind `{path}`: rebind rebuilds {}, not `{layer}` (a layer of yours \
+         implements `tree::Rebuild` and is declared with `leaf_layer!(rebuild: YourType)`)",
         quoted_list(rebuilds)
     )]
     CannotRebind {
@@ -236,12 +237,50 @@ pub enum TreeError {
     },
     /// A clone met a layer it cannot rebuild. Found before any tensor is made: nothing was
     /// added.
-    #[error("cannot clone `{layer}` at `{path}`: a clone rebuilds tch's Linear, Embedding and LayerNorm, this crate's layers and sequences of those")]
+    #[error(
+        "cannot clone `{layer}` at `{path}`: a clone rebuilds tch's Linear, Embedding, \
+         LayerNorm and convolutions, this crate's layers, layers that implement \
+         `tree::Rebuild` (declared with `leaf_layer!(rebuild: YourType)`), unpatched slots \
+         of those and sequences of those"
+    )]
     CannotClone {
         /// Its path in what was cloned (`""` for the top).
         path: String,
         /// The short type name of the layer.
         layer: String,
+    },
+    /// A clone or a rebind met a slot holding patches: a patch's state (its tensors, its
+    /// configuration) cannot be rebuilt from the layer's hyperparameters. Found before
+    /// anything changes: nothing was changed.
+    #[error(
+        "cannot {action} `{path}`: its slot holds the patches {} (outermost first), which \
+         {action} cannot rebuild; {action} the model before patching it, then apply the same \
+         patches again (e.g. the same patch string) to the result",
+        quoted_list(patches)
+    )]
+    PatchedSlot {
+        /// `clone` or `rebind`.
+        action: &'static str,
+        /// The slot's path (`""` for the top of what was cloned).
+        path: String,
+        /// The names of its patches, outermost first.
+        patches: Vec<String>,
+    },
+    /// A layer's [`Rebuild`](super::Rebuild) refused its hyperparameters (a clone rebuilds
+    /// with the layer's own), or failed after its check passed. A clone checks every layer
+    /// before making any tensor, and a rebind puts back every layer it had rebuilt: nothing
+    /// was changed, unless a clone's rebuild failed after its check passed (the tensors
+    /// already made stay in the VarStore cloned into).
+    #[error("cannot rebuild `{layer}` at `{path}`: `{name}`: {reason}")]
+    RebuildFailed {
+        /// The node's path.
+        path: String,
+        /// The short type name of its layer.
+        layer: String,
+        /// The hyperparameter the layer refused.
+        name: String,
+        /// Why.
+        reason: String,
     },
     /// No node has this path. Nothing was changed.
     #[error("no node at `{path}`; node paths: {}", quoted_list(known))]

@@ -90,6 +90,12 @@ pub trait Layer: nn::ModuleT + Parameters + Any + Send {
     /// The innermost layer's hyperparameters (see [`Hyperparameters`](crate::tree::Hyperparameters);
     /// none for a leaf made by `leaf_layer!(T)` without `hyperparameters:`).
     fn hyperparameters(&self) -> crate::tree::HyperList;
+    /// What rebuilds this layer as a slot's content, for an unpatched leaf declared with
+    /// `leaf_layer!(rebuild: T)`; `None` for a patch. Not public API.
+    #[doc(hidden)]
+    fn __root_rebuilder(&self) -> Option<&dyn super::rebuild::RebuildRoot<Self::Root>> {
+        None
+    }
 
     /// This layer, type-erased (a boxed content gives the content it holds, not the box).
     fn as_content(&self) -> &dyn SlotContent<Self::Root>
@@ -146,6 +152,9 @@ pub trait SlotContent<T: 'static>: nn::ModuleT + Parameters + Any + Send {
     fn root_parameters(&self) -> &dyn Parameters;
     /// The innermost layer's hyperparameters.
     fn root_hyperparameters(&self) -> crate::tree::HyperList;
+    /// What rebuilds the content, when it is an unpatched rebuildable layer. Not public API.
+    #[doc(hidden)]
+    fn root_rebuilder(&self) -> Option<&dyn super::rebuild::RebuildRoot<T>>;
     /// The content as `&dyn Any`, to downcast to its concrete type.
     fn as_any(&self) -> &dyn Any;
     /// The content as `&mut dyn Any`.
@@ -189,6 +198,9 @@ impl<X: Layer> SlotContent<X::Root> for X {
     fn root_hyperparameters(&self) -> crate::tree::HyperList {
         Layer::hyperparameters(self)
     }
+    fn root_rebuilder(&self) -> Option<&dyn super::rebuild::RebuildRoot<X::Root>> {
+        Layer::__root_rebuilder(self)
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -231,6 +243,9 @@ impl<T: Parameters + Any + Send> Layer for Box<dyn SlotContent<T>> {
     fn hyperparameters(&self) -> crate::tree::HyperList {
         (**self).root_hyperparameters()
     }
+    fn __root_rebuilder(&self) -> Option<&dyn super::rebuild::RebuildRoot<T>> {
+        (**self).root_rebuilder()
+    }
     fn as_content(&self) -> &dyn SlotContent<T> {
         &**self
     }
@@ -260,6 +275,14 @@ impl<T: 'static> nn::ModuleT for Box<dyn SlotContent<T>> {
 /// A leaf must implement `nn::ModuleT` (every `nn::Module` does), `Parameters`, `Send`
 /// and be `'static`. tch's layers are leaves already.
 ///
+/// Three forms, each taking one or more types:
+/// * `leaf_layer!(T)`: a leaf without hyperparameters;
+/// * `leaf_layer!(hyperparameters: T)`: the tree shows `T`'s
+///   [`Hyperparameters`](crate::tree::Hyperparameters) (and `diff` compares them);
+/// * `leaf_layer!(rebuild: T)`: that, and rebind and clone rebuild `T`, bare or in an
+///   unpatched slot, through its [`Rebuild`](crate::tree::Rebuild) impl (see there for an
+///   example).
+///
 /// ```
 /// use tch::{nn, nn::Module, Tensor};
 /// use tch_patch::{leaf_layer, Parameters, Slot, params::Visitor, params::VisitorMut};
@@ -281,9 +304,18 @@ impl<T: 'static> nn::ModuleT for Box<dyn SlotContent<T>> {
 #[macro_export]
 macro_rules! leaf_layer {
     (hyperparameters: $($ty:ty),* $(,)?) => {$(
-        $crate::leaf_layer!(@impl $ty, $crate::__private::hyper_of, $crate::__private::hyper_source);
+        $crate::leaf_layer!(
+            @impl $ty, $crate::__private::hyper_of, $crate::__private::hyper_source,
+            $crate::__private::no_rebuilder, $crate::__private::no_root_rebuilder
+        );
     )*};
-    (@impl $ty:ty, $hyper:path, $source:path) => {
+    (rebuild: $($ty:ty),* $(,)?) => {$(
+        $crate::leaf_layer!(
+            @impl $ty, $crate::__private::hyper_of, $crate::__private::hyper_source,
+            $crate::__private::rebuilder_of, $crate::__private::root_rebuilder_of
+        );
+    )*};
+    (@impl $ty:ty, $hyper:path, $source:path, $rebuilder:path, $root_rebuilder:path) => {
         #[diagnostic::do_not_recommend]
         impl $crate::__private::Layer for $ty {
             type Root = $ty;
@@ -320,6 +352,11 @@ macro_rules! leaf_layer {
             fn hyperparameters(&self) -> $crate::tree::HyperList {
                 $hyper(self)
             }
+            fn __root_rebuilder(
+                &self,
+            ) -> ::core::option::Option<&dyn $crate::__private::RebuildRoot<Self>> {
+                $root_rebuilder(self)
+            }
         }
         impl $crate::__private::ModuleTree for $ty {
             fn visit_tree<'__a>(&'__a self, visitor: &mut $crate::__private::TreeVisitor<'__a, '_>) {
@@ -330,15 +367,21 @@ macro_rules! leaf_layer {
                 _visitor: &mut $crate::__private::SlotVisitorMut<'__a, '_>,
             ) {
             }
+            fn __rebuilder(&self) -> ::core::option::Option<&dyn $crate::__private::DynRebuild> {
+                $rebuilder(self)
+            }
         }
     };
     ($($ty:ty),* $(,)?) => {$(
-        $crate::leaf_layer!(@impl $ty, $crate::__private::no_hyper, $crate::__private::no_hyper_source);
+        $crate::leaf_layer!(
+            @impl $ty, $crate::__private::no_hyper, $crate::__private::no_hyper_source,
+            $crate::__private::no_rebuilder, $crate::__private::no_root_rebuilder
+        );
     )*};
 }
 
 leaf_layer!(
-    hyperparameters: nn::Linear,
+    rebuild: nn::Linear,
     nn::Embedding,
     nn::Conv1D,
     nn::Conv2D,
@@ -347,9 +390,8 @@ leaf_layer!(
     nn::ConvTranspose2D,
     nn::ConvTranspose3D,
     nn::LayerNorm,
-    nn::GroupNorm,
-    nn::BatchNorm,
 );
+leaf_layer!(hyperparameters: nn::GroupNorm, nn::BatchNorm);
 
 #[cfg(test)]
 mod tests {

@@ -342,13 +342,19 @@ pub trait ModuleTreeExt: ModuleTree {
     /// Changes hyperparameters by path (`("0.in_features", 10.into())`, several at once),
     /// rebuilding exactly the layers they belong to, freshly initialized, at their own
     /// VarStore paths in `vs`; every other tensor is kept (the very tensors). The layer must
-    /// be held by a [`Node`] and be one rebind rebuilds (`Linear`, `Embedding`,
-    /// `LayerNorm`, `PRelu`, `Dropout`, `Gelu`).
+    /// be held by a [`Node`] and implement [`Rebuild`](super::Rebuild) (tch's `Linear`,
+    /// `Embedding`, `LayerNorm`, convolutions and transposed convolutions, this crate's
+    /// layers, a layer of yours declared with `leaf_layer!(rebuild: YourType)`), bare or
+    /// in an unpatched slot; a slot holding patches is [`TreeError::PatchedSlot`].
     ///
-    /// All or nothing: every path, name and value is checked, and the sizes along every
-    /// sequence are checked with the new values, before anything changes; a layer left
-    /// giving another size than the next one takes is [`TreeError::RebindMismatch`],
-    /// naming both. [`undo_rebind`](Self::undo_rebind) with the report puts the old layers
+    /// All or nothing: every path, name and value is checked (each layer's own
+    /// [`Rebuild::check`](super::Rebuild::check) too: `groups` must divide a convolution's
+    /// channels), and the sizes along every sequence are checked with the new values
+    /// (features against features, a convolution's channels against channels), before
+    /// anything changes; a layer left giving another size than the next one takes is
+    /// [`TreeError::RebindMismatch`], naming both. A layer whose `rebuild` fails after its
+    /// check passed is [`TreeError::RebuildFailed`], and the layers rebuilt before it are
+    /// put back. [`undo_rebind`](Self::undo_rebind) with the report puts the old layers
     /// (the very tensors) and their VarStore entries back.
     ///
     /// ```

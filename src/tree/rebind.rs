@@ -4,7 +4,7 @@
 use super::hyper::{HyperList, HyperValue};
 use super::node::NodeLayer;
 use super::query::Nodes;
-use super::rebuild::rebuild;
+use super::rebuild::{rebuilder, slot_patches, BadHyperparameter, HyperArgs};
 use super::slot::short_type_name;
 use super::visit::{ModuleTree, TreeNode};
 use super::TreeError;
@@ -20,10 +20,11 @@ const REBUILDS: &[&str] = &[
     "Linear",
     "Embedding",
     "LayerNorm",
+    "Conv1D/2D/3D",
+    "ConvTranspose1D/2D/3D",
+    "this crate's layers",
+    "your layers that implement Rebuild",
     "an unpatched Slot of those",
-    "PRelu",
-    "Dropout",
-    "Gelu",
 ];
 
 /// A VarStore entry of a layer: full name, the tensor, whether it is trainable.
@@ -59,9 +60,11 @@ pub(super) fn rebind<M: ModuleTree + ?Sized>(
 ) -> Result<RebindReport, TreeError> {
     let planned = plan(model, vs, changes)?;
     check_sequences(model, &planned)?;
-    // Everything is checked: build each layer, then swap it in (building cannot fail
-    // for values `check_value` accepted).
+    // Everything is checked: build each layer, then swap it in. A rebuild that fails all
+    // the same (a user layer whose `rebuild` refuses what its `check` accepted) puts back
+    // every layer rebuilt before it.
     let mut report = RebindReport::default();
+    let mut failed = None;
     let mut nodes =
         super::nodes::nodes_mut(model, |path, _| planned.iter().any(|p| p.path == path));
     for plan in planned {
@@ -76,12 +79,40 @@ pub(super) fn rebind<M: ModuleTree + ?Sized>(
             .map(|(_, t, _)| t.shallow_clone())
             .collect();
         crate::varstore::forget_tensors(&vs.variables_, &tensors);
+        let before: Vec<String> = vs.variables().into_keys().collect();
         let root = super::rule::path_in(&vs.root(), &plan.prefix);
-        let layer = rebuild(node.content(), &root, &plan.new)
-            .expect("the plan checked that this layer type is rebuilt");
-        node.replace_boxed(layer);
-        report.rebuilt.push((plan.path, plan.old, plan.new));
-        report.saved.push(plan.saved);
+        let built = rebuilder(node.content())
+            .expect("the plan checked that this layer is rebuilt")
+            .rebuild_dyn(&root, &HyperArgs::new(&plan.new));
+        match built {
+            Ok(layer) => {
+                node.replace_boxed(layer);
+                report.rebuilt.push((plan.path, plan.old, plan.new));
+                report.saved.push(plan.saved);
+            }
+            Err(bad) => {
+                let made: Vec<Tensor> = vs
+                    .variables()
+                    .into_iter()
+                    .filter(|(name, _)| !before.contains(name))
+                    .map(|(_, tensor)| tensor)
+                    .collect();
+                crate::varstore::forget_tensors(&vs.variables_, &made);
+                crate::varstore::restore_tensors(vs, plan.saved);
+                failed = Some(TreeError::RebuildFailed {
+                    layer: short_type_name(node.content().type_name()),
+                    path: plan.path,
+                    name: bad.name,
+                    reason: bad.reason,
+                });
+                break;
+            }
+        }
+    }
+    drop(nodes);
+    if let Some(error) = failed {
+        undo_rebind(model, vs, report)?;
+        return Err(error);
     }
     Ok(report)
 }
@@ -135,13 +166,20 @@ fn plan<M: ModuleTree + ?Sized>(
         let layer = node.content();
         let old = layer_hyperparameters(layer);
         let type_name = short_type_name(layer.type_name());
-        if !super::rebuild::can_rebuild(layer) {
+        if let Some(patches) = slot_patches(layer) {
+            return Err(TreeError::PatchedSlot {
+                action: "rebind",
+                path,
+                patches,
+            });
+        }
+        let Some(rebuilder) = rebuilder(layer) else {
             return Err(TreeError::CannotRebind {
                 path,
                 layer: type_name,
                 rebuilds: REBUILDS.iter().map(|s| (*s).to_owned()).collect(),
             });
-        }
+        };
         let mut new = old.clone();
         for (name, value) in &by_node[&path] {
             let Some(slot) = new.iter_mut().find(|(n, _)| n == name) else {
@@ -153,6 +191,9 @@ fn plan<M: ModuleTree + ?Sized>(
             check_value(&path, name, &slot.1, value)?;
             slot.1 = (*value).clone();
         }
+        rebuilder
+            .check_dyn(&HyperArgs::new(&new))
+            .map_err(|bad| refused(&path, &new, bad))?;
         let (prefix, saved) = var_store_entries(vs, &variables, &path, layer)?;
         planned.push(Planned {
             path,
@@ -175,7 +216,8 @@ pub(super) fn layer_hyperparameters(layer: &dyn NodeLayer) -> HyperList {
         .unwrap_or_default()
 }
 
-/// A new value must have the old one's kind, and be a size above 0 or a probability.
+/// A new value must have the old one's kind, and a float must be finite; the rest is the
+/// layer's own [`Rebuild::check`](super::Rebuild::check).
 fn check_value(
     path: &str,
     name: &str,
@@ -183,24 +225,10 @@ fn check_value(
     new: &HyperValue,
 ) -> Result<(), TreeError> {
     let reason = match (old, new) {
-        (HyperValue::Int(_), HyperValue::Int(v)) if *v < 1 => Some("a size must be at least 1"),
-        (HyperValue::Float(_), HyperValue::Float(p)) if name == "p" && !(0.0..=1.0).contains(p) => {
-            Some("a probability must be in [0, 1]")
-        }
-        (HyperValue::Float(_), HyperValue::Float(v)) if !v.is_finite() => Some("it must be finite"),
-        (HyperValue::Text(_), HyperValue::Text(t))
-            if name == "approximate" && t != "none" && t != "tanh" =>
-        {
-            Some("`approximate` is \"none\" or \"tanh\"")
-        }
-        (HyperValue::Ints(a), HyperValue::Ints(b))
-            if a.len() != b.len() || b.iter().any(|v| *v < 1) =>
-        {
-            Some("a shape keeps its rank and has sizes of at least 1")
-        }
         (a, b) if std::mem::discriminant(a) != std::mem::discriminant(b) => {
             Some("the value has another type than the hyperparameter's")
         }
+        (HyperValue::Float(_), HyperValue::Float(v)) if !v.is_finite() => Some("it must be finite"),
         _ => None,
     };
     match reason {
@@ -210,6 +238,20 @@ fn check_value(
             value: new.to_string(),
             reason: reason.to_owned(),
         }),
+    }
+}
+
+/// A layer's refusal of its new hyperparameters, with the node's path and the value.
+fn refused(path: &str, new: &HyperList, bad: BadHyperparameter) -> TreeError {
+    let value = new
+        .iter()
+        .find(|(n, _)| *n == bad.name)
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| "nothing".to_owned());
+    TreeError::BadRebindValue {
+        name: crate::params::join_name(path, &bad.name),
+        value,
+        reason: bad.reason,
     }
 }
 
@@ -256,6 +298,12 @@ fn features(hyper: &HyperList) -> (Option<NamedSize>, Option<NamedSize>) {
     if let (Some(i), Some(o)) = (get("in_features"), get("out_features")) {
         return (Some(i), Some(o));
     }
+    if let (Some(i), Some(o)) = (get("in_channels"), get("out_channels")) {
+        return (Some(i), Some(o));
+    }
+    if let Some(n) = get("num_channels") {
+        return (Some(n), Some(n));
+    }
     if let Some(o) = get("embedding_dim") {
         return (None, Some(o));
     }
@@ -294,6 +342,11 @@ fn check_sequences<M: ModuleTree + ?Sized>(
     for index in 0..all.len() {
         if is_sequence(&all[index]) {
             let _span = span(&all, index, planned, &mut |gives: &Size, takes: &Size| {
+                if !same_axis(gives.1, takes.1) {
+                    // Channels (dimension 1) feeding features (the last dimension), or the
+                    // other way: different sizes, nothing to compare.
+                    return Ok(());
+                }
                 if gives.2 != takes.2 && (changed(&gives.0) || changed(&takes.0)) {
                     return Err(TreeError::RebindMismatch {
                         gives: crate::params::join_name(&gives.0, gives.1),
@@ -307,6 +360,14 @@ fn check_sequences<M: ModuleTree + ?Sized>(
         }
     }
     Ok(())
+}
+
+/// Whether two sizes along a sequence are of the same dimension: channels (a
+/// convolution's, a group norm's: dimension 1) or features (the last dimension); a batch
+/// norm's `num_features` is either.
+fn same_axis(gives: &str, takes: &str) -> bool {
+    let channels = |name: &str| matches!(name, "in_channels" | "out_channels" | "num_channels");
+    gives == "num_features" || takes == "num_features" || channels(gives) == channels(takes)
 }
 
 fn is_sequence(node: &super::query::NodeRef<'_>) -> bool {

@@ -89,6 +89,13 @@ impl<T: Parameters + Any + Send> Slot<T> {
         }
     }
 
+    /// A slot holding an already type-erased content.
+    pub(crate) fn from_content(content: DynLayer<T>) -> Self {
+        Slot {
+            content: Some(content),
+        }
+    }
+
     /// What the slot holds.
     pub fn content(&self) -> &dyn SlotContent<T> {
         self.content.as_deref().expect(EMPTY)
@@ -296,6 +303,12 @@ impl<T: Parameters + Any + Send> ModuleTree for Slot<T> {
     }
     fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
         visitor.slot(self);
+    }
+    /// An unpatched slot of a rebuildable layer is rebuilt as a slot.
+    fn __rebuilder(&self) -> Option<&dyn super::rebuild::DynRebuild> {
+        self.content()
+            .root_rebuilder()
+            .map(|_| self as &dyn super::rebuild::DynRebuild)
     }
 }
 

@@ -103,8 +103,21 @@ impl<ND: std::fmt::Debug> Hyperparameters for nn::Conv<ND> {
         push(&mut list, "dilation", debug_ints(&text, "dilation"));
         push(&mut list, "groups", groups);
         list.push(("bias", HyperValue::Bool(self.bs.is_some())));
+        push(&mut list, "padding_mode", debug_padding_mode(&text));
         list
     }
+}
+
+/// A convolution's padding mode by PyTorch's name (`zeros`, `reflect`...).
+fn debug_padding_mode(text: &str) -> Option<HyperValue> {
+    let name = match debug_field(text, "padding_mode")? {
+        "Zeros" => "zeros",
+        "Reflect" => "reflect",
+        "Replicate" => "replicate",
+        "Circular" => "circular",
+        _ => return None,
+    };
+    Some(HyperValue::Text(name.to_owned()))
 }
 
 impl<ND: std::fmt::Debug> Hyperparameters for nn::ConvTransposeND<ND> {
@@ -199,8 +212,24 @@ mod tests {
                 "padding=[1, 1]",
                 "dilation=[3, 3]",
                 "groups=2",
-                "bias=false"
+                "bias=false",
+                "padding_mode=\"zeros\""
             ]
+        );
+        let reflect = nn::conv1d(
+            vs.root() / "r",
+            2,
+            2,
+            3,
+            nn::ConvConfig {
+                padding_mode: nn::PaddingMode::Reflect,
+                ..Default::default()
+            },
+        );
+        let mode = reflect.hyperparameters().pop();
+        assert_eq!(
+            mode,
+            Some(("padding_mode", HyperValue::Text("reflect".into())))
         );
     }
 

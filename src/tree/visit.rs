@@ -80,6 +80,14 @@ pub trait ModuleTree {
     fn visit_tree<'a>(&'a self, visitor: &mut TreeVisitor<'a, '_>);
     /// Reports every slot under this node mutably, in the order of `visit_tree`.
     fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>);
+
+    /// What rebuilds this node from its hyperparameters (see
+    /// [`Rebuild`](crate::tree::Rebuild)): filled in by `leaf_layer!(rebuild: T)` and by an
+    /// unpatched `Slot`; `None` otherwise. Not public API.
+    #[doc(hidden)]
+    fn __rebuilder(&self) -> Option<&dyn super::rebuild::DynRebuild> {
+        None
+    }
 }
 
 /// One node of a module tree, as a visitor sees it.
@@ -295,6 +303,9 @@ impl<T: ModuleTree + ?Sized> ModuleTree for Box<T> {
     }
     fn visit_slots_mut<'a>(&'a mut self, visitor: &mut SlotVisitorMut<'a, '_>) {
         (**self).visit_slots_mut(visitor);
+    }
+    fn __rebuilder(&self) -> Option<&dyn super::rebuild::DynRebuild> {
+        (**self).__rebuilder()
     }
 }
 

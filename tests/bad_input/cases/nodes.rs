@@ -4,7 +4,11 @@ use crate::case;
 use crate::fixture::Fixture;
 use crate::Case;
 use tch::{nn, Device};
-use tch_patch::tree::{Glob, HyperValue, ModuleTreeExt, Node, NodeLayer, TreeError};
+use tch_patch::tree::{
+    BadHyperparameter, CloneMode, Glob, HyperArgs, HyperList, HyperValue, Hyperparameters,
+    ModuleTreeExt, Node, NodeLayer, Rebuild, TreeError,
+};
+use tch_patch::Slot;
 use tch_patch::{layers, PatchError};
 
 fn rebind(fx: &mut Fixture, changes: &[(&str, HyperValue)]) -> Result<(), TreeError> {
@@ -32,6 +36,88 @@ fn refuse_second(count: &mut usize) -> tch_patch::Result<()> {
         }
         .into()),
     }
+}
+
+/// Two convolutions after the body's last layer: `body.6` = `Conv1d(4, 6, 3, groups=2)`,
+/// `body.7` = `Conv1d(6, 2, 1)`, and a user layer `body.8` (a [`Gain`] of 2).
+fn with_convs(fx: &mut Fixture) {
+    let body = fx.vs.root() / "seq" / "body";
+    let grouped = nn::ConvConfig {
+        groups: 2,
+        ..Default::default()
+    };
+    let first = nn::conv1d(&body / 6, 4, 6, 3, grouped);
+    let second = nn::conv1d(&body / 7, 6, 2, 1, Default::default());
+    let gain = Gain {
+        gain: (&body / 8).var("gain", &[2], nn::Init::Const(1.0)),
+    };
+    let seq = fx.with_seq();
+    seq.body.push(first);
+    seq.body.push(second);
+    seq.body.push(gain);
+}
+
+/// A patch with nothing of its own.
+#[tch_patch::patch(from = L, module_t)]
+struct Tagged<L: tch_patch::Layer> {}
+
+/// The fixture's symbolic model with a `Tagged` linear slot (a patch) as `body.6`.
+fn with_tagged_slot(fx: &mut Fixture) {
+    let body = fx.vs.root() / "seq" / "body";
+    let tagged = Tagged {
+        base: nn::linear(&body / 6, 4, 4, Default::default()),
+    };
+    fx.with_seq().body.push(Slot::new(tagged));
+}
+
+/// A user layer: `xs * gain`, `gain` of `[dim]`. Its check refuses a `dim` above 64; its
+/// rebuild refuses 13 although its check accepts it (its two halves disagree).
+#[derive(Debug, tch_patch::Parameters)]
+struct Gain {
+    gain: tch::Tensor,
+}
+
+impl nn::Module for Gain {
+    fn forward(&self, xs: &tch::Tensor) -> tch::Tensor {
+        xs * &self.gain
+    }
+}
+
+impl Hyperparameters for Gain {
+    fn hyperparameters(&self) -> HyperList {
+        vec![("dim", self.gain.size()[0].into())]
+    }
+}
+
+impl Rebuild for Gain {
+    fn check(&self, hyper: &HyperArgs<'_>) -> Result<(), BadHyperparameter> {
+        match hyper.size("dim")? {
+            dim if dim > 64 => Err(BadHyperparameter::new("dim", "at most 64")),
+            _ => Ok(()),
+        }
+    }
+    fn rebuild(&self, root: &nn::Path, hyper: &HyperArgs<'_>) -> Result<Self, BadHyperparameter> {
+        match hyper.size("dim")? {
+            13 => Err(BadHyperparameter::new("dim", "unlucky")),
+            dim => Ok(Gain {
+                gain: root.var("gain", &[dim], nn::Init::Const(1.0)),
+            }),
+        }
+    }
+}
+
+tch_patch::leaf_layer!(rebuild: Gain);
+
+/// Clones the fixture's body into its own VarStore under `clone`: a refusal must add
+/// nothing there.
+fn clone_body(fx: &mut Fixture) -> Result<(), PatchError> {
+    let Fixture { vs, seq, .. } = fx;
+    let seq = seq
+        .as_ref()
+        .expect("the case's setup made the symbolic model");
+    seq.body
+        .clone_into(&(vs.root() / "clone"), CloneMode::Deep)
+        .map(drop)
 }
 
 macro_rules! tree_error {
@@ -162,6 +248,95 @@ pub(crate) fn cases() -> Vec<Case> {
             },
             |fx| rebind(fx, &[("body.0.bias", false.into())]),
             tree_error!(NotInVarStore)
+        ),
+        case!(
+            "rebind: conv out_channels without the next in_channels",
+            setup: |fx| with_convs(fx),
+            |fx| rebind(fx, &[("body.6.out_channels", 8.into())]),
+            PatchError::Tree(TreeError::RebindMismatch { gives, takes, .. })
+                if gives == "body.6.out_channels" && takes == "body.7.in_channels"
+        ),
+        case!(
+            "rebind: conv in_channels that groups do not divide",
+            setup: |fx| with_convs(fx),
+            |fx| rebind(fx, &[("body.6.in_channels", 5.into())]),
+            PatchError::Tree(TreeError::BadRebindValue { name, .. }) if name == "body.6.in_channels"
+        ),
+        case!(
+            "rebind: conv groups that do not divide the channels",
+            setup: |fx| with_convs(fx),
+            |fx| rebind(fx, &[("body.6.groups", 4.into())]),
+            PatchError::Tree(TreeError::BadRebindValue { name, .. }) if name == "body.6.groups"
+        ),
+        case!(
+            "rebind: a conv kernel size of another rank",
+            setup: |fx| with_convs(fx),
+            |fx| rebind(fx, &[("body.6.kernel_size", vec![3, 3].into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a negative conv padding",
+            setup: |fx| with_convs(fx),
+            |fx| rebind(fx, &[("body.7.padding", vec![-1].into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: an unknown conv padding mode",
+            setup: |fx| with_convs(fx),
+            |fx| rebind(fx, &[("body.7.padding_mode", "mirror".into())]),
+            tree_error!(BadRebindValue)
+        ),
+        case!(
+            "rebind: a user layer's check refuses the value",
+            setup: |fx| with_convs(fx),
+            |fx| rebind(fx, &[("body.8.dim", 65.into())]),
+            PatchError::Tree(TreeError::BadRebindValue { name, reason, .. })
+                if name == "body.8.dim" && reason == "at most 64"
+        ),
+        case!(
+            "rebind: a user layer's rebuild fails after its check passed, the layers rebuilt before are put back",
+            setup: |fx| with_convs(fx),
+            |fx| rebind(fx, &[("body.7.out_channels", 13.into()), ("body.8.dim", 13.into())]),
+            PatchError::Tree(TreeError::RebuildFailed { path, name, .. })
+                if path == "body.8" && name == "dim"
+        ),
+        case!(
+            "rebind: a slot holding patches",
+            setup: |fx| with_tagged_slot(fx),
+            |fx| rebind(fx, &[("body.6.in_features", 2.into())]),
+            PatchError::Tree(TreeError::PatchedSlot { path, patches, .. })
+                if path == "body.6" && patches == &["Tagged"]
+        ),
+        case!(
+            "clone: a slot holding patches adds nothing",
+            setup: |fx| with_tagged_slot(fx),
+            |fx| clone_body(fx),
+            PatchError::Tree(TreeError::PatchedSlot { action: "clone", path, .. }) if path == "6"
+        ),
+        case!(
+            "clone: a closure adds nothing",
+            setup: |fx| fx.with_seq().body.push(layers::Func::new(|xs| xs * 2.0)),
+            |fx| clone_body(fx),
+            PatchError::Tree(TreeError::CannotClone { path, layer }) if path == "6" && layer == "Func"
+        ),
+        case!(
+            "clone: a user layer whose check refuses its own hyperparameters adds nothing",
+            setup: |fx| {
+                let gain = (fx.vs.root() / "seq" / "body" / 6).var("gain", &[65], nn::Init::Const(1.0));
+                fx.with_seq().body.push(Gain { gain });
+            },
+            |fx| clone_body(fx),
+            PatchError::Tree(TreeError::RebuildFailed { path, reason, .. })
+                if path == "6" && reason == "at most 64"
+        ),
+        case!(
+            "clone: a name the VarStore holds already adds nothing",
+            setup: |fx| {
+                let _taken = (fx.vs.root() / "clone" / 0).zeros("weight", &[1]);
+                fx.with_seq();
+            },
+            |fx| clone_body(fx),
+            PatchError::NameTaken { name } if name == "clone.0.weight"
         ),
         case!(
             "replace_nodes: no node holds the type",
