@@ -216,7 +216,11 @@ impl Checkpoint {
     /// dtype (`None` otherwise: the caller reads it instead).
     pub(crate) fn mapped_view(whole: &Tensor, entry: &Entry) -> Option<Tensor> {
         let numel: i64 = entry.shape.iter().product();
-        if numel == 0 || !entry.start.is_multiple_of(entry.kind.elt_size_in_bytes() as u64) {
+        if numel == 0
+            || !entry
+                .start
+                .is_multiple_of(entry.kind.elt_size_in_bytes() as u64)
+        {
             return None;
         }
         whole

@@ -8,16 +8,43 @@ use std::path::Path;
 
 /// What each case is, in the order of the table.
 const CASES: &[(&str, &str)] = &[
-    ("init", "Rust: tch's layers built (initialized), no load: the model's own size"),
-    ("copy", "Rust: tch's layers, then `load_safetensors` (streaming copy into them)"),
-    ("skeleton_copy", "Rust: `Skeleton` + `LoadMode::Copy` (read straight into the skeleton)"),
+    (
+        "init",
+        "Rust: tch's layers built (initialized), no load: the model's own size",
+    ),
+    (
+        "copy",
+        "Rust: tch's layers, then `load_safetensors` (streaming copy into them)",
+    ),
+    (
+        "skeleton_copy",
+        "Rust: `Skeleton` + `LoadMode::Copy` (read straight into the skeleton)",
+    ),
     ("skeleton_assign", "Rust: `Skeleton` + `LoadMode::Assign`"),
-    ("map", "Rust: `Skeleton` + `LoadMode::Map` (pages come in when touched)"),
-    ("quantize", "Rust: skeleton of int8 weights + scales, a hook quantizing each weight as read"),
-    ("varstore", "Rust: tch's layers, then tch's own `VarStore::load`"),
-    ("torch_init", "PyTorch: `nn.Sequential` of `nn.Linear` built, no load"),
-    ("torch_load_state_dict", "PyTorch: `model.load_state_dict(safetensors.torch.load_file(p))`"),
-    ("torch_meta_assign", "PyTorch: meta-device model + `load_state_dict(load_file(p), assign=True)`"),
+    (
+        "map",
+        "Rust: `Skeleton` + `LoadMode::Map` (pages come in when touched)",
+    ),
+    (
+        "quantize",
+        "Rust: skeleton of int8 weights + scales, a hook quantizing each weight as read",
+    ),
+    (
+        "varstore",
+        "Rust: tch's layers, then tch's own `VarStore::load`",
+    ),
+    (
+        "torch_init",
+        "PyTorch: `nn.Sequential` of `nn.Linear` built, no load",
+    ),
+    (
+        "torch_load_state_dict",
+        "PyTorch: `model.load_state_dict(safetensors.torch.load_file(p))`",
+    ),
+    (
+        "torch_meta_assign",
+        "PyTorch: meta-device model + `load_state_dict(load_file(p), assign=True)`",
+    ),
 ];
 
 fn gib(bytes: f64) -> String {
@@ -40,7 +67,10 @@ pub(crate) fn load(path: &Path) -> Option<Value> {
 pub(crate) fn section(data: &Value, plot: Option<&str>, out: &mut String) {
     let empty = Vec::new();
     let results = data["results"].as_array().unwrap_or(&empty);
-    let (layers, hidden) = (data["layers"].as_i64().unwrap_or(0), data["hidden"].as_i64().unwrap_or(0));
+    let (layers, hidden) = (
+        data["layers"].as_i64().unwrap_or(0),
+        data["hidden"].as_i64().unwrap_or(0),
+    );
     let _ = writeln!(out, "## Loading at scale\n");
     let _ = writeln!(
         out,
@@ -56,8 +86,8 @@ pub(crate) fn section(data: &Value, plot: Option<&str>, out: &mut String) {
         let Some(size) = data["files"][kind].as_f64() else {
             continue;
         };
-        let torch_load = find(results, "torch_load_state_dict", kind)
-            .and_then(|r| r["load_seconds"].as_f64());
+        let torch_load =
+            find(results, "torch_load_state_dict", kind).and_then(|r| r["load_seconds"].as_f64());
         let _ = writeln!(out, "### {kind}: a checkpoint of {}\n", gib(size));
         let _ = writeln!(
             out,
@@ -149,7 +179,11 @@ pub(crate) fn draw(path: &Path, data: &Value) -> Result<(), String> {
         .map_err(error)?;
     chart
         .draw_series(bars.iter().enumerate().map(|(i, (_, peak, rust))| {
-            let color = if *rust { RGBColor(31, 119, 180) } else { RGBColor(255, 127, 14) };
+            let color = if *rust {
+                RGBColor(31, 119, 180)
+            } else {
+                RGBColor(255, 127, 14)
+            };
             let y = i as f64;
             Rectangle::new([(0.0, y - 0.35), (*peak, y + 0.35)], color.filled())
         }))
