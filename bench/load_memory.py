@@ -107,14 +107,7 @@ def warm(path):
 
 
 def run_case(command):
-    # The Rust binary links libtorch from the torch package (cargo adds it to the library
-    # path of what it runs; this script runs the binary itself).
-    import torch
-
-    lib = os.path.join(os.path.dirname(torch.__file__), "lib")
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = lib + os.pathsep + env.get("LD_LIBRARY_PATH", "")
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
