@@ -19,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from pybench import forward, functional, harness, llama, parametrize_cases, patch_cost, training  # noqa: E402,F401
+from pybench import forward, functional, harness, int8, llama, parametrize_cases, patch_cost, training  # noqa: E402,F401
 
 
 def metadata(policy_file, quick, start_load, start_date):

@@ -12,15 +12,16 @@ pub(crate) struct PatchArgs {
     pub module_t: Option<Ident>,
     pub krate: Option<Path>,
     pub delegate: Option<crate::delegate::DelegateList>,
+    pub into_base: Option<Path>,
 }
 
-pub(crate) const OPTIONS: &str =
-    "`from = Type`, `name = \"...\"`, `module_t`, `crate = path`, `delegate(Trait, ..)`";
+pub(crate) const OPTIONS: &str = "`from = Type`, `name = \"...\"`, `module_t`, `crate = path`, \
+     `delegate(Trait, ..)`, `into_base = path`";
 
-const OPTION_NAMES: [&str; 5] = ["from", "name", "module_t", "crate", "delegate"];
+const OPTION_NAMES: [&str; 6] = ["from", "name", "module_t", "crate", "delegate", "into_base"];
 
 fn takes_value(option: &str) -> bool {
-    matches!(option, "from" | "name" | "crate")
+    matches!(option, "from" | "name" | "crate" | "into_base")
 }
 
 /// The option an unknown name is a likely misspelling of, if any.
@@ -115,6 +116,11 @@ impl PatchArgs {
                 "delegate" => {
                     let list = crate::delegate::DelegateList::parse(input)?;
                     set_once(cx, &mut args.delegate, list, &key);
+                }
+                "into_base" => {
+                    input.parse::<Token![=]>()?;
+                    let path: Path = input.parse()?;
+                    set_once(cx, &mut args.into_base, path, &key);
                 }
                 "module_t" => set_once(cx, &mut args.module_t, key.clone(), &key),
                 _ => {}

@@ -140,6 +140,10 @@ fn patch_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenS
         let field_name = field_ident.to_string();
         quote!((#field_name, &self.#field_ident, #private::TensorRole::#role))
     });
+    let into_base = match &patch.args.into_base {
+        Some(undo) => quote!(#undo(self)),
+        None => quote!(self.base),
+    };
     quote! {
         #[diagnostic::do_not_recommend]
         impl #impl_g #private::Patch for #ident #ty_g #where_clause {
@@ -151,7 +155,7 @@ fn patch_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenS
             #[inline]
             fn base_mut(&mut self) -> &mut #from { &mut self.base }
             #[inline]
-            fn into_base(self) -> #from { self.base }
+            fn into_base(self) -> #from { #into_base }
             fn added_tensors(&self)
                 -> #private::Vec<(&'static str, &#private::tch::Tensor, #private::TensorRole)>
             {
@@ -411,7 +415,7 @@ fn layer_impl(patch: &PatchStruct, from: &Type, private: &TokenStream) -> TokenS
             fn peel(
                 self,
             ) -> ::core::result::Result<#private::Box<#content>, #private::Box<#content>> {
-                ::core::result::Result::Ok(#private::Layer::into_content(self.base))
+                ::core::result::Result::Ok(#private::Layer::into_content(#private::Patch::into_base(self)))
             }
             fn into_root(
                 self,

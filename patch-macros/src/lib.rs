@@ -31,6 +31,7 @@ use syn::parse::Parser;
 /// | `name = "..."` | the patch's `Patch::NAME` (default: the struct's name) |
 /// | `module_t` | the parent implements only `nn::ModuleT` (like `nn::BatchNorm`), or the patch's forward depends on train mode: the patch implements `nn::ModuleT`, overrides `forward_t`, and its `forward(xs)` is a compile error |
 /// | `crate = path` | the path of tch-patch (unquoted), for use inside tch-patch itself |
+/// | `into_base = path` | `Patch::into_base` calls `path(self)` (a `fn(Self) -> Parent`) instead of handing out `base` as it is: for a patch that changed its parent's tensors (an int8 weight) and must give back a parent that works |
 ///
 /// `custom_forward` is gone: a `#[patch_forward]` block overrides the forward by itself.
 ///

@@ -60,7 +60,7 @@ pub enum LoadMode {
 /// What a load hook gives back for one file tensor: the value of the module's tensor of
 /// the same name (a [`Tensor`]), or values for several of the module's tensors by name
 /// (`Vec<(String, Tensor)>`, e.g. a weight quantized into an int8 `weight` and its
-/// `weight_scale`).
+/// `weight_scale`, as [`Int8Linear::load_hook`](crate::patches::Int8Linear::load_hook) does).
 #[derive(Debug)]
 pub struct HookOutput(Vec<(Option<String>, Tensor)>);
 

@@ -175,6 +175,13 @@ impl<M: Parameters> Skeleton<M> {
         }
     }
 
+    /// The model as built, to read its structure (names, dtypes: what a load hook such as
+    /// [`Int8Linear::load_hook`](crate::patches::Int8Linear::load_hook) is made from);
+    /// its tensors' values are not readable until a load has filled them.
+    pub fn module(&self) -> &M {
+        &self.module
+    }
+
     /// The names and shapes of the model's tensors (their values are not readable).
     pub fn shapes(&self) -> Vec<(String, Vec<i64>)> {
         named_tensors(&self.module)

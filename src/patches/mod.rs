@@ -6,6 +6,7 @@
 //! | `bias_only` | [`BiasOnly`] | any [`LinearLike`] | [`BiasOnlyConfig`] |
 //! | `dropout_before` | [`DropoutBefore`] | any `nn::ModuleT` | [`DropoutBeforeConfig`] |
 //! | `mostly_frozen_embedding` | [`MostlyFrozenEmbedding`] | `nn::Embedding` | [`MostlyFrozenEmbeddingConfig`] |
+//! | `int8` | [`Int8Linear`] | `nn::Linear` | [`Int8Config`] |
 //!
 //! Each is built from its config with [`BuildPatch::build`] (which gives the parent back
 //! on failure) or its own `new`.
@@ -20,6 +21,7 @@ mod bias_only;
 mod build;
 mod dropout_before;
 mod dyn_linear;
+mod int8_linear;
 mod linear_like;
 mod lora;
 mod mostly_frozen_embedding;
@@ -28,6 +30,7 @@ mod node_rewrites;
 pub use bias_only::{BiasOnly, BiasOnlyConfig};
 pub use build::{BuildError, BuildPatch};
 pub use dropout_before::{DropoutBefore, DropoutBeforeConfig};
+pub use int8_linear::{Int8Config, Int8Linear};
 pub use linear_like::LinearLike;
 pub use lora::{Lora, LoraConfig};
 pub use mostly_frozen_embedding::{MostlyFrozenEmbedding, MostlyFrozenEmbeddingConfig};

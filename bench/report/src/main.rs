@@ -11,6 +11,7 @@
 //! `make bench BENCH_NOTE=...` passes it, with no shell quoting in between).
 mod criterion;
 mod format;
+mod int8;
 mod load_memory;
 mod machine;
 mod markdown;

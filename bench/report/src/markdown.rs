@@ -34,6 +34,7 @@ impl Report<'_> {
         self.zero_cost_in_alternation(&mut out);
         self.patch_cost(&mut out);
         crate::models::section(self.rust, &self.python.results, &mut out);
+        crate::int8::section(self.rust, &self.python.results, &mut out);
         if let Some(load) = self.load {
             crate::load_memory::section(load, self.load_plot, &mut out);
         }

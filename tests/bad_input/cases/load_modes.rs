@@ -10,6 +10,7 @@ use tch_patch::load::{
     LoadOptions, Skeleton,
 };
 use tch_patch::params::TensorProblem;
+use tch_patch::patches::{Int8Config, Int8Linear};
 use tch_patch::swap::{swap_tensors, SwapError};
 use tch_patch::PatchError;
 
@@ -204,6 +205,20 @@ pub(super) fn cases() -> Vec<Case> {
                 swap_tensors(&fx.net().fc1.ws, &trained)
             },
             PatchError::Swap(SwapError::GradOnOneSide { which: "second" })
+        ),
+        case!(
+            "int8 load hook: a float weight of another shape than the int8 layer's",
+            |fx| {
+                let path = fx.file("wide.safetensors");
+                let weight = floats(&[4, 9]);
+                Tensor::write_safetensors(&[("weight", &weight), ("bias", &floats(&[4]))], &path).unwrap();
+                let vs = tch::nn::VarStore::new(Device::Cpu);
+                let layer = tch::nn::linear(vs.root(), 8, 4, Default::default());
+                let mut int8 = Int8Linear::new(layer, &vs.root(), &Int8Config::default())?;
+                let hook = Int8Linear::load_hook(&int8);
+                load_safetensors_with(&mut int8, &path, &LoadOptions::new(), hook).map(drop)
+            },
+            e if matches!(only_problem(e), Some(TensorProblem::Shape { name, .. }) if name == "weight")
         ),
         case!(
             "swap_tensors: an undefined tensor",

@@ -40,6 +40,12 @@ fn syntax(error: &PatchError, at: usize, starts: &str) -> bool {
 pub(super) fn cases() -> Vec<Case> {
     vec![
         case!(
+            "patch string: int8 with an activations mode it does not have",
+            |_fx| Registry::global()?.parse(r#"int8(activations="int4", targets="fc1")"#).map(drop),
+            PatchError::PatchString(PatchStringError::ArgumentOutOfRange { patch, name, allowed, .. })
+                if patch == "int8" && name == "activations" && allowed.contains("weight_only")
+        ),
+        case!(
             "patch string: unterminated string",
             setup: |fx| fx.with_tree(),
             |fx| apply_string(fx, r#"lora(rank=4, targets="blocks.*.q)"#),
