@@ -8,34 +8,13 @@
 //!
 //! CASE: `init` (tch's layers, no load: the model's own size), `copy` (tch's layers, then a
 //! streaming load into them), `skeleton_copy`, `skeleton_assign`, `map` (a skeleton, then
-//! a load in that mode), `quantize` (a skeleton of int8 weights and scales, filled by a
-//! hook quantizing each float weight as it is read), `varstore` (tch's layers, then tch's
+//! a load in that mode), `quantize` (`Int8Linear::new_uninit` layers of a skeleton, filled
+//! by `Int8Linear::load_hook` quantizing each float weight as it is read), `varstore` (tch's layers, then tch's
 //! own `VarStore::load`). KIND: `f32` or `bf16`.
 use std::time::Instant;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Kind};
 use tch_patch::load::{self, LoadMode, LoadOptions, Skeleton};
-use tch_patch::params::{TensorRole, Visitor, VisitorMut};
-use tch_patch::{Parameters, PatchError};
-
-/// A linear layer whose weight is int8 with a float scale per output row.
-struct Int8Layer {
-    weight: Tensor,
-    weight_scale: Tensor,
-    bias: Tensor,
-}
-
-impl Parameters for Int8Layer {
-    fn visit<'a>(&'a self, visitor: &mut Visitor<'a, '_>) {
-        visitor.tensor("weight", &self.weight, TensorRole::Buffer);
-        visitor.tensor("weight_scale", &self.weight_scale, TensorRole::Buffer);
-        visitor.tensor("bias", &self.bias, TensorRole::Param);
-    }
-    fn visit_mut(&mut self, visitor: &mut VisitorMut<'_>) {
-        visitor.tensor("weight", &mut self.weight, TensorRole::Buffer);
-        visitor.tensor("weight_scale", &mut self.weight_scale, TensorRole::Buffer);
-        visitor.tensor("bias", &mut self.bias, TensorRole::Param);
-    }
-}
+use tch_patch::patches::{Int8Config, Int8Linear};
 
 /// This process's resident memory now and at its peak, in bytes (`VmRSS`, `VmHWM`).
 fn memory() -> (u64, u64) {
@@ -99,17 +78,9 @@ fn run() -> Result<String, Box<dyn std::error::Error>> {
                 (0..layers)
                     .map(|i| {
                         let p = &root / i;
-                        let empty = |dims: &[i64], kind| Tensor::empty(dims, (kind, Device::Cpu));
-                        assert!(fill.is_uninit());
-                        Int8Layer {
-                            weight: p.add("weight", empty(&[hidden, hidden], Kind::Int8), false),
-                            weight_scale: p.add(
-                                "weight_scale",
-                                empty(&[hidden], Kind::Float),
-                                false,
-                            ),
-                            bias: load::var(&p, "bias", &[hidden], nn::Init::Const(0.0), fill),
-                        }
+                        let float = load::linear(&p, hidden, hidden, Default::default(), fill);
+                        Int8Linear::new_uninit(float, &p, &Int8Config::default())
+                            .expect("a 2-D weight and a free name")
                     })
                     .collect::<Vec<_>>()
             }))
@@ -146,28 +117,10 @@ fn run() -> Result<String, Box<dyn std::error::Error>> {
             built = Some(model);
         }
         "quantize" => {
-            let model = quantized.take().expect("skeleton").load_with(
-                file,
-                &LoadOptions::new().mode(LoadMode::Assign),
-                |name, tensor| {
-                    if !name.ends_with(".weight") {
-                        return Ok(load::HookOutput::from(tensor));
-                    }
-                    let weight = tensor
-                        .f_to_kind(Kind::Float)
-                        .map_err(PatchError::torch("casting"))?;
-                    let scale = (weight.abs().amax([1].as_slice(), false) / 127.0).clamp_min(1e-12);
-                    let q = (&weight / scale.unsqueeze(1))
-                        .round()
-                        .clamp(-127, 127)
-                        .to_kind(Kind::Int8);
-                    let layer = name.trim_end_matches(".weight");
-                    Ok(load::HookOutput::from(vec![
-                        (name.to_owned(), q),
-                        (format!("{layer}.weight_scale"), scale),
-                    ]))
-                },
-            )?;
+            let skeleton = quantized.take().expect("skeleton");
+            let hook = Int8Linear::load_hook(skeleton.module());
+            let model =
+                skeleton.load_with(file, &LoadOptions::new().mode(LoadMode::Assign), hook)?;
             loaded = model.len() * 3;
         }
         _ => unreachable!(),
