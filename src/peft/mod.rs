@@ -25,10 +25,12 @@
 //! | `bias` (other than `"none"`), `lora_bias`, `use_dora`, `modules_to_save`, `target_parameters`, `trainable_token_indices`, `alora_invocation_tokens`, `layer_replication`, `megatron_config`, `use_qalora`, `use_bdlora`, `velora_config`, `monteclora_config`, `arrow_config`, `kasa_config`, `ensure_weight_tying` | refused when set, naming the field |
 mod config;
 mod fields;
+mod kind;
 mod model;
 mod pattern;
 mod read;
 mod save;
+mod slots;
 
 pub use config::{PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
 pub use model::{load_model_lora, save_model_lora};
@@ -42,8 +44,3 @@ pub const PEFT_CONFIG_FILE: &str = "adapter_config.json";
 pub const PEFT_TENSORS_FILE: &str = "adapter_model.safetensors";
 /// The prefix of every key of a PEFT model's state dict.
 pub const PEFT_KEY_PREFIX: &str = "base_model.model.";
-
-/// PEFT's key of LoRA matrix `which` (`"lora_A"` or `"lora_B"`) of module `path`.
-pub(crate) fn peft_key(path: &str, which: &str) -> String {
-    format!("{PEFT_KEY_PREFIX}{path}.{which}.weight")
-}

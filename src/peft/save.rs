@@ -1,7 +1,8 @@
 //! Writing LoRA entries in PEFT's layout.
 use super::config::{config_bytes, PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
+use super::kind::LoraKind;
 use super::pattern::{exact_key, PeftPattern};
-use super::{peft_key, PEFT_CONFIG_FILE, PEFT_TENSORS_FILE};
+use super::{PEFT_CONFIG_FILE, PEFT_TENSORS_FILE};
 use crate::adapter::check_entries::check_entries;
 use crate::adapter::entry::{AdapterEntry, AdapterSummary};
 use crate::adapter::problem::AdapterProblem;
@@ -81,8 +82,8 @@ pub fn save_peft_lora(
         .iter()
         .flat_map(|lora| {
             [
-                (peft_key(&lora.path, "lora_A"), lora.a),
-                (peft_key(&lora.path, "lora_B"), lora.b),
+                (lora.kind.key(&lora.path, 0), lora.a),
+                (lora.kind.key(&lora.path, 1), lora.b),
             ]
         })
         .collect();
@@ -106,6 +107,7 @@ pub fn save_peft_lora(
 /// One checked LoRA entry.
 struct LoraEntry<'e> {
     path: String,
+    kind: LoraKind,
     config: LoraConfig,
     a: &'e Tensor,
     b: &'e Tensor,
@@ -134,12 +136,19 @@ fn check_lora<'e>(
         }
     };
     let before = problems.len();
+    let kind = LoraKind::of_entry(entry);
+    let locals = kind.locals();
     for (local, _) in &entry.tensors {
-        if local != "lora_a" && local != "lora_b" {
+        if !locals.contains(&local.as_str()) {
             problems.push(AdapterProblem::UnexpectedTensor {
                 name: entry.full_name(local),
                 file: format!("the entry of `{}`", entry.path),
-                reason: "a LoRA patch has only `lora_a` and `lora_b`".into(),
+                reason: format!(
+                    "{} has only `{}` and `{}`",
+                    kind.patch_words(),
+                    locals[0],
+                    locals[1]
+                ),
             });
         }
     }
@@ -153,27 +162,28 @@ fn check_lora<'e>(
         }
         tensor
     };
-    let (a, b) = (get("lora_a"), get("lora_b"));
+    let (a, b) = (get(locals[0]), get(locals[1]));
     let (Some(a), Some(b)) = (a, b) else {
         return None;
     };
     let rank = config.rank;
+    let [in_name, out_name] = kind.dims();
     let (a_size, b_size) = (a.size(), b.size());
     if a_size.len() != 2 || a_size[0] != rank {
         problems.push(AdapterProblem::Shape {
-            name: entry.full_name("lora_a"),
+            name: entry.full_name(locals[0]),
             found: a_size,
-            expected: format!("[{rank}, in_features] (rank {rank})"),
+            expected: format!("[{rank}, {in_name}] (rank {rank})"),
         });
     }
     if b_size.len() != 2 || b_size[1] != rank {
         problems.push(AdapterProblem::Shape {
-            name: entry.full_name("lora_b"),
+            name: entry.full_name(locals[1]),
             found: b_size,
-            expected: format!("[out_features, {rank}] (rank {rank})"),
+            expected: format!("[{out_name}, {rank}] (rank {rank})"),
         });
     }
-    for (name, tensor) in [("lora_a", a), ("lora_b", b)] {
+    for (name, tensor) in [(locals[0], a), (locals[1], b)] {
         if !tensor.is_floating_point() {
             problems.push(AdapterProblem::Dtype {
                 name: entry.full_name(name),
@@ -184,6 +194,7 @@ fn check_lora<'e>(
     }
     (problems.len() == before).then(|| LoraEntry {
         path: entry.path.clone(),
+        kind,
         config,
         a,
         b,
