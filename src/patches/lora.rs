@@ -10,7 +10,8 @@ use crate::varstore::register_tensors;
 use crate::{patch, patch_forward};
 use tch::{nn, Tensor};
 
-/// LoRA: adds a trainable low-rank update `B @ A * scale` to a frozen linear layer.
+/// LoRA: adds a trainable low-rank update `B @ A * scale` to a frozen linear layer
+/// (`Lora`) or embedding (`LoraEmbedding`, where `dropout` has no effect, as in PEFT).
 #[derive(Debug, Clone, PartialEq, PatchArgs)]
 #[patch_args(name = "lora", default, patch = Lora<_>, over(nn::Linear))]
 pub struct LoraConfig {
