@@ -24,7 +24,10 @@ use tch::nn;
 /// A model path with no slot, a slot of another kind than its module's LoRA (an
 /// embedding's keys on a linear layer, or the other way round) or an embedding's `A`
 /// `[r, num_embeddings]` / `B` `[embedding_dim, r]` that does not fit the table is an
-/// error naming the key, changing nothing.
+/// error naming the key, changing nothing; so is a base weight PEFT saved beside a LoRA
+/// (`<path>.base_layer.weight`, its `save_embedding_layers` for a targeted `embed_tokens`)
+/// that is not the model's, since PEFT would load it into the model and this library does
+/// not change base weights.
 pub fn load_model_lora(
     model: &mut dyn ModuleTree,
     vs: &nn::VarStore,
@@ -33,7 +36,7 @@ pub fn load_model_lora(
     let dir = dir.as_ref();
     let adapter = read_peft_lora(dir)?;
     let operation = format!("load PEFT adapter `{}`", dir.display());
-    let problems = slot_problems(model, &adapter.entries);
+    let problems = slot_problems(model, &adapter);
     if !problems.is_empty() {
         return Err(AdapterError {
             operation,

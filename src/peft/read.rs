@@ -12,7 +12,7 @@ use crate::patches::LoraConfig;
 use crate::registry::PatchArgs;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 /// A PEFT LoRA adapter read from its folder: the config and one `lora` entry per module,
 /// ready for [`apply_lora_adapter`](crate::adapter::apply_lora_adapter).
@@ -22,8 +22,15 @@ pub struct PeftAdapter {
     pub config: PeftLoraConfig,
     /// One entry per module, sorted by path: spec `lora(rank, alpha, dropout,
     /// use_rslora)` (rank and alpha per module, from the patterns), tensors `lora_a` and
-    /// `lora_b` with the file's values bit for bit.
+    /// `lora_b` (an embedding's: `lora_embedding_a` and `lora_embedding_b`) with the
+    /// file's values bit for bit.
     pub entries: Vec<AdapterEntry>,
+    /// The base weights PEFT saved beside some modules' LoRA, by module path
+    /// (`<path>.base_layer.weight`: `save_pretrained` writes the table of a targeted
+    /// `embed_tokens` or `lm_head`, its `save_embedding_layers`). PEFT loads them into the
+    /// model; [`load_model_lora`](super::load_model_lora) requires them to equal the
+    /// model's, as this library does not change base weights.
+    pub base_weights: Vec<(String, Tensor)>,
 }
 
 /// Reads a PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`)
@@ -33,12 +40,14 @@ pub struct PeftAdapter {
 ///   name when set (the table in [the module's docs](super)); an unknown field is a
 ///   problem listing the known ones. `rank_pattern` and `alpha_pattern` keep the file's
 ///   key order, as PEFT's first-matching-key rule needs.
-/// * the tensors: every key `base_model.model.<path>.lora_A.weight` or `...lora_B.weight`
-///   (anything else is a problem that says what it looks like: an adapter name left in,
-///   an embedding LoRA...), both present for each path, `A` `[rank, in]`, `B`
-///   `[out, rank]` with the rank of the config for that path, floating point; each module's config valid for
-///   [`LoraConfig`]; each path one that PEFT adapts with this config
-///   ([`PeftLoraConfig::targets`]).
+/// * the tensors: every key `base_model.model.<path>.lora_A.weight` or `...lora_B.weight`,
+///   for an embedding `...lora_embedding_A` or `...lora_embedding_B`, and
+///   `...base_layer.weight` beside one of them (anything else is a problem that says what
+///   it looks like: an adapter name left in, DoRA...), one kind of LoRA per path with both
+///   matrices, `A` `[rank, in]` (`[rank, num_embeddings]`), `B` `[out, rank]`
+///   (`[embedding_dim, rank]`) with the rank of the config for that path, floating point;
+///   each module's config valid for [`LoraConfig`]; each path one that PEFT adapts with
+///   this config ([`PeftLoraConfig::targets`]; `"all-linear"` adapts no embedding).
 ///
 /// Any problem is [`AdapterError`](crate::adapter::AdapterError) listing them all.
 pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError> {
@@ -89,15 +98,30 @@ pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError
         }
         entries.push(AdapterEntry::new(path, spec, tensors));
     }
-    Ok(PeftAdapter { config, entries })
+    let mut base_weights = Vec::new();
+    for (path, module) in modules.iter().flatten() {
+        if module.base.is_some() {
+            let key = format!("{PEFT_KEY_PREFIX}{path}.{BASE_WEIGHT}");
+            base_weights.push((path.clone(), tensors::load(&file, &key)?));
+        }
+    }
+    Ok(PeftAdapter {
+        config,
+        entries,
+        base_weights,
+    })
 }
 
-/// The A and B matrices of one module, as the file describes them, and their kind (of the
-/// first key read).
+/// The suffix of a base weight PEFT saves beside a module's LoRA.
+const BASE_WEIGHT: &str = "base_layer.weight";
+
+/// The A and B matrices of one module, as the file describes them, their kind (of the
+/// first key read) and the module's base weight if saved.
 #[derive(Default)]
 struct Module<'f> {
     kind: Option<LoraKind>,
     matrices: [Option<&'f FileTensor>; 2],
+    base: Option<&'f FileTensor>,
 }
 
 /// The file's keys grouped by module path; a problem for every key that is not a LoRA
@@ -110,7 +134,13 @@ fn modules_of<'f>(
     let mut keys: Vec<&String> = described.keys().collect();
     keys.sort();
     for key in keys {
-        let parsed = key.strip_prefix(PEFT_KEY_PREFIX).and_then(LoraKind::parse);
+        let rest = key.strip_prefix(PEFT_KEY_PREFIX);
+        let base = rest.and_then(|rest| rest.strip_suffix(BASE_WEIGHT)?.strip_suffix('.'));
+        if let Some(path) = base {
+            modules.entry(path.to_owned()).or_default().base = Some(&described[key]);
+            continue;
+        }
+        let parsed = rest.and_then(LoraKind::parse);
         let Some((path, kind, which)) = parsed else {
             problems.push(AdapterProblem::UnexpectedTensor {
                 name: key.clone(),
@@ -182,7 +212,18 @@ fn check_modules(
     let mut specs = Vec::new();
     for (path, module) in modules {
         let before = problems.len();
-        let kind = module.kind.unwrap_or(LoraKind::Linear);
+        let base_key = format!("{PEFT_KEY_PREFIX}{path}.{BASE_WEIGHT}");
+        let Some(kind) = module.kind else {
+            problems.push(AdapterProblem::UnexpectedTensor {
+                name: base_key,
+                file: PEFT_TENSORS_FILE.into(),
+                reason: format!("module `{path}` has no LoRA weights, and PEFT saves a base weight only beside its LoRA (`save_embedding_layers`)"),
+            });
+            continue;
+        };
+        if let Some(base) = module.base {
+            float_problem(base_key, base, problems);
+        }
         if let Some(problem) = path_problem(path) {
             problems.push(problem);
         }
@@ -267,6 +308,12 @@ fn matrix<'f>(
         });
         return None;
     };
+    float_problem(name, tensor, problems);
+    Some(tensor)
+}
+
+/// A problem if the described tensor `name` is not floating point.
+fn float_problem(name: String, tensor: &FileTensor, problems: &mut Vec<AdapterProblem>) {
     if !matches!(
         kind_of_name(&tensor.dtype),
         Some(Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double)
@@ -277,5 +324,4 @@ fn matrix<'f>(
             expected: "a floating-point dtype (F16, BF16, F32, F64)".into(),
         });
     }
-    Some(tensor)
 }

@@ -1,24 +1,28 @@
 //! Whether each module of a PEFT adapter is the kind of layer its LoRA is for, checked on
 //! a whole model before anything is patched.
 use super::kind::LoraKind;
-use super::PEFT_TENSORS_FILE;
+use super::{PeftAdapter, PEFT_KEY_PREFIX, PEFT_TENSORS_FILE};
 use crate::adapter::{AdapterEntry, AdapterProblem};
+use crate::params::named_tensors;
 use crate::patches::LoraConfig;
 use crate::tree::{short_type_name, AnySlot, ModuleTreeExt};
 use crate::ModuleTree;
-use tch::nn;
+use tch::{nn, Tensor};
 
 /// A problem for every entry that does not fit the slot at its path: an embedding's LoRA
 /// on a slot that is not an `nn::Embedding`, a linear layer's on an `nn::Embedding`, an
-/// embedding's `A` or `B` of another size than the table's. A path with no slot is left
-/// to the apply, which names it.
-pub(crate) fn slot_problems(
-    model: &dyn ModuleTree,
-    entries: &[AdapterEntry],
-) -> Vec<AdapterProblem> {
+/// embedding's `A` or `B` of another size than the table's; and for every saved base
+/// weight that is not the slot's. A path with no slot is left to the apply, which names
+/// it.
+pub(crate) fn slot_problems(model: &dyn ModuleTree, adapter: &PeftAdapter) -> Vec<AdapterProblem> {
     let slots = model.slots();
     let mut problems = Vec::new();
-    for entry in entries {
+    for (path, saved) in &adapter.base_weights {
+        if let Some((_, slot)) = slots.iter().find(|(slot_path, _)| slot_path == path) {
+            problems.extend(base_weight_problem(path, saved, *slot));
+        }
+    }
+    for entry in &adapter.entries {
         let Some((_, slot)) = slots.iter().find(|(path, _)| *path == entry.path) else {
             continue;
         };
@@ -33,6 +37,37 @@ pub(crate) fn slot_problems(
         }
     }
     problems
+}
+
+/// A problem if `saved`, the base weight PEFT saved for module `path`, is not the slot's
+/// weight: PEFT would load it into the model, and this library does not change base
+/// weights.
+fn base_weight_problem(path: &str, saved: &Tensor, slot: &dyn AnySlot) -> Option<AdapterProblem> {
+    let name = format!("{PEFT_KEY_PREFIX}{path}.base_layer.weight");
+    let weight = named_tensors(slot.root_parameters())
+        .into_iter()
+        .find(|named| named.name == "weight")?
+        .tensor;
+    if saved.size() != weight.size() {
+        return Some(AdapterProblem::Shape {
+            name,
+            found: saved.size(),
+            expected: format!(
+                "{:?}, the shape of `{path}.weight` (PEFT saves the base weight of a targeted embedding layer, `save_embedding_layers`)",
+                weight.size()
+            ),
+        });
+    }
+    let same = saved
+        .f_to_device(weight.device())
+        .and_then(|saved| saved.f_to_kind(weight.kind()))
+        .is_ok_and(|saved| saved.equal(&weight));
+    (!same).then(|| AdapterProblem::Tensor {
+        name,
+        message: format!(
+            "is the base weight of `{path}` that PEFT saved beside its LoRA (`save_embedding_layers`), and it differs from the model's: PEFT would load it into the model, and this library does not change base weights; load the adapter onto the model it was trained on"
+        ),
+    })
 }
 
 fn kind_problem(entry: &AdapterEntry, kind: LoraKind, slot: &dyn AnySlot) -> AdapterProblem {

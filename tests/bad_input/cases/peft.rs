@@ -84,6 +84,19 @@ pub(super) fn cases() -> Vec<Case> {
                 if field == "target_modules" && message.contains("does not apply to embeddings"))
         ),
         case!(
+            "peft: a base table saved beside an embedding's LoRA that is not the model's",
+            setup: |fx| written(fx, json!(["emb"]), &[("emb.lora_embedding_A", &[2, 16]), ("emb.lora_embedding_B", &[4, 2]), ("emb.base_layer.weight", &[16, 4])]),
+            |fx| load(fx),
+            e if matches!(only(e), Some(AdapterProblem::Tensor { name, message })
+                if name == "base_model.model.emb.base_layer.weight" && message.contains("differs from the model's"))
+        ),
+        case!(
+            "peft: a base weight saved without a LoRA beside it",
+            setup: |fx| written(fx, json!(["q"]), &[("blocks.0.q.base_layer.weight", &[4, 4])]),
+            |fx| load(fx),
+            e if unexpected(e, "blocks.0.q.base_layer.weight", "has no LoRA weights")
+        ),
+        case!(
             "peft: an embedding's LoRA on a table tied to the head",
             setup: |fx| written(fx, json!(["emb"]), &[("emb.lora_embedding_A", &[2, 16]), ("emb.lora_embedding_B", &[4, 2])]),
             |fx| load(fx),
