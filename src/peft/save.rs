@@ -20,14 +20,18 @@ use tch::Tensor;
 /// Saves LoRA entries (see [`AdapterEntry::from_lora`]) in PEFT's layout in folder `dir`
 /// (created if missing): `adapter_config.json` and `adapter_model.safetensors` with keys
 /// `base_model.model.<path>.lora_A.weight` (`lora_a`, `[r, in]`) and
-/// `...lora_B.weight` (`lora_b`, `[out, r]`), values bit for bit.
+/// `...lora_B.weight` (`lora_b`, `[out, r]`), values bit for bit. An embedding's entry
+/// ([`AdapterEntry::from_lora_embedding`]: `lora_embedding_a` `[r, num_embeddings]`,
+/// `lora_embedding_b` `[embedding_dim, r]`) is written as `...lora_embedding_A` and
+/// `...lora_embedding_B`, as PEFT writes a `lora.Embedding`.
 ///
 /// `r` and `lora_alpha` are the most common rank and alpha (the smallest on a tie);
 /// modules with others are listed in `rank_pattern` / `alpha_pattern` by path.
 ///
 /// Everything is checked first (nothing is written on error): each entry as
 /// [`save_adapter`](crate::adapter::save_adapter) checks it, a `lora` patch, with exactly
-/// `lora_a` `[rank, in]` and `lora_b` `[out, rank]` of one floating-point dtype; one
+/// `lora_a` `[rank, in]` and `lora_b` `[out, rank]` (or an embedding's two) of one
+/// floating-point dtype; one
 /// `lora_dropout` and one `use_rslora` for all (PEFT has no per-module value). Any
 /// problem is [`AdapterError`](crate::adapter::AdapterError) listing them all.
 ///

@@ -44,10 +44,16 @@ pub(crate) fn slot_problems(model: &dyn ModuleTree, adapter: &PeftAdapter) -> Ve
 /// weights.
 fn base_weight_problem(path: &str, saved: &Tensor, slot: &dyn AnySlot) -> Option<AdapterProblem> {
     let name = format!("{PEFT_KEY_PREFIX}{path}.base_layer.weight");
-    let weight = named_tensors(slot.root_parameters())
+    let found = named_tensors(slot.root_parameters())
         .into_iter()
-        .find(|named| named.name == "weight")?
-        .tensor;
+        .find(|named| named.name == "weight");
+    let Some(weight) = found.map(|named| named.tensor) else {
+        return Some(AdapterProblem::UnexpectedTensor {
+            name,
+            file: PEFT_TENSORS_FILE.into(),
+            reason: format!("module `{path}` has no `weight` for this base weight to be"),
+        });
+    };
     if saved.size() != weight.size() {
         return Some(AdapterProblem::Shape {
             name,
