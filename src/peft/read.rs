@@ -30,6 +30,8 @@ pub struct PeftAdapter {
     /// `embed_tokens` or `lm_head`, its `save_embedding_layers`). PEFT loads them into the
     /// model; [`load_model_lora`](super::load_model_lora) requires them to equal the
     /// model's, as this library does not change base weights.
+    /// [`apply_lora_adapter`](crate::adapter::apply_lora_adapter) takes only the entries:
+    /// compare these with your modules' weights before applying it.
     pub base_weights: Vec<(String, Tensor)>,
 }
 
