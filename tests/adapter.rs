@@ -511,3 +511,57 @@ fn applying_an_adapter_that_does_not_fit_changes_nothing() {
         "weight, bias and the taken name only"
     );
 }
+
+/// A token embedding and a linear layer after it, as slots.
+#[derive(tch_patch::ModuleTree, tch_patch::Parameters)]
+struct Embedder {
+    emb: tch_patch::Slot<nn::Embedding>,
+    proj: tch_patch::Slot<nn::Linear>,
+}
+
+impl Embedder {
+    fn new(vs: &nn::VarStore) -> Self {
+        Embedder {
+            emb: tch_patch::Slot::new(nn::embedding(vs.root() / "emb", 20, 6, Default::default())),
+            proj: tch_patch::Slot::new(nn::linear(vs.root() / "proj", 6, 6, Default::default())),
+        }
+    }
+
+    fn eval(&self, ids: &Tensor) -> Tensor {
+        tch::no_grad(|| ids.apply_t(&self.emb, false).apply_t(&self.proj, false))
+    }
+}
+
+#[test]
+fn a_lora_on_an_embedding_round_trips_through_an_adapter_folder() {
+    use tch_patch::adapter::{load_model_adapter, save_model_adapter};
+    use tch_patch::patches::LoraEmbedding;
+    let vs = nn::VarStore::new(CPU);
+    let mut model = Embedder::new(&vs);
+    let specs = tch_patch::registry::Registry::global()
+        .unwrap()
+        .parse(r#"lora(rank=3, alpha=6, targets="{emb,proj}")"#)
+        .unwrap();
+    tch_patch::registry::apply_specs(&mut model, &vs, &specs).unwrap();
+    let lora = model.emb.find::<LoraEmbedding>().unwrap();
+    let a = lora.lora_embedding_a();
+    tch::no_grad(|| a.shallow_clone().copy_(&seeded(&a.size(), SEED, 1.0)));
+    let dir = TempDir::new("adapter-embedding");
+    save_model_adapter(dir.path(), &model, &specs).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(MANIFEST_FILE)).unwrap()).unwrap();
+    assert_eq!(manifest["patches"][0]["path"], "emb");
+    assert_eq!(manifest["patches"][0]["patch"], "lora");
+    assert_eq!(
+        manifest["patches"][0]["tensors"][0]["name"],
+        "emb.lora_embedding_a"
+    );
+
+    let mut fresh_vs = nn::VarStore::new(CPU);
+    let mut fresh = Embedder::new(&fresh_vs);
+    fresh_vs.copy(&vs).unwrap();
+    load_model_adapter(&mut fresh, &fresh_vs, dir.path()).unwrap();
+    assert!(fresh.emb.find::<LoraEmbedding>().is_some());
+    let ids = Tensor::from_slice(&[0i64, 4, 19, 7]);
+    assert!(fresh.eval(&ids).equal(&model.eval(&ids)));
+}

@@ -1,5 +1,5 @@
-//! Bias-only tuning and "dropout before linear" on real tch layers, built directly and
-//! from patch strings.
+//! Bias-only tuning, "dropout before linear" and LoRA on an embedding on real tch layers,
+//! built directly and from patch strings.
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{
@@ -147,4 +147,56 @@ fn every_builtin_is_built_from_its_patch_string() {
     );
     assert!(!vs.variables().contains_key("emb2.delta"));
     let _ = bias_only;
+}
+
+#[derive(tch_patch::ModuleTree, tch_patch::Parameters)]
+struct TokensThenLinear {
+    emb: tch_patch::Slot<nn::Embedding>,
+    proj: tch_patch::Slot<nn::Linear>,
+}
+
+#[test]
+fn one_lora_string_adapts_an_embedding_and_a_linear_layer() {
+    use tch_patch::patches::{Lora, LoraEmbedding};
+    let vs = nn::VarStore::new(CPU);
+    let root = vs.root();
+    let mut model = TokensThenLinear {
+        emb: tch_patch::Slot::new(nn::embedding(&root / "emb", 10, 4, Default::default())),
+        proj: tch_patch::Slot::new(nn::linear(&root / "proj", 4, 4, Default::default())),
+    };
+    let table = model.emb.root().ws.data_ptr();
+    let reports = tch_patch::apply_patch_string(
+        &mut model,
+        &vs,
+        r#"lora(rank=2, alpha=4, targets="{emb,proj}")"#,
+    )
+    .unwrap();
+    assert_eq!(reports[0].paths(), ["emb", "proj"]);
+    let emb = model
+        .emb
+        .find::<LoraEmbedding>()
+        .expect("LoRA of an embedding");
+    assert_eq!((emb.config().rank, emb.scaling()), (2, 2.0));
+    assert!(model
+        .proj
+        .find::<Lora<tch_patch::tree::DynLayer<nn::Linear>>>()
+        .is_some());
+    let printed = tch_patch::tree::print_tree(&model);
+    assert!(
+        printed.contains("lora_embedding_a [2, 10]") && printed.contains("lora_embedding_b [4, 2]"),
+        "{printed}"
+    );
+    // The spec builds it directly too, from the same config.
+    let spec = Registry::global()
+        .unwrap()
+        .parse_one(r#"lora(rank=3, targets="e")"#)
+        .unwrap();
+    let other = nn::embedding(&root / "e", 6, 4, Default::default());
+    let built = LoraEmbedding::build_from_spec(other, &(&root / "e"), &spec).unwrap();
+    assert_eq!(built.lora_embedding_a().size(), [3, 6]);
+
+    use tch_patch::tree::ModuleTreeExt;
+    assert_eq!(model.unpatch_all_from(&vs).patches(), 2);
+    assert_eq!(model.emb.root().ws.data_ptr(), table);
+    assert!(!vs.variables().contains_key("emb.lora_embedding_a"));
 }

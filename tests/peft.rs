@@ -231,7 +231,7 @@ fn a_bad_peft_folder_is_one_error_listing_every_problem() {
         problems_of(dir.path()),
         [
             "`adapter_config.json`: field `use_dora` is `true`: DoRA (a magnitude vector, `lora_magnitude_vector`, and a normalised weight) is not supported (this library reads only false)",
-            "tensor `base_model.model.blocks.2.q.lora_A.default.weight` in `adapter_model.safetensors` is not expected: it holds an adapter name (PEFT's saved files do not); keys are `base_model.model.<path>.lora_A.weight` and `...lora_B.weight`",
+            "tensor `base_model.model.blocks.2.q.lora_A.default.weight` in `adapter_model.safetensors` is not expected: it holds an adapter name (PEFT's saved files do not); keys are `base_model.model.<path>.lora_A.weight` and `...lora_B.weight` (`...lora_embedding_A` and `...lora_embedding_B` for an embedding)",
             "tensor `base_model.model.blocks.0.attn.q.lora_A.weight` has shape [4, 16], expected [8, in_features] (r of `blocks.0.attn.q` in the config is 8)",
             "tensor `base_model.model.blocks.0.attn.q.lora_B.weight` has shape [24, 4], expected [out_features, 8] (r of `blocks.0.attn.q` in the config is 8)",
             "`adapter_config.json`: field `target_modules` does not select module `blocks.0.attn.v` (with exclude_modules and layers_to_transform as set), which has LoRA weights: PEFT would not load them (target_modules: [q])",

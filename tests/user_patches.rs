@@ -196,11 +196,11 @@ fn a_slot_of_a_type_the_patch_cannot_wrap_is_an_error_and_nothing_changes() {
     );
     unchanged(&net, &vs);
 
-    // The same for a built-in patch: LoRA wraps linear layers only.
+    // The same for a built-in patch: LoRA wraps linear layers and embeddings only.
     let error = apply_patch_string(&mut net, &vs, r#"lora(targets="*")"#).unwrap_err();
     assert!(
         matches!(&error, PatchError::PatchString(PatchStringError::UnpatchableSlot { patch, path, slot_type, accepted })
-            if patch == "lora" && path == "conv" && slot_type == "Conv<[i64; 2]>" && accepted == &["Linear"]),
+            if patch == "lora" && path == "conv" && slot_type == "Conv<[i64; 2]>" && accepted == &["Linear", "Embedding"]),
         "{error:?}"
     );
     unchanged(&net, &vs);
@@ -338,7 +338,10 @@ fn a_patch_registered_without_a_patch_type_is_parsed_but_not_applied() {
         ["Conv<[i64; 2]>", "MyBlock"]
     );
     assert_eq!(registry.slot_types("block_tag").unwrap(), ["MyBlock"]);
-    assert_eq!(registry.slot_types("lora").unwrap(), ["Linear"]);
+    assert_eq!(
+        registry.slot_types("lora").unwrap(),
+        ["Linear", "Embedding"]
+    );
     assert_eq!(
         registry.slot_types("mostly_frozen_embedding").unwrap(),
         ["Embedding"]

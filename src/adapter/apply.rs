@@ -199,7 +199,11 @@ fn check_entry<L: LinearLike>(
             problems.push(AdapterProblem::UnexpectedTensor {
                 name: entry.full_name(local),
                 file: format!("the entry of `{}`", entry.path),
-                reason: "a LoRA patch has only `lora_a` and `lora_b`".into(),
+                reason: if local.starts_with("lora_embedding_") {
+                    "it belongs to a LoRA of an embedding, and apply_lora_adapter patches linear layers: load it onto an `nn::Embedding` slot with load_model_lora or load_model_adapter".into()
+                } else {
+                    "a LoRA patch has only `lora_a` and `lora_b`".into()
+                },
             });
         }
     }

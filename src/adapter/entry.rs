@@ -4,7 +4,7 @@ use super::problem::AdapterProblem;
 use crate::error::Result;
 use crate::params::join_name;
 use crate::patch_trait::Patch;
-use crate::patches::{LinearLike, Lora};
+use crate::patches::{LinearLike, Lora, LoraEmbedding};
 use crate::registry::{PatchArgs, PatchSpec};
 use std::path::PathBuf;
 use tch::Tensor;
@@ -62,6 +62,15 @@ impl AdapterEntry {
     /// The entry of a LoRA patch at `path`: its config as a `lora` spec (targets: the
     /// path) and its tensors `lora_a`, `lora_b`. An error if the config breaks its schema.
     pub fn from_lora<L: LinearLike>(path: impl Into<String>, lora: &Lora<L>) -> Result<Self> {
+        let path = path.into();
+        let spec = lora.config().to_spec(path.clone())?;
+        Ok(Self::from_patch(path, spec, lora))
+    }
+
+    /// The entry of a LoRA on an embedding at `path`: its config as a `lora` spec (targets:
+    /// the path) and its tensors `lora_embedding_a`, `lora_embedding_b`. An error if the
+    /// config breaks its schema.
+    pub fn from_lora_embedding(path: impl Into<String>, lora: &LoraEmbedding) -> Result<Self> {
         let path = path.into();
         let spec = lora.config().to_spec(path.clone())?;
         Ok(Self::from_patch(path, spec, lora))

@@ -2,6 +2,7 @@
 //! frozen linear-like module, mergeable into its weight in place.
 use super::build::{BuildError, BuildPatch};
 use super::linear_like::{self, Detached, LinearLike};
+use super::lora_state::LoraState;
 use crate::error::{PatchError, Result};
 use crate::params::TensorRole;
 use crate::registry::PatchArgs;
@@ -9,7 +10,8 @@ use crate::varstore::register_tensors;
 use crate::{patch, patch_forward};
 use tch::{nn, Tensor};
 
-/// LoRA: adds a trainable low-rank update `B @ A * scale` to a frozen linear layer.
+/// LoRA: adds a trainable low-rank update `B @ A * scale` to a frozen linear layer
+/// (`Lora`) or embedding (`LoraEmbedding`, where `dropout` has no effect, as in PEFT).
 #[derive(Debug, Clone, PartialEq, PatchArgs)]
 #[patch_args(name = "lora", default, patch = Lora<_>, over(nn::Linear))]
 pub struct LoraConfig {
@@ -100,11 +102,7 @@ pub struct Lora<L: LinearLike> {
     /// `B`, `[out_features, rank]`.
     #[param]
     lora_b: Tensor,
-    config: LoraConfig,
-    scaling: f64,
-    enabled: bool,
-    /// Copies of `A` and `B` as they were merged, while merged.
-    merged: Option<(Tensor, Tensor)>,
+    state: LoraState,
 }
 
 impl<L: LinearLike> Lora<L> {
@@ -120,12 +118,12 @@ impl<L: LinearLike> Lora<L> {
 
     /// The config the adapter was built with.
     pub fn config(&self) -> &LoraConfig {
-        &self.config
+        &self.state.config
     }
 
     /// The factor of the update (see [`LoraConfig::scaling`]).
     pub fn scaling(&self) -> f64 {
-        self.scaling
+        self.state.scaling
     }
 
     /// `A`, `[rank, in_features]`: the VarStore's tensor.
@@ -140,77 +138,48 @@ impl<L: LinearLike> Lora<L> {
 
     /// Whether the update is merged into the base weight.
     pub fn is_merged(&self) -> bool {
-        self.merged.is_some()
+        self.state.is_merged()
     }
 
     /// Whether the adapter is enabled.
     pub fn is_enabled(&self) -> bool {
-        self.enabled
+        self.state.is_enabled()
     }
 
     /// The update `B @ A * scale` in the base weight's layout (`[out, in]`, or transposed
     /// to `[in, out]` for a [`fan_in_fan_out`](LinearLike::fan_in_fan_out) base, as PEFT's
     /// `get_delta_weight`), as a new tensor with no graph.
     pub fn delta_weight(&self) -> Result<Tensor> {
-        self.delta(&self.lora_a, &self.lora_b)
+        self.delta()(&self.lora_a, &self.lora_b)
     }
 
-    fn delta(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        delta(a, b, self.scaling, self.base.fan_in_fan_out())
+    /// How the update is computed from `A` and `B`, without borrowing `self`.
+    fn delta(&self) -> impl Fn(&Tensor, &Tensor) -> Result<Tensor> {
+        let (scaling, fan_in_fan_out) = (self.state.scaling, self.base.fan_in_fan_out());
+        move |a, b| delta(a, b, scaling, fan_in_fan_out)
     }
 
     /// Adds the update into the base weight in place (the same tensor, same storage), so
     /// forward costs one matmul. Does nothing if already merged. An error, changing
     /// nothing, if the adapter is disabled.
     pub fn merge(&mut self) -> Result<()> {
-        if self.merged.is_some() {
-            return Ok(());
-        }
-        if !self.enabled {
-            return Err(PatchError::MergeState {
-                message: "cannot merge a disabled LoRA adapter: enable it first".into(),
-            });
-        }
-        let (a, b) = tch::no_grad(|| (self.lora_a.detach().copy(), self.lora_b.detach().copy()));
-        let delta = self.delta(&a, &b)?;
-        tch::no_grad(|| self.base.weight().shallow_clone().f_add_(&delta).map(drop)).map_err(
-            PatchError::torch("merging the LoRA update into the base weight"),
-        )?;
-        self.merged = Some((a, b));
-        Ok(())
+        let delta = self.delta();
+        let pair = (&self.lora_a, &self.lora_b);
+        self.state.merge(self.base.weight(), pair, delta)
     }
 
     /// Subtracts the merged update from the base weight in place. Does nothing if not
     /// merged.
     pub fn unmerge(&mut self) -> Result<()> {
-        let Some((a, b)) = &self.merged else {
-            return Ok(());
-        };
-        // The copies stay where and what they were at merge time (they are not the
-        // VarStore's, so `VarStore::set_device` or `half` does not reach them): the delta
-        // goes to the weight's device, and the in-place subtraction rounds it to its dtype.
-        let delta = self.delta(a, b)?;
-        let weight = self.base.weight();
-        let delta = delta
-            .f_to_device(weight.device())
-            .map_err(PatchError::torch(
-                "moving the merged LoRA update to the weight",
-            ))?;
-        tch::no_grad(|| weight.shallow_clone().f_sub_(&delta).map(drop)).map_err(
-            PatchError::torch("unmerging the LoRA update from the base weight"),
-        )?;
-        self.merged = None;
-        Ok(())
+        let delta = self.delta();
+        self.state.unmerge(self.base.weight(), delta)
     }
 
     /// Enables or disables the adapter without unpatching: disabled, forward is exactly
     /// the base's. Disabling a merged adapter unmerges it first.
     pub fn set_enabled(&mut self, enabled: bool) -> Result<()> {
-        if !enabled {
-            self.unmerge()?;
-        }
-        self.enabled = enabled;
-        Ok(())
+        let delta = self.delta();
+        self.state.set_enabled(enabled, self.base.weight(), delta)
     }
 
     /// Unmerges if merged, then gives the base back with its original weight.
@@ -222,7 +191,7 @@ impl<L: LinearLike> Lora<L> {
     /// Merges (if enabled and not yet merged), then gives the base back with the update in
     /// its weight: PEFT's `merge_and_unload`.
     pub fn merge_and_unload(mut self) -> Result<L> {
-        if self.enabled {
+        if self.state.is_enabled() {
             self.merge()?;
         }
         Ok(self.base)
@@ -231,12 +200,13 @@ impl<L: LinearLike> Lora<L> {
     /// The update's output for `xs`, or `None` when it does not apply (disabled, merged);
     /// dropout on its input iff `train`.
     fn update(&self, xs: &Tensor, train: bool, detached: bool) -> Option<Tensor> {
-        if !self.enabled || self.merged.is_some() {
+        if !self.state.adds_update() {
             return None;
         }
+        let dropout = self.state.config.dropout;
         let dropped;
-        let input = if train && self.config.dropout > 0.0 {
-            dropped = xs.dropout(self.config.dropout, true);
+        let input = if train && dropout > 0.0 {
+            dropped = xs.dropout(dropout, true);
             &dropped
         } else {
             xs
@@ -253,7 +223,7 @@ impl<L: LinearLike> Lora<L> {
             input
                 .linear::<&Tensor>(&a, None)
                 .linear::<&Tensor>(&b, None)
-                * self.scaling,
+                * self.state.scaling,
         )
     }
 }
@@ -295,10 +265,7 @@ impl<L: LinearLike> BuildPatch<L> for Lora<L> {
                 base,
                 lora_a,
                 lora_b,
-                config: config.clone(),
-                scaling: config.scaling(),
-                enabled: true,
-                merged: None,
+                state: LoraState::new(config),
             }),
             Err(error) => Err(BuildError::new(error, base)),
         }

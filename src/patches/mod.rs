@@ -3,6 +3,7 @@
 //! | name | patch | over | config |
 //! |---|---|---|---|
 //! | `lora` | [`Lora`] | any [`LinearLike`] | [`LoraConfig`] |
+//! | `lora` | [`LoraEmbedding`] | `nn::Embedding` | [`LoraConfig`] |
 //! | `bias_only` | [`BiasOnly`] | any [`LinearLike`] | [`BiasOnlyConfig`] |
 //! | `dropout_before` | [`DropoutBefore`] | any `nn::ModuleT` | [`DropoutBeforeConfig`] |
 //! | `mostly_frozen_embedding` | [`MostlyFrozenEmbedding`] | `nn::Embedding` | [`MostlyFrozenEmbeddingConfig`] |
@@ -24,6 +25,10 @@ mod dyn_linear;
 mod int8_linear;
 mod linear_like;
 mod lora;
+mod lora_embedding;
+#[cfg(test)]
+mod lora_embedding_tests;
+mod lora_state;
 mod mostly_frozen_embedding;
 mod node_rewrites;
 
@@ -33,4 +38,5 @@ pub use dropout_before::{DropoutBefore, DropoutBeforeConfig};
 pub use int8_linear::{Int8Config, Int8Linear};
 pub use linear_like::LinearLike;
 pub use lora::{Lora, LoraConfig};
+pub use lora_embedding::LoraEmbedding;
 pub use mostly_frozen_embedding::{MostlyFrozenEmbedding, MostlyFrozenEmbeddingConfig};

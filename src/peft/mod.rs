@@ -4,6 +4,14 @@
 //! `base_model.model.<path>.lora_B.weight` (`[out, r]`), as PEFT's `save_pretrained`
 //! writes them (`get_peft_model_state_dict`: adapter name removed).
 //!
+//! An embedding's LoRA (PEFT's `lora.Embedding`) has keys
+//! `base_model.model.<path>.lora_embedding_A` (`[r, num_embeddings]`) and
+//! `base_model.model.<path>.lora_embedding_B` (`[embedding_dim, r]`), no `.weight`: it is a
+//! [`LoraEmbedding`](crate::patches::LoraEmbedding), whose adapter entries hold
+//! `lora_embedding_a` and `lora_embedding_b`. A module holds one kind; a whole model's
+//! ([`load_model_lora`]) linear modules must be linear slots and its embedding modules
+//! `nn::Embedding` slots whose table fits, each refused by key otherwise.
+//!
 //! PEFT's config has one `r`, `lora_alpha`, `lora_dropout` and `use_rslora` for every
 //! module; ranks and alphas that differ per module go to `rank_pattern` and
 //! `alpha_pattern`, whose first matching key wins ([`PeftPattern`]). Dropout and rsLoRA
@@ -15,8 +23,9 @@
 //!
 //! | field | here |
 //! |---|---|
-//! | `r`, `lora_alpha`, `lora_dropout`, `use_rslora`, `rank_pattern`, `alpha_pattern` | implemented |
-//! | `target_modules`, `exclude_modules`, `layers_to_transform`, `layers_pattern` | implemented: every module with weights in the file must be one PEFT adapts with them; `"all-linear"` is every linear layer but the output head `lm_head`, as in PEFT |
+//! | `r`, `lora_alpha`, `use_rslora`, `rank_pattern`, `alpha_pattern` | implemented, for linear layers and embeddings alike |
+//! | `target_modules`, `exclude_modules`, `layers_to_transform`, `layers_pattern` | implemented: every module with weights in the file must be one PEFT adapts with them; `"all-linear"` is every linear layer but the output head `lm_head`, as in PEFT (so an embedding's keys under it are refused) |
+//! | `lora_dropout` | implemented for linear layers; PEFT never applies it to an embedding's LoRA, nor does [`LoraEmbedding`](crate::patches::LoraEmbedding) |
 //! | `fan_in_fan_out` | read; as in PEFT, each layer's type decides (a `Conv1D` weight is `[in, out]`, an `nn.Linear`'s `[out, in]`: [`LinearLike::fan_in_fan_out`](crate::patches::LinearLike::fan_in_fan_out)), whatever the file says |
 //! | `peft_type` | `"LORA"` only |
 //! | `init_lora_weights` | `true`, `false`, `"gaussian"`, `"eva"`, `"orthogonal"` (the saved values replace them); `"pissa"`, `"pissa_niter_K"`, `"olora"`, `"corda"`, `"lora_ga"` (they change the base weight when PEFT loads them), `"loftq"` and `"mica"` refused |
@@ -25,10 +34,12 @@
 //! | `bias` (other than `"none"`), `lora_bias`, `use_dora`, `modules_to_save`, `target_parameters`, `trainable_token_indices`, `alora_invocation_tokens`, `layer_replication`, `megatron_config`, `use_qalora`, `use_bdlora`, `velora_config`, `monteclora_config`, `arrow_config`, `kasa_config`, `ensure_weight_tying` | refused when set, naming the field |
 mod config;
 mod fields;
+mod kind;
 mod model;
 mod pattern;
 mod read;
 mod save;
+mod slots;
 
 pub use config::{PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
 pub use model::{load_model_lora, save_model_lora};
@@ -42,8 +53,3 @@ pub const PEFT_CONFIG_FILE: &str = "adapter_config.json";
 pub const PEFT_TENSORS_FILE: &str = "adapter_model.safetensors";
 /// The prefix of every key of a PEFT model's state dict.
 pub const PEFT_KEY_PREFIX: &str = "base_model.model.";
-
-/// PEFT's key of LoRA matrix `which` (`"lora_A"` or `"lora_B"`) of module `path`.
-pub(crate) fn peft_key(path: &str, which: &str) -> String {
-    format!("{PEFT_KEY_PREFIX}{path}.{which}.weight")
-}

@@ -1,6 +1,7 @@
 //! Reading a PEFT LoRA adapter folder into adapter entries, checking it all first.
 use super::config::{read_config, PeftLoraConfig, PeftTargetModules};
-use super::{peft_key, PEFT_CONFIG_FILE, PEFT_KEY_PREFIX, PEFT_TENSORS_FILE};
+use super::kind::LoraKind;
+use super::{PEFT_CONFIG_FILE, PEFT_KEY_PREFIX, PEFT_TENSORS_FILE};
 use crate::adapter::entry::{path_problem, AdapterEntry};
 use crate::adapter::io;
 use crate::adapter::problem::AdapterProblem;
@@ -11,7 +12,7 @@ use crate::patches::LoraConfig;
 use crate::registry::PatchArgs;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 /// A PEFT LoRA adapter read from its folder: the config and one `lora` entry per module,
 /// ready for [`apply_lora_adapter`](crate::adapter::apply_lora_adapter).
@@ -21,8 +22,17 @@ pub struct PeftAdapter {
     pub config: PeftLoraConfig,
     /// One entry per module, sorted by path: spec `lora(rank, alpha, dropout,
     /// use_rslora)` (rank and alpha per module, from the patterns), tensors `lora_a` and
-    /// `lora_b` with the file's values bit for bit.
+    /// `lora_b` (an embedding's: `lora_embedding_a` and `lora_embedding_b`) with the
+    /// file's values bit for bit.
     pub entries: Vec<AdapterEntry>,
+    /// The base weights PEFT saved beside some modules' LoRA, by module path
+    /// (`<path>.base_layer.weight`: `save_pretrained` writes the table of a targeted
+    /// `embed_tokens` or `lm_head`, its `save_embedding_layers`). PEFT loads them into the
+    /// model; [`load_model_lora`](super::load_model_lora) requires them to equal the
+    /// model's, as this library does not change base weights.
+    /// [`apply_lora_adapter`](crate::adapter::apply_lora_adapter) takes only the entries:
+    /// compare these with your modules' weights before applying it.
+    pub base_weights: Vec<(String, Tensor)>,
 }
 
 /// Reads a PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`)
@@ -32,12 +42,14 @@ pub struct PeftAdapter {
 ///   name when set (the table in [the module's docs](super)); an unknown field is a
 ///   problem listing the known ones. `rank_pattern` and `alpha_pattern` keep the file's
 ///   key order, as PEFT's first-matching-key rule needs.
-/// * the tensors: every key `base_model.model.<path>.lora_A.weight` or `...lora_B.weight`
-///   (anything else is a problem that says what it looks like: an adapter name left in,
-///   an embedding LoRA...), both present for each path, `A` `[rank, in]`, `B`
-///   `[out, rank]` with the rank of the config for that path, floating point; each module's config valid for
-///   [`LoraConfig`]; each path one that PEFT adapts with this config
-///   ([`PeftLoraConfig::targets`]).
+/// * the tensors: every key `base_model.model.<path>.lora_A.weight` or `...lora_B.weight`,
+///   for an embedding `...lora_embedding_A` or `...lora_embedding_B`, and
+///   `...base_layer.weight` beside one of them (anything else is a problem that says what
+///   it looks like: an adapter name left in, DoRA...), one kind of LoRA per path with both
+///   matrices, `A` `[rank, in]` (`[rank, num_embeddings]`), `B` `[out, rank]`
+///   (`[embedding_dim, rank]`) with the rank of the config for that path, floating point;
+///   each module's config valid for [`LoraConfig`]; each path one that PEFT adapts with
+///   this config ([`PeftLoraConfig::targets`]; `"all-linear"` adapts no embedding).
 ///
 /// Any problem is [`AdapterError`](crate::adapter::AdapterError) listing them all.
 pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError> {
@@ -78,31 +90,44 @@ pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError
         });
     };
     let mut entries = Vec::with_capacity(specs.len());
-    for (path, spec) in specs {
-        let tensors = vec![
-            (
-                "lora_a".to_owned(),
-                tensors::load(&file, &peft_key(&path, "lora_A"))?,
-            ),
-            (
-                "lora_b".to_owned(),
-                tensors::load(&file, &peft_key(&path, "lora_B"))?,
-            ),
-        ];
+    for (path, kind, spec) in specs {
+        let mut tensors = Vec::with_capacity(2);
+        for (which, local) in kind.locals().into_iter().enumerate() {
+            tensors.push((
+                local.to_owned(),
+                tensors::load(&file, &kind.key(&path, which))?,
+            ));
+        }
         entries.push(AdapterEntry::new(path, spec, tensors));
     }
-    Ok(PeftAdapter { config, entries })
+    let mut base_weights = Vec::new();
+    for (path, module) in modules.iter().flatten() {
+        if module.base.is_some() {
+            let key = format!("{PEFT_KEY_PREFIX}{path}.{BASE_WEIGHT}");
+            base_weights.push((path.clone(), tensors::load(&file, &key)?));
+        }
+    }
+    Ok(PeftAdapter {
+        config,
+        entries,
+        base_weights,
+    })
 }
 
-/// The A and B matrices of one module, as the file describes them.
+/// The suffix of a base weight PEFT saves beside a module's LoRA.
+const BASE_WEIGHT: &str = "base_layer.weight";
+
+/// The A and B matrices of one module, as the file describes them, their kind (of the
+/// first key read) and the module's base weight if saved.
 #[derive(Default)]
 struct Module<'f> {
-    a: Option<&'f FileTensor>,
-    b: Option<&'f FileTensor>,
+    kind: Option<LoraKind>,
+    matrices: [Option<&'f FileTensor>; 2],
+    base: Option<&'f FileTensor>,
 }
 
 /// The file's keys grouped by module path; a problem for every key that is not a LoRA
-/// A or B weight in PEFT's layout.
+/// A or B weight in PEFT's layout, or of another kind than the module's other keys.
 fn modules_of<'f>(
     described: &'f HashMap<String, FileTensor>,
     problems: &mut Vec<AdapterProblem>,
@@ -111,28 +136,35 @@ fn modules_of<'f>(
     let mut keys: Vec<&String> = described.keys().collect();
     keys.sort();
     for key in keys {
-        let parsed = key.strip_prefix(PEFT_KEY_PREFIX).and_then(|rest| {
-            let (path, which) = rest
-                .strip_suffix(".lora_A.weight")
-                .map(|path| (path, 'A'))
-                .or_else(|| rest.strip_suffix(".lora_B.weight").map(|path| (path, 'B')))?;
-            Some((path, which))
-        });
-        match parsed {
-            Some((path, which)) => {
-                let module = modules.entry(path.to_owned()).or_default();
-                let slot = if which == 'A' {
-                    &mut module.a
-                } else {
-                    &mut module.b
-                };
-                *slot = Some(&described[key]);
-            }
-            None => problems.push(AdapterProblem::UnexpectedTensor {
+        let rest = key.strip_prefix(PEFT_KEY_PREFIX);
+        let base = rest.and_then(|rest| rest.strip_suffix(BASE_WEIGHT)?.strip_suffix('.'));
+        if let Some(path) = base {
+            modules.entry(path.to_owned()).or_default().base = Some(&described[key]);
+            continue;
+        }
+        let parsed = rest.and_then(LoraKind::parse);
+        let Some((path, kind, which)) = parsed else {
+            problems.push(AdapterProblem::UnexpectedTensor {
                 name: key.clone(),
                 file: PEFT_TENSORS_FILE.into(),
                 reason: unexpected_reason(key),
+            });
+            continue;
+        };
+        let module = modules.entry(path.to_owned()).or_default();
+        match module.kind {
+            Some(other) if other != kind => problems.push(AdapterProblem::UnexpectedTensor {
+                name: key.clone(),
+                file: PEFT_TENSORS_FILE.into(),
+                reason: format!(
+                    "module `{path}` also has {}, and a module holds one kind of LoRA",
+                    other.describe()
+                ),
             }),
+            _ => {
+                module.kind = Some(kind);
+                module.matrices[which] = Some(&described[key]);
+            }
         }
     }
     modules
@@ -140,16 +172,23 @@ fn modules_of<'f>(
 
 /// Why a key is not one of PEFT's LoRA weights, as precisely as can be told.
 fn unexpected_reason(key: &str) -> String {
-    let layout = "keys are `base_model.model.<path>.lora_A.weight` and `...lora_B.weight`";
+    let layout = "keys are `base_model.model.<path>.lora_A.weight` and `...lora_B.weight` \
+        (`...lora_embedding_A` and `...lora_embedding_B` for an embedding)";
     if !key.starts_with(PEFT_KEY_PREFIX) {
         format!("it does not start with `{PEFT_KEY_PREFIX}`; {layout}")
     } else if key.ends_with(".lora_B.bias") {
         "a bias on LoRA's B (`lora_bias`) is not supported".into()
-    } else if key.contains("lora_embedding_") {
-        "LoRA on embeddings (lora_embedding_A/B) is not supported".into()
     } else if key.contains("lora_magnitude_vector") {
         "DoRA (lora_magnitude_vector) is not supported".into()
-    } else if key.contains(".lora_A.") || key.contains(".lora_B.") {
+    } else if [
+        ".lora_A.",
+        ".lora_B.",
+        ".lora_embedding_A.",
+        ".lora_embedding_B.",
+    ]
+    .iter()
+    .any(|part| key.contains(part))
+    {
         format!("it holds an adapter name (PEFT's saved files do not); {layout}")
     } else {
         format!("it is not a LoRA weight; {layout}")
@@ -166,50 +205,60 @@ fn describe_targets(targets: &PeftTargetModules) -> String {
     }
 }
 
-/// Checks each module against the config; the spec of each if all are valid.
+/// Checks each module against the config; the kind and spec of each if all are valid.
 fn check_modules(
     config: &PeftLoraConfig,
     modules: &BTreeMap<String, Module<'_>>,
     problems: &mut Vec<AdapterProblem>,
-) -> Vec<(String, crate::registry::PatchSpec)> {
+) -> Vec<(String, LoraKind, crate::registry::PatchSpec)> {
     let mut specs = Vec::new();
     for (path, module) in modules {
         let before = problems.len();
+        let base_key = format!("{PEFT_KEY_PREFIX}{path}.{BASE_WEIGHT}");
+        let Some(kind) = module.kind else {
+            problems.push(AdapterProblem::UnexpectedTensor {
+                name: base_key,
+                file: PEFT_TENSORS_FILE.into(),
+                reason: format!("module `{path}` has no LoRA weights, and PEFT saves a base weight only beside its LoRA (`save_embedding_layers`)"),
+            });
+            continue;
+        };
+        if let Some(base) = module.base {
+            float_problem(base_key, base, problems);
+        }
         if let Some(problem) = path_problem(path) {
             problems.push(problem);
         }
         if !config.targets(path) {
-            problems.push(AdapterProblem::Field {
-                file: PEFT_CONFIG_FILE.into(),
-                field: "target_modules".into(),
-                message: format!(
+            problems.push(target_problem(format!(
                     "does not select module `{path}` (with exclude_modules and layers_to_transform as set), which has LoRA weights: PEFT would not load them (target_modules: {})",
                     describe_targets(&config.target_modules)
                 ),
-            });
+            ));
+        } else if kind == LoraKind::Embedding
+            && config.target_modules == PeftTargetModules::AllLinear
+        {
+            problems.push(target_problem(format!(
+                    "is \"all-linear\", which PEFT does not apply to embeddings, but module `{path}` has {}",
+                    kind.describe()
+                ),
+            ));
         }
         let rank = config.rank_of(path);
-        let a = matrix(path, "lora_A", module.a, problems);
-        let b = matrix(path, "lora_B", module.b, problems);
-        if let Some(a) = a {
-            if a.shape.len() != 2 || a.shape[0] != rank {
+        let [in_name, out_name] = kind.dims();
+        let expected = [
+            (0, format!("[{rank}, {in_name}]")),
+            (1, format!("[{out_name}, {rank}]")),
+        ];
+        for (which, shape) in expected {
+            let Some(matrix) = matrix(path, kind, which, module.matrices[which], problems) else {
+                continue;
+            };
+            if matrix.shape.len() != 2 || matrix.shape[which] != rank {
                 problems.push(AdapterProblem::Shape {
-                    name: peft_key(path, "lora_A"),
-                    found: a.shape.clone(),
-                    expected: format!(
-                        "[{rank}, in_features] (r of `{path}` in the config is {rank})"
-                    ),
-                });
-            }
-        }
-        if let Some(b) = b {
-            if b.shape.len() != 2 || b.shape[1] != rank {
-                problems.push(AdapterProblem::Shape {
-                    name: peft_key(path, "lora_B"),
-                    found: b.shape.clone(),
-                    expected: format!(
-                        "[out_features, {rank}] (r of `{path}` in the config is {rank})"
-                    ),
+                    name: kind.key(path, which),
+                    found: matrix.shape.clone(),
+                    expected: format!("{shape} (r of `{path}` in the config is {rank})"),
                 });
             }
         }
@@ -220,7 +269,7 @@ fn check_modules(
             use_rslora: config.use_rslora,
         };
         match lora.to_spec(path.clone()) {
-            Ok(spec) if problems.len() == before => specs.push((path.clone(), spec)),
+            Ok(spec) if problems.len() == before => specs.push((path.clone(), kind, spec)),
             Ok(_) => {}
             Err(error) => problems.push(AdapterProblem::InvalidPatch {
                 path: path.clone(),
@@ -231,27 +280,42 @@ fn check_modules(
     specs
 }
 
-/// The described matrix if present and floating point; a problem otherwise.
+/// A problem with `target_modules`.
+fn target_problem(message: String) -> AdapterProblem {
+    AdapterProblem::Field {
+        file: PEFT_CONFIG_FILE.into(),
+        field: "target_modules".into(),
+        message,
+    }
+}
+
+/// Matrix `which` (0 for A, 1 for B) of a module if present and floating point; a problem
+/// otherwise.
 fn matrix<'f>(
     path: &str,
-    which: &str,
+    kind: LoraKind,
+    which: usize,
     tensor: Option<&'f FileTensor>,
     problems: &mut Vec<AdapterProblem>,
 ) -> Option<&'f FileTensor> {
-    let name = peft_key(path, which);
+    let name = kind.key(path, which);
     let Some(tensor) = tensor else {
-        let other = if which == "lora_A" {
-            "lora_B"
-        } else {
-            "lora_A"
-        };
         problems.push(AdapterProblem::MissingTensor {
             name,
             file: PEFT_TENSORS_FILE.into(),
-            reason: format!("module `{path}` has a {other} weight, and a LoRA needs both"),
+            reason: format!(
+                "module `{path}` has a {} weight, and a LoRA needs both",
+                kind.suffixes()[1 - which].trim_end_matches(".weight")
+            ),
         });
         return None;
     };
+    float_problem(name, tensor, problems);
+    Some(tensor)
+}
+
+/// A problem if the described tensor `name` is not floating point.
+fn float_problem(name: String, tensor: &FileTensor, problems: &mut Vec<AdapterProblem>) {
     if !matches!(
         kind_of_name(&tensor.dtype),
         Some(Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double)
@@ -262,5 +326,4 @@ fn matrix<'f>(
             expected: "a floating-point dtype (F16, BF16, F32, F64)".into(),
         });
     }
-    Some(tensor)
 }

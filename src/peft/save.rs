@@ -1,7 +1,8 @@
 //! Writing LoRA entries in PEFT's layout.
 use super::config::{config_bytes, PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
+use super::kind::LoraKind;
 use super::pattern::{exact_key, PeftPattern};
-use super::{peft_key, PEFT_CONFIG_FILE, PEFT_TENSORS_FILE};
+use super::{PEFT_CONFIG_FILE, PEFT_TENSORS_FILE};
 use crate::adapter::check_entries::check_entries;
 use crate::adapter::entry::{AdapterEntry, AdapterSummary};
 use crate::adapter::problem::AdapterProblem;
@@ -19,14 +20,18 @@ use tch::Tensor;
 /// Saves LoRA entries (see [`AdapterEntry::from_lora`]) in PEFT's layout in folder `dir`
 /// (created if missing): `adapter_config.json` and `adapter_model.safetensors` with keys
 /// `base_model.model.<path>.lora_A.weight` (`lora_a`, `[r, in]`) and
-/// `...lora_B.weight` (`lora_b`, `[out, r]`), values bit for bit.
+/// `...lora_B.weight` (`lora_b`, `[out, r]`), values bit for bit. An embedding's entry
+/// ([`AdapterEntry::from_lora_embedding`]: `lora_embedding_a` `[r, num_embeddings]`,
+/// `lora_embedding_b` `[embedding_dim, r]`) is written as `...lora_embedding_A` and
+/// `...lora_embedding_B`, as PEFT writes a `lora.Embedding`.
 ///
 /// `r` and `lora_alpha` are the most common rank and alpha (the smallest on a tie);
 /// modules with others are listed in `rank_pattern` / `alpha_pattern` by path.
 ///
 /// Everything is checked first (nothing is written on error): each entry as
 /// [`save_adapter`](crate::adapter::save_adapter) checks it, a `lora` patch, with exactly
-/// `lora_a` `[rank, in]` and `lora_b` `[out, rank]` of one floating-point dtype; one
+/// `lora_a` `[rank, in]` and `lora_b` `[out, rank]` (or an embedding's two) of one
+/// floating-point dtype; one
 /// `lora_dropout` and one `use_rslora` for all (PEFT has no per-module value). Any
 /// problem is [`AdapterError`](crate::adapter::AdapterError) listing them all.
 ///
@@ -81,8 +86,8 @@ pub fn save_peft_lora(
         .iter()
         .flat_map(|lora| {
             [
-                (peft_key(&lora.path, "lora_A"), lora.a),
-                (peft_key(&lora.path, "lora_B"), lora.b),
+                (lora.kind.key(&lora.path, 0), lora.a),
+                (lora.kind.key(&lora.path, 1), lora.b),
             ]
         })
         .collect();
@@ -106,6 +111,7 @@ pub fn save_peft_lora(
 /// One checked LoRA entry.
 struct LoraEntry<'e> {
     path: String,
+    kind: LoraKind,
     config: LoraConfig,
     a: &'e Tensor,
     b: &'e Tensor,
@@ -134,12 +140,19 @@ fn check_lora<'e>(
         }
     };
     let before = problems.len();
+    let kind = LoraKind::of_entry(entry);
+    let locals = kind.locals();
     for (local, _) in &entry.tensors {
-        if local != "lora_a" && local != "lora_b" {
+        if !locals.contains(&local.as_str()) {
             problems.push(AdapterProblem::UnexpectedTensor {
                 name: entry.full_name(local),
                 file: format!("the entry of `{}`", entry.path),
-                reason: "a LoRA patch has only `lora_a` and `lora_b`".into(),
+                reason: format!(
+                    "{} has only `{}` and `{}`",
+                    kind.patch_words(),
+                    locals[0],
+                    locals[1]
+                ),
             });
         }
     }
@@ -153,27 +166,28 @@ fn check_lora<'e>(
         }
         tensor
     };
-    let (a, b) = (get("lora_a"), get("lora_b"));
+    let (a, b) = (get(locals[0]), get(locals[1]));
     let (Some(a), Some(b)) = (a, b) else {
         return None;
     };
     let rank = config.rank;
+    let [in_name, out_name] = kind.dims();
     let (a_size, b_size) = (a.size(), b.size());
     if a_size.len() != 2 || a_size[0] != rank {
         problems.push(AdapterProblem::Shape {
-            name: entry.full_name("lora_a"),
+            name: entry.full_name(locals[0]),
             found: a_size,
-            expected: format!("[{rank}, in_features] (rank {rank})"),
+            expected: format!("[{rank}, {in_name}] (rank {rank})"),
         });
     }
     if b_size.len() != 2 || b_size[1] != rank {
         problems.push(AdapterProblem::Shape {
-            name: entry.full_name("lora_b"),
+            name: entry.full_name(locals[1]),
             found: b_size,
-            expected: format!("[out_features, {rank}] (rank {rank})"),
+            expected: format!("[{out_name}, {rank}] (rank {rank})"),
         });
     }
-    for (name, tensor) in [("lora_a", a), ("lora_b", b)] {
+    for (name, tensor) in [(locals[0], a), (locals[1], b)] {
         if !tensor.is_floating_point() {
             problems.push(AdapterProblem::Dtype {
                 name: entry.full_name(name),
@@ -184,6 +198,7 @@ fn check_lora<'e>(
     }
     (problems.len() == before).then(|| LoraEntry {
         path: entry.path.clone(),
+        kind,
         config,
         a,
         b,

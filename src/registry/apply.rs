@@ -431,7 +431,7 @@ mod tests {
         let rule = Registry::global().unwrap().rule(&spec, &vs).unwrap();
         assert_eq!(
             rule.describe(),
-            "lora on `Linear` slots picked by glob `*.q`"
+            "lora on `Linear or Embedding` slots picked by glob `*.q`"
         );
         assert!(same_name("lora", "lora") && !same_name("lora", "lorb") && !same_name("a", "ab"));
     }

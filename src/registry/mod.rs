@@ -196,8 +196,12 @@ impl Registry {
         registry.node_rules.extend(node_rules);
         let mut extra: Vec<&ExtraSlotRules> =
             inventory::iter::<ExtraSlotRules>.into_iter().collect();
-        // Link order is not stable: the rules of one patch in the same order every run.
-        extra.sort_by_key(|entry| (entry.patch, (entry.source)()));
+        // Link order is not stable: the rules of one patch in the same order every run
+        // (two `patch_over!` of one config told apart by their layer types).
+        extra.sort_by_key(|entry| {
+            let types: Vec<String> = entry.rules.iter().map(SlotRule::short_name).collect();
+            (entry.patch, (entry.source)(), types)
+        });
         for entry in extra {
             registry.add_extra_rules(entry)?;
         }

@@ -7,7 +7,12 @@
 /// `Conv1D`, which implements what the patch needs (`LinearLike` for the built-in ones).
 ///
 /// `tch_patch::patch_over!(Config, patch = Patch<_>, over(Type, ...));` at a module's top
-/// level, the same words as `#[patch_args(...)]` (the patch type by its name in scope). Every rule is checked when
+/// level, the same words as `#[patch_args(...)]` (the patch type by its name in scope).
+/// `tch_patch::patch_over!(Config, patch = Patch);` (no `<_>`, no `over`) adds a patch of
+/// one layer type (`#[patch(from = MyLayer, name = "...")]`, built from `Config`) for bare
+/// slots of that type, under the config's name: this is how `lora` reaches
+/// `nn::Embedding` slots ([`LoraEmbedding`](crate::patches::LoraEmbedding)) as well as
+/// linear ones. Every rule is checked when
 /// [`Registry::global`](crate::registry::Registry::global) is built: the patch must be
 /// registered and no layer type may get two rules (an error naming both, no registry).
 ///
@@ -51,6 +56,19 @@ macro_rules! patch_over {
                     $slot,
                 >()
             ),+];
+            $crate::__private::inventory::submit! {
+                $crate::__private::registry::ExtraSlotRules::new(
+                    <$config as $crate::__private::registry::PatchArgs>::NAME,
+                    || ::core::any::type_name::<$config>(),
+                    RULES,
+                )
+            }
+        };
+    };
+    ($config:ty, patch = $patch:ty $(,)?) => {
+        const _: () = {
+            const RULES: &[$crate::__private::registry::SlotRule] =
+                &[$crate::__private::registry::SlotRule::bare::<$config, $patch>()];
             $crate::__private::inventory::submit! {
                 $crate::__private::registry::ExtraSlotRules::new(
                     <$config as $crate::__private::registry::PatchArgs>::NAME,

@@ -26,16 +26,14 @@ Exits non-zero with a message on any mismatch. Nothing is fetched from a model h
 import json
 import os
 import sys
-import tempfile
-import warnings
 
+import peft_common
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 
 PATHS = ["attn.q", "attn.v", "blocks.0.attn.q", "blocks.0.attn.v", "blocks.1.attn.q", "blocks.1.attn.v"]
 DIM = 8
-TOLERANCE = 1e-5
 # Adapters made with an option Rust refuses, by case name.
 REFUSED = {
     "alora": dict(alora_invocation_tokens=[1, 2]),
@@ -45,8 +43,7 @@ REFUSED = {
 
 
 def fail(message):
-    print(f"peft_real: FAILED: {message}", file=sys.stderr)
-    sys.exit(1)
+    peft_common.fail("peft_real", message)
 
 
 class Attn(torch.nn.Module):
@@ -94,11 +91,7 @@ def write_base(folder):
 
 def peft_output(folder, adapter):
     """What PEFT computes with the adapter as it loads it from its folder."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = PeftModel.from_pretrained(base_model(folder), adapter).eval()
-    with torch.no_grad():
-        return model, model(inputs(folder))
+    return peft_common.peft_output(base_model(folder), adapter, inputs(folder))
 
 
 def write(folder, case):
@@ -143,45 +136,12 @@ def write(folder, case):
     print(f"peft_real: OK, {case} written, scalings {scalings}")
 
 
-def saved_fields():
-    """The fields PEFT 0.21's save_pretrained writes for a LoRA adapter."""
-    with tempfile.TemporaryDirectory() as folder:
-        LoraConfig(target_modules=["q"]).save_pretrained(folder)
-        with open(os.path.join(folder, "adapter_config.json")) as f:
-            return set(json.load(f))
-
-
 def check(folder, adapter):
-    with open(os.path.join(adapter, "adapter_config.json")) as f:
-        fields = set(json.load(f))
-    expected = saved_fields()
-    if fields != expected:
-        fail(f"config fields differ from PEFT's: extra {sorted(fields - expected)}, "
-             f"missing {sorted(expected - fields)}")
+    peft_common.check_config_fields("peft_real", adapter)
     rust = load_file(os.path.join(adapter, "rust.safetensors"))
     model, out = peft_output(folder, adapter)
-    difference = (out - rust["out"]).abs().max().item()
-    if difference > TOLERANCE:
-        fail(f"PEFT's output is {difference:.3g} away from Rust's")
-    with torch.no_grad():
-        merged = model.merge_and_unload()(inputs(folder))
-    merged_difference = (merged - rust["merged"]).abs().max().item()
-    if merged_difference > TOLERANCE:
-        fail(f"PEFT's merged output is {merged_difference:.3g} away from Rust's merge")
-    print(f"peft_real: OK, PEFT loads the Rust adapter: max diff {difference:.3g}, "
-          f"merged {merged_difference:.3g}")
-
-
-def main(argv):
-    if len(argv) == 3 and argv[1] == "base":
-        write_base(argv[2])
-    elif len(argv) == 4 and argv[1] == "write":
-        write(argv[2], argv[3])
-    elif len(argv) == 4 and argv[1] == "check":
-        check(argv[2], argv[3])
-    else:
-        fail(f"usage: {__doc__}")
+    peft_common.compare_with_rust("peft_real", model, out, rust, inputs(folder))
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    peft_common.main("peft_real", __doc__, sys.argv, write_base, write, check)

@@ -117,7 +117,7 @@ fn problems(error: &PatchError) -> &[AdapterProblem] {
 }
 
 /// The one problem of an `InvalidAdapter` error, if there is exactly one.
-fn only(error: &PatchError) -> Option<&AdapterProblem> {
+pub(super) fn only(error: &PatchError) -> Option<&AdapterProblem> {
     match problems(error) {
         [problem] => Some(problem),
         _ => None,
@@ -449,10 +449,10 @@ fn fit_cases() -> Vec<Case> {
             PatchError::Tree(TreeError::NoMatch { rule, nearest, .. }) if rule == "lora" && nearest.iter().any(|p| p == "blocks.2.q")
         ),
         case!(
-            "adapter: a LoRA on the embedding slot",
+            "adapter: a LoRA on the embedding slot, which is tied to the head",
             setup: |fx| moved(fx, "blocks.0.q", "emb"),
             |fx| load(fx),
-            PatchError::Tree(TreeError::NoMatch { other_types, .. }) if other_types == &[("emb".to_owned(), "Embedding".to_owned())]
+            PatchError::Tree(TreeError::TiedWeights { path, tied_to, .. }) if path == "emb" && tied_to == "head.weight"
         ),
         case!(
             "adapter: a LoRA on one side of a tied weight",

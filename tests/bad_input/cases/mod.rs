@@ -8,6 +8,7 @@ mod nodes;
 mod parametrize;
 mod patch_strings;
 mod patching;
+mod peft;
 mod rules;
 mod save;
 mod slots;
@@ -29,6 +30,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(rules::cases());
     cases.extend(slots::cases());
     cases.extend(adapters::cases());
+    cases.extend(peft::cases());
     cases.extend(nodes::cases());
     cases
 }
