@@ -200,3 +200,48 @@ fn one_lora_string_adapts_an_embedding_and_a_linear_layer() {
     assert_eq!(model.emb.root().ws.data_ptr(), table);
     assert!(!vs.variables().contains_key("emb.lora_embedding_a"));
 }
+
+#[test]
+fn dora_comes_from_a_patch_string_and_round_trips_through_an_adapter_folder() {
+    use tch_patch::adapter::{load_model_adapter, save_model_adapter};
+    use tch_patch::patches::Dora;
+    use tch_patch::tree::DynLayer;
+    let model_in = |vs: &nn::VarStore| TokensThenLinear {
+        emb: tch_patch::Slot::new(nn::embedding(vs.root() / "emb", 10, 4, Default::default())),
+        proj: tch_patch::Slot::new(nn::linear(vs.root() / "proj", 4, 4, Default::default())),
+    };
+    let vs = nn::VarStore::new(CPU);
+    let mut model = model_in(&vs);
+    // DoRA wraps linear layers only (PEFT's DoRA on embeddings is not implemented).
+    let error = tch_patch::apply_patch_string(&mut model, &vs, r#"dora(targets="{emb,proj}")"#)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("patch `dora` cannot wrap `emb`"),
+        "{error}"
+    );
+    let patches = r#"dora(rank=2, alpha=4, targets="proj")"#;
+    tch_patch::apply_patch_string(&mut model, &vs, patches).unwrap();
+    let dora = model.proj.find::<Dora<DynLayer<nn::Linear>>>().unwrap();
+    let _ = tch::no_grad(|| dora.lora_b().shallow_clone().fill_(0.3));
+    let printed = tch_patch::tree::print_tree(&model);
+    assert!(printed.contains("lora_magnitude [4]"), "{printed}");
+
+    let dir = std::env::temp_dir().join(format!("tch-patch-dora-adapter-{}", std::process::id()));
+    let specs = Registry::global().unwrap().parse(patches).unwrap();
+    save_model_adapter(&dir, &model, &specs).unwrap();
+    let fresh_vs = nn::VarStore::new(CPU);
+    let mut fresh = model_in(&fresh_vs);
+    tch::no_grad(|| {
+        for (name, mut tensor) in fresh_vs.variables() {
+            tensor.copy_(&vs.variables()[&name]);
+        }
+    });
+    load_model_adapter(&mut fresh, &fresh_vs, &dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let ids = Tensor::from_slice(&[1i64, 7, 3]);
+    let run = |m: &TokensThenLinear| ids.apply_t(&m.emb, false).apply_t(&m.proj, false);
+    assert!(run(&fresh).equal(&run(&model)));
+    assert!(fresh_vs.variables().contains_key("proj.lora_magnitude"));
+}

@@ -449,3 +449,48 @@ fn a_fan_in_fan_out_base_gets_peft_shapes_and_merges_transposed() {
     let expected = &before + lora.lora_b().matmul(lora.lora_a()).tr() * lora.scaling();
     assert!(lora.base().weight.allclose(&expected, 1e-6, 1e-6, false));
 }
+
+#[test]
+fn a_fan_in_fan_out_base_gets_the_same_dora_transposed() {
+    use tch_patch::patches::{Dora, DoraConfig};
+    let vs = nn::VarStore::new(CPU);
+    let config = DoraConfig {
+        rank: 3,
+        alpha: 6.0,
+        ..Default::default()
+    };
+    let path = vs.root() / "fc";
+    let linear = Dora::new(nn::linear(&path, 6, 8, Default::default()), &path, &config).unwrap();
+    let weight = copy(&linear.base().ws).tr().contiguous();
+    let mut conv = Dora::new(Transposed { weight }, &(vs.root() / "conv"), &config).unwrap();
+    assert_eq!(conv.delta_weight().unwrap().size(), [6, 8]);
+    tch::no_grad(|| {
+        linear
+            .lora_b()
+            .shallow_clone()
+            .copy_(&Tensor::randn([8, 3], FLOAT));
+        linear
+            .magnitude()
+            .shallow_clone()
+            .copy_(&(Tensor::rand([8], FLOAT) + 0.5));
+        for (mine, theirs) in [
+            (conv.lora_a(), linear.lora_a()),
+            (conv.lora_b(), linear.lora_b()),
+            (conv.magnitude(), linear.magnitude()),
+        ] {
+            mine.shallow_clone().copy_(theirs);
+        }
+    });
+    let xs = Tensor::randn([5, 6], FLOAT);
+    let expected = linear.forward_t(&xs, false) - linear.base().bs.as_ref().unwrap();
+    assert!(conv
+        .forward_t(&xs, false)
+        .allclose(&expected, 1e-5, 1e-5, false));
+    let before = copy(&conv.base().weight);
+    conv.merge().unwrap();
+    assert!(conv
+        .forward_t(&xs, false)
+        .allclose(&expected, 1e-5, 1e-5, false));
+    conv.unmerge().unwrap();
+    assert!(conv.base().weight.allclose(&before, 1e-6, 1e-6, false));
+}

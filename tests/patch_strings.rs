@@ -25,7 +25,7 @@ fn registry() -> &'static Registry {
     Registry::global().expect("the registry builds")
 }
 
-const KNOWN: &str = "bias_only, dropout_before, dropout_before_linear, gelu_activation, int8, lora, mostly_frozen_embedding, prelu_activation, rebind, scale_output";
+const KNOWN: &str = "bias_only, dora, dropout_before, dropout_before_linear, gelu_activation, int8, lora, mostly_frozen_embedding, prelu_activation, rebind, scale_output";
 const LORA_ARGS: &str = "rank, alpha, dropout, use_rslora, targets";
 
 /// Each good string with its specs printed back (`; `-joined), each bad one with its

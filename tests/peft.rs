@@ -207,12 +207,50 @@ fn problems_of(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
+fn a_dora_folder_without_its_magnitudes_or_with_a_stray_one_names_each_key() {
+    let dir = TempDir::new("peft-bad-dora");
+    let vs = nn::VarStore::new(CPU);
+    save_peft_lora(dir.path(), &entries(&patched(&vs)), &PeftOptions::default()).unwrap();
+    let mut tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(dir.join("adapter_model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    tensors.push((
+        "base_model.model.blocks.0.attn.q.lora_magnitude_vector".into(),
+        Tensor::ones([3], FLOAT),
+    ));
+    Tensor::write_safetensors(&tensors, dir.join("adapter_model.safetensors")).unwrap();
+    // use_dora false: the magnitude is a stray key.
+    assert_eq!(
+        problems_of(dir.path()),
+        ["tensor `base_model.model.blocks.0.attn.q.lora_magnitude_vector` in `adapter_model.safetensors` is not expected: it is DoRA's magnitude, and `use_dora` is false in the config"]
+    );
+    let mut config = config_json(&dir);
+    config["use_dora"] = json!(true);
+    std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
+    let problems = problems_of(dir.path());
+    assert!(
+        problems[0].starts_with("tensor `base_model.model.blocks.0.attn.q.lora_magnitude_vector` has shape [3], expected [24] (out_features of `blocks.0.attn.q`"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1..]
+            .iter()
+            .all(|p| p.contains("lora_magnitude_vector` is missing")
+                && p.contains("`use_dora` is true")),
+        "{problems:#?}"
+    );
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+}
+
+#[test]
 fn a_bad_peft_folder_is_one_error_listing_every_problem() {
     let dir = TempDir::new("peft-bad");
     let vs = nn::VarStore::new(CPU);
     save_peft_lora(dir.path(), &entries(&patched(&vs)), &PeftOptions::default()).unwrap();
     let mut config = config_json(&dir);
-    config["use_dora"] = json!(true);
+    config["lora_bias"] = json!(true);
     config["r"] = json!(8);
     config["target_modules"] = json!(["q"]);
     std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
@@ -230,7 +268,7 @@ fn a_bad_peft_folder_is_one_error_listing_every_problem() {
     assert_eq!(
         problems_of(dir.path()),
         [
-            "`adapter_config.json`: field `use_dora` is `true`: DoRA (a magnitude vector, `lora_magnitude_vector`, and a normalised weight) is not supported (this library reads only false)",
+            "`adapter_config.json`: field `lora_bias` is `true`: a trained bias on LoRA's B is not supported (this library reads only false)",
             "tensor `base_model.model.blocks.2.q.lora_A.default.weight` in `adapter_model.safetensors` is not expected: it holds an adapter name (PEFT's saved files do not); keys are `base_model.model.<path>.lora_A.weight` and `...lora_B.weight` (`...lora_embedding_A` and `...lora_embedding_B` for an embedding)",
             "tensor `base_model.model.blocks.0.attn.q.lora_A.weight` has shape [4, 16], expected [8, in_features] (r of `blocks.0.attn.q` in the config is 8)",
             "tensor `base_model.model.blocks.0.attn.q.lora_B.weight` has shape [24, 4], expected [out_features, 8] (r of `blocks.0.attn.q` in the config is 8)",
@@ -308,4 +346,28 @@ fn entries_peft_cannot_express_are_refused_before_writing() {
         "`adapter_config.json`: field `lora_dropout` has one value for every module in PEFT's layout, but the patches differ (`blocks.0.attn.q`: 0.05, `blocks.0.attn.v`: 0, `blocks.1.attn.q`: 0.05)"
     );
     assert!(!dir.path().exists(), "nothing written");
+}
+
+#[test]
+fn lora_and_dora_in_one_peft_folder_are_refused_as_peft_has_one_use_dora() {
+    use tch_patch::patches::{Dora, DoraConfig};
+    let dir = TempDir::new("peft-mixed-dora");
+    let vs = nn::VarStore::new(CPU);
+    let mut entries = entries(&patched(&vs));
+    let path = vs.root() / "d";
+    let dora = Dora::new(
+        nn::linear(&path, 16, 24, Default::default()),
+        &path,
+        &DoraConfig::default(),
+    )
+    .unwrap();
+    entries.push(AdapterEntry::from_dora("d", &dora).unwrap());
+    let error = save_peft_lora(dir.path(), &entries, &PeftOptions::default()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("field `use_dora` has one value for every module in PEFT's layout"),
+        "{error}"
+    );
+    assert!(!dir.join("adapter_config.json").exists());
 }

@@ -4,8 +4,8 @@
 //! `Linear(8, 8)` `proj` after it, so one `lora` adapts one module of each kind.
 mod common;
 
+use common::peft::{max_diff, python_checks_rust, read_tensors as read, saved_config, saved_keys};
 use common::{run_python, TempDir};
-use std::collections::BTreeMap;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{Lora, LoraEmbedding};
@@ -59,17 +59,6 @@ fn base(name: &str) -> Base {
         model,
         ids,
     }
-}
-
-fn read(file: &std::path::Path) -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(file)
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 fn lora_of_emb(model: &Tiny) -> &LoraEmbedding {
@@ -146,11 +135,8 @@ fn an_adapter_trained_in_rust_loads_in_peft_with_the_same_outputs_merged_too() {
     );
     let adapter = base.dir.join("rust");
     save_model_lora(&adapter, &base.model, &specs, &PeftOptions::default()).unwrap();
-    let keys: Vec<String> = read(&adapter.join("adapter_model.safetensors"))
-        .into_keys()
-        .collect();
     assert_eq!(
-        keys,
+        saved_keys(&adapter),
         [
             "base_model.model.emb.lora_embedding_A",
             "base_model.model.emb.lora_embedding_B",
@@ -158,9 +144,7 @@ fn an_adapter_trained_in_rust_loads_in_peft_with_the_same_outputs_merged_too() {
             "base_model.model.proj.lora_B.weight",
         ]
     );
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(adapter.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let config = saved_config(&adapter);
     assert_eq!(config["target_modules"], serde_json::json!(["emb", "proj"]));
 
     let out = base.model.eval(&base.ids);
@@ -176,22 +160,6 @@ fn an_adapter_trained_in_rust_loads_in_peft_with_the_same_outputs_merged_too() {
         "Rust merged vs unmerged: max abs diff {:e}",
         max_diff(&out, &merged)
     );
-    Tensor::write_safetensors(
-        &[("out", &out), ("merged", &merged)],
-        adapter.join("rust.safetensors"),
-    )
-    .unwrap();
-    let said = run_python(
-        "peft_embedding.py",
-        &[
-            "check".as_ref(),
-            base.dir.path().as_os_str(),
-            adapter.as_os_str(),
-        ],
-    );
+    let said = python_checks_rust("peft_embedding", base.dir.path(), &adapter, &out, &merged);
     eprintln!("{said}");
-    assert!(
-        said.contains("peft_embedding: OK, PEFT loads the Rust adapter"),
-        "{said}"
-    );
 }

@@ -4,6 +4,7 @@
 //! keys overlap (`attn.q` is a suffix of `blocks.1.attn.q`).
 mod common;
 
+use common::peft::{max_diff, python_checks_rust};
 use common::{run_python, TempDir};
 use std::collections::BTreeMap;
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
@@ -67,10 +68,6 @@ fn chain(layers: &BTreeMap<String, impl ModuleT>, input: &Tensor) -> Tensor {
             layers[*path].forward_t(&x, false).tanh()
         })
     })
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 /// PEFT writes the adapter of `case` into the base's folder (`peft_real.py write`).
@@ -265,21 +262,5 @@ fn a_rust_adapter_with_overlapping_paths_loads_in_peft_with_the_same_outputs() {
         lora.merge().unwrap();
     }
     let merged = chain(&loras, &base.input);
-    Tensor::write_safetensors(
-        &[("out", &out), ("merged", &merged)],
-        adapter.join("rust.safetensors"),
-    )
-    .unwrap();
-    let said = run_python(
-        "peft_real.py",
-        &[
-            "check".as_ref(),
-            base.dir.path().as_os_str(),
-            adapter.as_os_str(),
-        ],
-    );
-    assert!(
-        said.contains("peft_real: OK, PEFT loads the Rust adapter"),
-        "{said}"
-    );
+    python_checks_rust("peft_real", base.dir.path(), &adapter, &out, &merged);
 }

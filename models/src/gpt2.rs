@@ -12,7 +12,8 @@ use tch::{nn, Kind, Tensor};
 use tch_patch::load::{self, Fill, Skeleton};
 use tch_patch::params::{TensorRole, Visitor, VisitorMut};
 use tch_patch::patches::{
-    BiasOnly, BiasOnlyConfig, DropoutBefore, DropoutBeforeConfig, LinearLike, Lora, LoraConfig,
+    BiasOnly, BiasOnlyConfig, Dora, DoraConfig, DropoutBefore, DropoutBeforeConfig, LinearLike,
+    Lora, LoraConfig,
 };
 use tch_patch::prelude::*;
 
@@ -209,6 +210,7 @@ impl LinearLike for Conv1D {
 
 tch_patch::leaf_layer!(Conv1D);
 tch_patch::patch_over!(LoraConfig, patch = Lora<_>, over(Conv1D));
+tch_patch::patch_over!(DoraConfig, patch = Dora<_>, over(Conv1D));
 tch_patch::patch_over!(BiasOnlyConfig, patch = BiasOnly<_>, over(Conv1D));
 tch_patch::patch_over!(DropoutBeforeConfig, patch = DropoutBefore<_>, over(Conv1D));
 

@@ -4,7 +4,7 @@ use super::problem::AdapterProblem;
 use crate::error::Result;
 use crate::params::join_name;
 use crate::patch_trait::Patch;
-use crate::patches::{LinearLike, Lora, LoraEmbedding};
+use crate::patches::{Dora, LinearLike, Lora, LoraEmbedding};
 use crate::registry::{PatchArgs, PatchSpec};
 use std::path::PathBuf;
 use tch::Tensor;
@@ -65,6 +65,15 @@ impl AdapterEntry {
         let path = path.into();
         let spec = lora.config().to_spec(path.clone())?;
         Ok(Self::from_patch(path, spec, lora))
+    }
+
+    /// The entry of a DoRA patch at `path`: its config as a `dora` spec (targets: the
+    /// path) and its tensors `lora_a`, `lora_b`, `lora_magnitude`. An error if the config
+    /// breaks its schema.
+    pub fn from_dora<L: LinearLike>(path: impl Into<String>, dora: &Dora<L>) -> Result<Self> {
+        let path = path.into();
+        let spec = dora.config().to_spec(path.clone())?;
+        Ok(Self::from_patch(path, spec, dora))
     }
 
     /// The entry of a LoRA on an embedding at `path`: its config as a `lora` spec (targets:

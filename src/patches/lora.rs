@@ -203,14 +203,7 @@ impl<L: LinearLike> Lora<L> {
         if !self.state.adds_update() {
             return None;
         }
-        let dropout = self.state.config.dropout;
-        let dropped;
-        let input = if train && dropout > 0.0 {
-            dropped = xs.dropout(dropout, true);
-            &dropped
-        } else {
-            xs
-        };
+        let input = dropped_input(xs, self.state.config.dropout, train);
         let (a, b) = if detached {
             (
                 linear_like::detached(&self.lora_a),
@@ -241,9 +234,18 @@ impl<L: LinearLike> Lora<L> {
     }
 }
 
+/// `xs` with dropout `p` applied iff `train` and `p > 0`: the input of a LoRA update.
+pub(super) fn dropped_input(xs: &Tensor, p: f64, train: bool) -> Detached<'_> {
+    if train && p > 0.0 {
+        Detached::Cut(xs.dropout(p, true))
+    } else {
+        Detached::Same(xs)
+    }
+}
+
 /// `B @ A * scaling`, transposed first for a `fan_in_fan_out` weight (PEFT's order of
 /// operations, so that merges agree with PEFT's bit for bit).
-fn delta(a: &Tensor, b: &Tensor, scaling: f64, fan_in_fan_out: bool) -> Result<Tensor> {
+pub(super) fn delta(a: &Tensor, b: &Tensor, scaling: f64, fan_in_fan_out: bool) -> Result<Tensor> {
     tch::no_grad(|| {
         let product = b.f_matmul(a)?;
         let product = if fan_in_fan_out {
@@ -275,6 +277,19 @@ impl<L: LinearLike> BuildPatch<L> for Lora<L> {
 /// Checks everything, then makes and registers `A` and `B`.
 fn init<L: LinearLike>(base: &L, path: &nn::Path, config: &LoraConfig) -> Result<[Tensor; 2]> {
     config.validate()?;
+    let (a, b) = matrices(base, config)?;
+    register_tensors(
+        path,
+        [
+            ("lora_a", a, TensorRole::Param),
+            ("lora_b", b, TensorRole::Param),
+        ],
+    )
+}
+
+/// Checks `base`'s weight (2-D, floating point), then makes `A` (Kaiming-uniform, as PEFT)
+/// and `B` (zeros) of `config.rank` for it, not registered. `config` is valid.
+pub(super) fn matrices<L: LinearLike>(base: &L, config: &LoraConfig) -> Result<(Tensor, Tensor)> {
     let weight = base.weight();
     let size = weight.size();
     if size.len() != 2 {
@@ -305,13 +320,7 @@ fn init<L: LinearLike>(base: &L, path: &nn::Path, config: &LoraConfig) -> Result
         Ok((a, b))
     })
     .map_err(PatchError::torch("allocating the LoRA matrices"))?;
-    register_tensors(
-        path,
-        [
-            ("lora_a", a, TensorRole::Param),
-            ("lora_b", b, TensorRole::Param),
-        ],
-    )
+    Ok((a, b))
 }
 
 impl<L: LinearLike> LinearLike for Lora<L> {

@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | `lora` | [`Lora`] | any [`LinearLike`] | [`LoraConfig`] |
 //! | `lora` | [`LoraEmbedding`] | `nn::Embedding` | [`LoraConfig`] |
+//! | `dora` | [`Dora`] | any [`LinearLike`] | [`DoraConfig`] |
 //! | `bias_only` | [`BiasOnly`] | any [`LinearLike`] | [`BiasOnlyConfig`] |
 //! | `dropout_before` | [`DropoutBefore`] | any `nn::ModuleT` | [`DropoutBeforeConfig`] |
 //! | `mostly_frozen_embedding` | [`MostlyFrozenEmbedding`] | `nn::Embedding` | [`MostlyFrozenEmbeddingConfig`] |
@@ -20,6 +21,9 @@
 //! the flag; eval is `forward_t(xs, false)`.
 mod bias_only;
 mod build;
+mod dora;
+#[cfg(test)]
+mod dora_tests;
 mod dropout_before;
 mod dyn_linear;
 mod int8_linear;
@@ -34,6 +38,7 @@ mod node_rewrites;
 
 pub use bias_only::{BiasOnly, BiasOnlyConfig};
 pub use build::{BuildError, BuildPatch};
+pub use dora::{Dora, DoraConfig};
 pub use dropout_before::{DropoutBefore, DropoutBeforeConfig};
 pub use int8_linear::{Int8Config, Int8Linear};
 pub use linear_like::LinearLike;

@@ -133,6 +133,9 @@ pub struct PeftLoraConfig {
     /// whatever it says: a `Conv1D` weight is `[in, out]`, an `nn.Linear`'s `[out, in]`
     /// ([`LinearLike::fan_in_fan_out`](crate::patches::LinearLike::fan_in_fan_out)).
     pub fan_in_fan_out: bool,
+    /// `use_dora`: every linear module is a DoRA ([`Dora`](crate::patches::Dora), with
+    /// the magnitude `<path>.lora_magnitude_vector`); refused for embeddings.
+    pub use_dora: bool,
 }
 
 impl PeftLoraConfig {
@@ -251,6 +254,7 @@ pub(crate) fn config_bytes(config: &PeftLoraConfig) -> Result<Vec<u8>, serde_jso
             "task_type" => config.task_type.clone().into(),
             "use_rslora" => config.use_rslora.into(),
             "fan_in_fan_out" => config.fan_in_fan_out.into(),
+            "use_dora" => config.use_dora.into(),
             _ => serde_json::from_str(field.defaults[0])?,
         };
         out.insert(field.name.to_owned(), value);
@@ -326,6 +330,7 @@ pub(crate) fn read_config(
         .map(str::to_owned);
     let inference_mode = reader.bool_or(top, "", "inference_mode", false);
     let fan_in_fan_out = reader.bool_or(top, "", "fan_in_fan_out", false);
+    let use_dora = reader.bool_or(top, "", "use_dora", false);
     // With unsupported options (recorded as problems) the values are still returned, so
     // the tensors are checked against them too and every problem is listed at once.
     Some(PeftLoraConfig {
@@ -343,6 +348,7 @@ pub(crate) fn read_config(
         task_type,
         inference_mode: inference_mode?,
         fan_in_fan_out: fan_in_fan_out?,
+        use_dora: use_dora?,
     })
 }
 

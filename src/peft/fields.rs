@@ -78,7 +78,7 @@ pub(crate) const FIELDS: &[Field] = &[
     field("task_type", &["null"], Info),
     field("trainable_token_indices", &["null"], Refused("trainable rows of the embedding (trainable tokens)")),
     field("use_bdlora", &["null"], Refused("BD-LoRA's block-diagonal A or B")),
-    field("use_dora", &["false"], Refused("DoRA (a magnitude vector, `lora_magnitude_vector`, and a normalised weight)")),
+    field("use_dora", &["false"], Read),
     field("use_qalora", &["false"], Refused("QA-LoRA's pooling of the input by groups")),
     field("use_rslora", &["false"], Read),
     field("velora_config", &["null"], Refused("VeLoRA's compressed activations")),

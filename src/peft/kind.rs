@@ -3,6 +3,16 @@
 use super::PEFT_KEY_PREFIX;
 use crate::adapter::AdapterEntry;
 
+/// PEFT's key suffix of a DoRA module's magnitude `[out]` (no `.weight`).
+pub(crate) const MAGNITUDE_SUFFIX: &str = "lora_magnitude_vector";
+/// The magnitude's local name in [`Dora`](crate::patches::Dora) (and adapter entries).
+pub(crate) const MAGNITUDE_LOCAL: &str = "lora_magnitude";
+
+/// PEFT's key of the magnitude of DoRA module `path`.
+pub(crate) fn magnitude_key(path: &str) -> String {
+    format!("{PEFT_KEY_PREFIX}{path}.{MAGNITUDE_SUFFIX}")
+}
+
 /// Which LoRA a module holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LoraKind {

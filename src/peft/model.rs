@@ -18,7 +18,8 @@ use tch::nn;
 /// module (`lora_A.weight`, `lora_B.weight`) gets a [`Lora`](crate::patches::Lora) with
 /// `lora_a` / `lora_b`, an embedding's (`lora_embedding_A`, `lora_embedding_B`) a
 /// [`LoraEmbedding`](crate::patches::LoraEmbedding) with `lora_embedding_a` /
-/// `lora_embedding_b`. Tensors saved in another floating dtype than the model's are
+/// `lora_embedding_b`; with `use_dora`, a linear module gets a
+/// [`Dora`](crate::patches::Dora) with `lora_magnitude` too. Tensors saved in another floating dtype than the model's are
 /// converted, as PEFT does.
 ///
 /// A model path with no slot, a slot of another kind than its module's LoRA (an

@@ -1,6 +1,6 @@
 //! Reading a PEFT LoRA adapter folder into adapter entries, checking it all first.
 use super::config::{read_config, PeftLoraConfig, PeftTargetModules};
-use super::kind::LoraKind;
+use super::kind::{magnitude_key, LoraKind, MAGNITUDE_LOCAL, MAGNITUDE_SUFFIX};
 use super::{PEFT_CONFIG_FILE, PEFT_KEY_PREFIX, PEFT_TENSORS_FILE};
 use crate::adapter::entry::{path_problem, AdapterEntry};
 use crate::adapter::io;
@@ -8,7 +8,7 @@ use crate::adapter::problem::AdapterProblem;
 use crate::adapter::tensors::{self, kind_of_name, FileTensor};
 use crate::adapter::AdapterError;
 use crate::error::Result;
-use crate::patches::LoraConfig;
+use crate::patches::{DoraConfig, LoraConfig};
 use crate::registry::PatchArgs;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -23,7 +23,8 @@ pub struct PeftAdapter {
     /// One entry per module, sorted by path: spec `lora(rank, alpha, dropout,
     /// use_rslora)` (rank and alpha per module, from the patterns), tensors `lora_a` and
     /// `lora_b` (an embedding's: `lora_embedding_a` and `lora_embedding_b`) with the
-    /// file's values bit for bit.
+    /// file's values bit for bit; with `use_dora`, spec `dora(...)` and `lora_magnitude`
+    /// too.
     pub entries: Vec<AdapterEntry>,
     /// The base weights PEFT saved beside some modules' LoRA, by module path
     /// (`<path>.base_layer.weight`: `save_pretrained` writes the table of a targeted
@@ -50,6 +51,9 @@ pub struct PeftAdapter {
 ///   (`[embedding_dim, rank]`) with the rank of the config for that path, floating point;
 ///   each module's config valid for [`LoraConfig`]; each path one that PEFT adapts with
 ///   this config ([`PeftLoraConfig::targets`]; `"all-linear"` adapts no embedding).
+/// * with `use_dora: true`, every linear module's `...lora_magnitude_vector` `[out]`,
+///   floating point (its entry is then a `dora` spec with `lora_magnitude` too); a
+///   magnitude without `use_dora`, or `use_dora` on an embedding, is a problem.
 ///
 /// Any problem is [`AdapterError`](crate::adapter::AdapterError) listing them all.
 pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError> {
@@ -91,12 +95,16 @@ pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError
     };
     let mut entries = Vec::with_capacity(specs.len());
     for (path, kind, spec) in specs {
-        let mut tensors = Vec::with_capacity(2);
+        let mut tensors = Vec::with_capacity(3);
         for (which, local) in kind.locals().into_iter().enumerate() {
             tensors.push((
                 local.to_owned(),
                 tensors::load(&file, &kind.key(&path, which))?,
             ));
+        }
+        if spec.name == DoraConfig::NAME {
+            let magnitude = tensors::load(&file, &magnitude_key(&path))?;
+            tensors.push((MAGNITUDE_LOCAL.to_owned(), magnitude));
         }
         entries.push(AdapterEntry::new(path, spec, tensors));
     }
@@ -118,11 +126,12 @@ pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError
 const BASE_WEIGHT: &str = "base_layer.weight";
 
 /// The A and B matrices of one module, as the file describes them, their kind (of the
-/// first key read) and the module's base weight if saved.
+/// first key read), its DoRA magnitude and its base weight if saved.
 #[derive(Default)]
 struct Module<'f> {
     kind: Option<LoraKind>,
     matrices: [Option<&'f FileTensor>; 2],
+    magnitude: Option<&'f FileTensor>,
     base: Option<&'f FileTensor>,
 }
 
@@ -140,6 +149,12 @@ fn modules_of<'f>(
         let base = rest.and_then(|rest| rest.strip_suffix(BASE_WEIGHT)?.strip_suffix('.'));
         if let Some(path) = base {
             modules.entry(path.to_owned()).or_default().base = Some(&described[key]);
+            continue;
+        }
+        let magnitude =
+            rest.and_then(|rest| rest.strip_suffix(MAGNITUDE_SUFFIX)?.strip_suffix('.'));
+        if let Some(path) = magnitude {
+            modules.entry(path.to_owned()).or_default().magnitude = Some(&described[key]);
             continue;
         }
         let parsed = rest.and_then(LoraKind::parse);
@@ -178,13 +193,12 @@ fn unexpected_reason(key: &str) -> String {
         format!("it does not start with `{PEFT_KEY_PREFIX}`; {layout}")
     } else if key.ends_with(".lora_B.bias") {
         "a bias on LoRA's B (`lora_bias`) is not supported".into()
-    } else if key.contains("lora_magnitude_vector") {
-        "DoRA (lora_magnitude_vector) is not supported".into()
     } else if [
         ".lora_A.",
         ".lora_B.",
         ".lora_embedding_A.",
         ".lora_embedding_B.",
+        ".lora_magnitude_vector.",
     ]
     .iter()
     .any(|part| key.contains(part))
@@ -216,10 +230,21 @@ fn check_modules(
         let before = problems.len();
         let base_key = format!("{PEFT_KEY_PREFIX}{path}.{BASE_WEIGHT}");
         let Some(kind) = module.kind else {
+            let (name, reason) = if module.base.is_some() {
+                (
+                    base_key,
+                    "PEFT saves a base weight only beside its LoRA (`save_embedding_layers`)",
+                )
+            } else {
+                (
+                    magnitude_key(path),
+                    "DoRA's magnitude goes with a LoRA's A and B",
+                )
+            };
             problems.push(AdapterProblem::UnexpectedTensor {
-                name: base_key,
+                name,
                 file: PEFT_TENSORS_FILE.into(),
-                reason: format!("module `{path}` has no LoRA weights, and PEFT saves a base weight only beside its LoRA (`save_embedding_layers`)"),
+                reason: format!("module `{path}` has no LoRA weights, and {reason}"),
             });
             continue;
         };
@@ -262,13 +287,20 @@ fn check_modules(
                 });
             }
         }
+        let out = module.matrices[1].and_then(|b| b.shape.first().copied());
+        let dora = dora_problems(config, path, kind, module.magnitude, out, problems);
         let lora = LoraConfig {
             rank,
             alpha: config.alpha_of(path),
             dropout: config.lora_dropout,
             use_rslora: config.use_rslora,
         };
-        match lora.to_spec(path.clone()) {
+        let spec = if dora {
+            DoraConfig::from(&lora).to_spec(path.clone())
+        } else {
+            lora.to_spec(path.clone())
+        };
+        match spec {
             Ok(spec) if problems.len() == before => specs.push((path.clone(), kind, spec)),
             Ok(_) => {}
             Err(error) => problems.push(AdapterProblem::InvalidPatch {
@@ -278,6 +310,63 @@ fn check_modules(
         }
     }
     specs
+}
+
+/// Whether module `path` is a DoRA (`use_dora` and a linear layer's LoRA), with a problem
+/// for a magnitude that is missing, not `[out]` (`out` from `B`, when known) or not
+/// floating point, for one without `use_dora`, and for `use_dora` on an embedding.
+fn dora_problems(
+    config: &PeftLoraConfig,
+    path: &str,
+    kind: LoraKind,
+    magnitude: Option<&FileTensor>,
+    out: Option<i64>,
+    problems: &mut Vec<AdapterProblem>,
+) -> bool {
+    let name = magnitude_key(path);
+    match (config.use_dora, kind, magnitude) {
+        (true, LoraKind::Linear, Some(magnitude)) => {
+            if magnitude.shape.len() != 1 || out.is_some_and(|out| magnitude.shape[0] != out) {
+                problems.push(AdapterProblem::Shape {
+                    name: name.clone(),
+                    found: magnitude.shape.clone(),
+                    expected: format!(
+                        "[{}] (out_features of `{path}`, the rows of its lora_B)",
+                        out.map_or("out_features".to_owned(), |out| out.to_string())
+                    ),
+                });
+            }
+            float_problem(name, magnitude, problems);
+            true
+        }
+        (true, LoraKind::Linear, None) => {
+            problems.push(AdapterProblem::MissingTensor {
+                name,
+                file: PEFT_TENSORS_FILE.into(),
+                reason: format!("`use_dora` is true, and the DoRA of `{path}` needs its magnitude"),
+            });
+            true
+        }
+        (true, LoraKind::Embedding, _) => {
+            problems.push(AdapterProblem::Field {
+                file: PEFT_CONFIG_FILE.into(),
+                field: "use_dora".into(),
+                message: format!(
+                    "is true, and module `{path}` is an embedding: DoRA on an embedding (PEFT's DoraEmbeddingLayer) is not supported"
+                ),
+            });
+            false
+        }
+        (false, _, Some(_)) => {
+            problems.push(AdapterProblem::UnexpectedTensor {
+                name,
+                file: PEFT_TENSORS_FILE.into(),
+                reason: "it is DoRA's magnitude, and `use_dora` is false in the config".into(),
+            });
+            false
+        }
+        (false, _, None) => false,
+    }
 }
 
 /// A problem with `target_modules`.

@@ -1,6 +1,6 @@
 //! Writing LoRA entries in PEFT's layout.
 use super::config::{config_bytes, PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
-use super::kind::LoraKind;
+use super::kind::{magnitude_key, LoraKind, MAGNITUDE_LOCAL};
 use super::pattern::{exact_key, PeftPattern};
 use super::{PEFT_CONFIG_FILE, PEFT_TENSORS_FILE};
 use crate::adapter::check_entries::check_entries;
@@ -11,7 +11,7 @@ use crate::adapter::tensors::to_safetensors_bytes;
 use crate::adapter::AdapterError;
 use crate::error::Result;
 use crate::names::kind_name;
-use crate::patches::LoraConfig;
+use crate::patches::{DoraConfig, LoraConfig};
 use crate::registry::{PatchArgs, Registry};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -23,7 +23,10 @@ use tch::Tensor;
 /// `...lora_B.weight` (`lora_b`, `[out, r]`), values bit for bit. An embedding's entry
 /// ([`AdapterEntry::from_lora_embedding`]: `lora_embedding_a` `[r, num_embeddings]`,
 /// `lora_embedding_b` `[embedding_dim, r]`) is written as `...lora_embedding_A` and
-/// `...lora_embedding_B`, as PEFT writes a `lora.Embedding`.
+/// `...lora_embedding_B`, as PEFT writes a `lora.Embedding`. A DoRA's entry
+/// ([`AdapterEntry::from_dora`]: `lora_a`, `lora_b`, `lora_magnitude` `[out]`) is written
+/// with `...lora_magnitude_vector` and `use_dora: true`; PEFT has one `use_dora` for all,
+/// so LoRA and DoRA entries together are refused.
 ///
 /// `r` and `lora_alpha` are the most common rank and alpha (the smallest on a tie);
 /// modules with others are listed in `rank_pattern` / `alpha_pattern` by path.
@@ -85,10 +88,13 @@ pub fn save_peft_lora(
     let tensors: Vec<(String, &Tensor)> = loras
         .iter()
         .flat_map(|lora| {
+            let magnitude = lora.magnitude.map(|m| (magnitude_key(&lora.path), m));
             [
                 (lora.kind.key(&lora.path, 0), lora.a),
                 (lora.kind.key(&lora.path, 1), lora.b),
             ]
+            .into_iter()
+            .chain(magnitude)
         })
         .collect();
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
@@ -108,20 +114,22 @@ pub fn save_peft_lora(
     )
 }
 
-/// One checked LoRA entry.
+/// One checked LoRA entry (a DoRA's with its magnitude).
 struct LoraEntry<'e> {
     path: String,
     kind: LoraKind,
     config: LoraConfig,
     a: &'e Tensor,
     b: &'e Tensor,
+    magnitude: Option<&'e Tensor>,
 }
 
 fn check_lora<'e>(
     entry: &'e AdapterEntry,
     problems: &mut Vec<AdapterProblem>,
 ) -> Option<LoraEntry<'e>> {
-    if entry.spec.name != LoraConfig::NAME {
+    let dora = entry.spec.name == DoraConfig::NAME;
+    if entry.spec.name != LoraConfig::NAME && !dora {
         problems.push(AdapterProblem::NotLora {
             path: entry.path.clone(),
             patch: entry.spec.name.clone(),
@@ -129,7 +137,12 @@ fn check_lora<'e>(
         });
         return None;
     }
-    let config: LoraConfig = match entry.spec.config() {
+    let config = if dora {
+        entry.spec.config::<DoraConfig>().map(|dora| dora.lora())
+    } else {
+        entry.spec.config::<LoraConfig>()
+    };
+    let config = match config {
         Ok(config) => config,
         Err(error) => {
             problems.push(AdapterProblem::InvalidPatch {
@@ -143,16 +156,25 @@ fn check_lora<'e>(
     let kind = LoraKind::of_entry(entry);
     let locals = kind.locals();
     for (local, _) in &entry.tensors {
-        if !locals.contains(&local.as_str()) {
-            problems.push(AdapterProblem::UnexpectedTensor {
-                name: entry.full_name(local),
-                file: format!("the entry of `{}`", entry.path),
-                reason: format!(
+        let known = locals.contains(&local.as_str()) || (dora && local == MAGNITUDE_LOCAL);
+        if !known {
+            let only = if dora {
+                format!(
+                    "a DoRA has only `{}`, `{}` and `{MAGNITUDE_LOCAL}`",
+                    locals[0], locals[1]
+                )
+            } else {
+                format!(
                     "{} has only `{}` and `{}`",
                     kind.patch_words(),
                     locals[0],
                     locals[1]
-                ),
+                )
+            };
+            problems.push(AdapterProblem::UnexpectedTensor {
+                name: entry.full_name(local),
+                file: format!("the entry of `{}`", entry.path),
+                reason: only,
             });
         }
     }
@@ -167,9 +189,13 @@ fn check_lora<'e>(
         tensor
     };
     let (a, b) = (get(locals[0]), get(locals[1]));
+    let magnitude = if dora { get(MAGNITUDE_LOCAL) } else { None };
     let (Some(a), Some(b)) = (a, b) else {
         return None;
     };
+    if dora && magnitude.is_none() {
+        return None;
+    }
     let rank = config.rank;
     let [in_name, out_name] = kind.dims();
     let (a_size, b_size) = (a.size(), b.size());
@@ -187,7 +213,19 @@ fn check_lora<'e>(
             expected: format!("[{out_name}, {rank}] (rank {rank})"),
         });
     }
-    for (name, tensor) in [(locals[0], a), (locals[1], b)] {
+    let mut named = vec![(locals[0], a), (locals[1], b)];
+    if let Some(magnitude) = magnitude {
+        let out = b.size().first().copied().unwrap_or_default();
+        if magnitude.size() != [out] {
+            problems.push(AdapterProblem::Shape {
+                name: entry.full_name(MAGNITUDE_LOCAL),
+                found: magnitude.size(),
+                expected: format!("[{out}] (out_features, the rows of lora_b)"),
+            });
+        }
+        named.push((MAGNITUDE_LOCAL, magnitude));
+    }
+    for (name, tensor) in named {
         if !tensor.is_floating_point() {
             problems.push(AdapterProblem::Dtype {
                 name: entry.full_name(name),
@@ -202,6 +240,7 @@ fn check_lora<'e>(
         config,
         a,
         b,
+        magnitude,
     })
 }
 
@@ -233,6 +272,7 @@ fn peft_config(
     let lora_alpha = most_common(loras.iter().map(|l| l.config.alpha)).unwrap_or(8.0);
     let dropout = loras.first().map_or(0.0, |l| l.config.dropout);
     let rslora = loras.first().is_some_and(|l| l.config.use_rslora);
+    let use_dora = loras.first().is_some_and(|l| l.magnitude.is_some());
     for (field, differs) in [
         (
             "lora_dropout",
@@ -242,12 +282,17 @@ fn peft_config(
             "use_rslora",
             loras.iter().any(|l| l.config.use_rslora != rslora),
         ),
+        (
+            "use_dora",
+            loras.iter().any(|l| l.magnitude.is_some() != use_dora),
+        ),
     ] {
         if differs {
             let values: Vec<String> = loras
                 .iter()
                 .map(|l| match field {
                     "lora_dropout" => format!("`{}`: {}", l.path, l.config.dropout),
+                    "use_dora" => format!("`{}`: {}", l.path, l.magnitude.is_some()),
                     _ => format!("`{}`: {}", l.path, l.config.use_rslora),
                 })
                 .collect();
@@ -289,6 +334,7 @@ fn peft_config(
         task_type: options.task_type.clone(),
         inference_mode: options.inference_mode,
         fan_in_fan_out: options.fan_in_fan_out,
+        use_dora,
     })
 }
 
