@@ -2,12 +2,13 @@
 //! `fan_in_fan_out`), both ways against the real `peft`: adapters PEFT saved (`c_attn`;
 //! all-linear with rsLoRA and rank/alpha patterns) load onto the Rust model with PEFT's
 //! logits, and merge into the same weights as PEFT's `merge_and_unload`; an adapter trained
-//! in Rust loads in PEFT with the Rust logits and merges there as here.
+//! in Rust loads in PEFT with the Rust logits and merges there as here. A DoRA PEFT saved on
+//! `c_attn` (`use_dora=True`) loads and merges as in PEFT too.
 mod common;
 use common::{max_abs_diff, read, run_python, train_lora, TempDir};
 use std::path::Path;
 use tch::{nn, Device, Tensor};
-use tch_patch::patches::Lora;
+use tch_patch::patches::{Dora, Lora};
 use tch_patch::peft::{load_model_lora, save_model_lora, PeftOptions};
 use tch_patch::prelude::*;
 use tch_patch::tree::DynLayer;
@@ -21,7 +22,7 @@ fn model_folder() -> TempDir {
     dir
 }
 
-/// Merges every LoRA of the model into its weights (PEFT's `merge_and_unload`, without the
+/// Merges every LoRA (and DoRA) of the model into its weights (PEFT's `merge_and_unload`, without the
 /// unload); the number merged.
 fn merge_all(model: &mut Gpt2LmHeadModel) -> usize {
     let mut merged = 0;
@@ -34,6 +35,9 @@ fn merge_all(model: &mut Gpt2LmHeadModel) -> usize {
         ] {
             if let Some(lora) = slot.find_mut::<Lora<DynLayer<Conv1D>>>() {
                 lora.merge().unwrap();
+                merged += 1;
+            } else if let Some(dora) = slot.find_mut::<Dora<DynLayer<Conv1D>>>() {
+                dora.merge().unwrap();
                 merged += 1;
             }
         }
@@ -70,7 +74,7 @@ fn compare(model: &mut Gpt2LmHeadModel, ids: &Tensor, peft: &Path, merges: usize
 fn adapters_peft_saved_on_gpt2_load_and_merge_as_in_peft() {
     let model_dir = model_folder();
     let ids = read(&model_dir.0.join("expected.safetensors"))("input_ids");
-    for (case, modules) in [("c_attn", 2), ("all_linear", 8)] {
+    for (case, modules) in [("c_attn", 2), ("all_linear", 8), ("dora_c_attn", 2)] {
         let adapter_dir = TempDir::new("peft-gpt2-adapter");
         let out = run_python(
             "peft_gpt2.py",

@@ -22,6 +22,10 @@ CASES = {
     # fan_in_fan_out left False, which PEFT sets to True for Conv1D itself.
     "all_linear": dict(r=4, lora_alpha=8, target_modules="all-linear", use_rslora=True,
                        rank_pattern={"c_fc": 2}, alpha_pattern={"h.1.attn.c_attn": 16}),
+    # DoRA on c_attn (PEFT's DoraLinearLayer with fan_in_fan_out); the magnitude is then
+    # scaled at random, so that m / ||W + dW|| is not 1.
+    "dora_c_attn": dict(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True,
+                        use_dora=True),
 }
 
 
@@ -41,6 +45,10 @@ def write(model_dir, adapter_dir, case):
     base = GPT2LMHeadModel.from_pretrained(model_dir).eval()
     config = LoraConfig(lora_dropout=0.0, init_lora_weights=False, **CASES[case])
     model = get_peft_model(base, config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_magnitude_vector" in name:
+                parameter.mul_(0.5 + torch.rand_like(parameter))
     model.save_pretrained(adapter_dir)
     outputs(model, model_dir, adapter_dir)
     print("peft_gpt2: OK, written")
