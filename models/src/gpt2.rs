@@ -206,6 +206,11 @@ impl LinearLike for Conv1D {
     fn forward_detached(&self, xs: &Tensor, _train: bool) -> Tensor {
         xs.matmul(&self.weight.detach()) + self.bias.detach()
     }
+
+    /// `output − bias`: the forward is `xs @ W + bias` (what DoRA rescales, as in PEFT).
+    fn weight_term(&self, _xs: &Tensor, output: &Tensor) -> Tensor {
+        output - self.bias.detach()
+    }
 }
 
 tch_patch::leaf_layer!(Conv1D);

@@ -2,7 +2,7 @@
 //! it for `LoraConfig(use_dora=True)`): LoRA whose adapted weight is renormalised, output
 //! by output, to a trainable magnitude.
 use super::build::{BuildError, BuildPatch};
-use super::linear_like::{self, Detached, LinearLike};
+use super::linear_like::{self, weight_product, Detached, LinearLike};
 use super::lora::{delta, dropped_input, matrices};
 use super::LoraConfig;
 use crate::error::{PatchError, Result};
@@ -81,11 +81,11 @@ impl From<&LoraConfig> for DoraConfig {
 /// * **Frozen base**: the base and `W` are used detached; gradients reach exactly `A`,
 ///   `B`, `m` (and the input).
 /// * **Dropout** (training only, `p > 0`): as PEFT, the input of the update *and* of the
-///   rescaled `x @ Wᵀ` term is `dropout(x)`, while `base(x)` takes `x` itself. Without
-///   dropout PEFT gets `x @ Wᵀ` as `base(x) − bias`; here it is computed (one matmul more
-///   than LoRA, which PEFT's DoRA also pays with dropout), which is the same in every
-///   layer whose forward is `x @ Wᵀ + bias`, and keeps any other part of a stacked
-///   base's output (another adapter's update) out of the rescaling.
+///   rescaled `x @ Wᵀ` term is `dropout(x)` (one matmul more), while `base(x)` takes `x`
+///   itself. Without dropout `x @ Wᵀ` is the base's
+///   [`weight_term`](LinearLike::weight_term): `base(x) − bias` for `nn::Linear` and
+///   GPT-2's `Conv1D`, as PEFT does, and computed for a base that is itself a stack of
+///   patches, so that another adapter's part of its output is not rescaled.
 /// * **Merge**: [`merge`](Self::merge) writes `m / ‖W + ΔW‖ ⊙ (W + ΔW)` into the base
 ///   weight in place (same tensor, same `data_ptr`), PEFT's merge with DoRA;
 ///   [`unmerge`](Self::unmerge) inverts it, `W = W' / f − ΔW`, with the very `A`, `B` and
@@ -312,7 +312,8 @@ impl<L: LinearLike> Dora<L> {
 
     /// What forward adds to the base's output, or `None` when it adds nothing (disabled,
     /// merged); dropout on its input iff `train`.
-    fn update(&self, xs: &Tensor, train: bool, detached: bool) -> Option<Tensor> {
+    /// `base` is the base's output for `xs`.
+    fn update(&self, xs: &Tensor, base: &Tensor, train: bool, detached: bool) -> Option<Tensor> {
         if !self.state.enabled || self.state.merged.is_some() {
             return None;
         }
@@ -339,10 +340,10 @@ impl<L: LinearLike> Dora<L> {
         let lora = input
             .linear::<&Tensor>(&a, None)
             .linear::<&Tensor>(&b, None);
-        let linear = if fan_in_fan_out {
-            input.matmul(&weight)
-        } else {
-            input.linear::<&Tensor>(&weight, None)
+        // PEFT: `base(x) − bias` without dropout, `dropout(x) @ Wᵀ` with it.
+        let linear = match input {
+            Detached::Same(_) => self.base.weight_term(xs, base),
+            Detached::Cut(ref dropped) => weight_product(dropped, &weight, fan_in_fan_out),
         };
         Some((&scale - 1.0) * linear + &scale * lora * self.state.scaling)
     }
@@ -354,7 +355,7 @@ impl<L: LinearLike> Dora<L> {
     /// disabled or merged (dropout on their input iff `train`).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let base = self.base.forward_detached(xs, train);
-        match self.update(xs, train, false) {
+        match self.update(xs, &base, train, false) {
             Some(update) => base + update,
             None => base,
         }
@@ -445,7 +446,7 @@ impl<L: LinearLike> LinearLike for Dora<L> {
 
     fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor {
         let base = self.base.forward_detached(xs, train);
-        match self.update(xs, train, true) {
+        match self.update(xs, &base, train, true) {
             Some(update) => base + update,
             None => base,
         }

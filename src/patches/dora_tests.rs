@@ -194,3 +194,41 @@ fn a_bad_config_or_a_taken_name_gives_the_base_back() {
     );
     assert_eq!(vs.variables().len(), 3);
 }
+
+#[test]
+fn on_a_stack_the_weight_is_rescaled_and_the_other_adapter_is_not() {
+    use super::{LinearLike, Lora, LoraConfig};
+    let vs = nn::VarStore::new(Device::Cpu);
+    let path = vs.root() / "fc";
+    let linear = nn::linear(&path, 6, 8, Default::default());
+    let xs = Tensor::randn([5, 6], FLOAT);
+    // nn::Linear's weight term is `output − bias`, the computed one within rounding.
+    let output = linear.forward(&xs);
+    let computed = xs.linear::<&Tensor>(&linear.ws, None);
+    assert!(max_diff(&linear.weight_term(&xs, &output), &computed) < 1e-6);
+
+    let lora_config = LoraConfig {
+        rank: 2,
+        ..Default::default()
+    };
+    let lora = Lora::new(linear, &path, &lora_config).unwrap();
+    let _ = tch::no_grad(|| lora.lora_b().shallow_clone().fill_(0.2));
+    let inner = tch::no_grad(|| lora.forward_t(&xs, false) - lora.base().forward(&xs));
+    let dora = Dora::new(lora, &(vs.root() / "d"), &config()).unwrap();
+    tch::no_grad(|| {
+        dora.lora_b()
+            .shallow_clone()
+            .copy_(&Tensor::randn([8, 3], FLOAT));
+        dora.magnitude()
+            .shallow_clone()
+            .copy_(&(Tensor::rand([8], FLOAT) + 0.5));
+    });
+    let expected = tch::no_grad(|| {
+        let base = dora.base().base();
+        let adapted = &base.ws + dora.delta_weight().unwrap();
+        let norm = adapted.norm_scalaropt_dim(2, [1i64], false);
+        let weight = adapted * (dora.magnitude() / norm).unsqueeze(1);
+        xs.linear(&weight, base.bs.as_ref()) + inner
+    });
+    assert!(max_diff(&dora.forward_t(&xs, false), &expected) < 1e-5);
+}

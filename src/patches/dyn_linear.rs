@@ -16,6 +16,15 @@ impl<T: LinearLike + 'static> LinearLike for DynLayer<T> {
         self.root().fan_in_fan_out()
     }
 
+    /// The root's own (the bare layer's, for a slot holding no patch); computed otherwise,
+    /// as another patch's part of the output is not the weight's.
+    fn weight_term(&self, xs: &Tensor, output: &Tensor) -> Tensor {
+        match self.inner() {
+            None => self.root().weight_term(xs, output),
+            Some(_) => super::linear_like::weight_product(xs, self.weight(), self.fan_in_fan_out()),
+        }
+    }
+
     /// The content's `forward_t(xs, train)` with every one of its tensors detached: each
     /// handle is pointed at a detached alias of its tensor for the call (no storage
     /// copied), so the values are bit for bit the forward's while a backward pass reaches

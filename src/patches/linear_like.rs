@@ -56,6 +56,17 @@ pub trait LinearLike: ModuleT {
     /// passed on to every layer below (dropout in a stack applies iff it is `true`).
     fn forward_detached(&self, xs: &Tensor, train: bool) -> Tensor;
 
+    /// The part of `output` (this module's `forward_detached(xs, train)`) that its weight
+    /// makes: `xs @ Wᵀ` (`xs @ W` when [`fan_in_fan_out`](Self::fan_in_fan_out)), with no
+    /// gradient to the weight. [`Dora`](super::Dora) rescales it. By default it is computed
+    /// (one matmul), which is right for any module, a stack of patches included; a layer
+    /// whose output is exactly `xs @ Wᵀ + bias` may return `output − bias` instead, as
+    /// PEFT's DoRA does, saving the matmul (`nn::Linear` does).
+    fn weight_term(&self, xs: &Tensor, output: &Tensor) -> Tensor {
+        let _ = output;
+        weight_product(xs, self.weight(), self.fan_in_fan_out())
+    }
+
     /// The size of an input row: the weight's second dimension, its first when
     /// [`fan_in_fan_out`](Self::fan_in_fan_out) (0 if it is not 2-D).
     fn in_features(&self) -> i64 {
@@ -89,6 +100,24 @@ impl LinearLike for nn::Linear {
         let bs = self.bs.as_ref().map(detached);
         xs.linear(&detached(&self.ws), bs.as_deref())
     }
+
+    /// `output − bias` (`output` itself without a bias): the forward is `xs @ Wᵀ + bias`.
+    fn weight_term(&self, _xs: &Tensor, output: &Tensor) -> Tensor {
+        match &self.bs {
+            Some(bs) => output - &*detached(bs),
+            None => output.shallow_clone(),
+        }
+    }
+}
+
+/// `xs @ Wᵀ` (`xs @ W` for a `fan_in_fan_out` weight) with the weight detached.
+pub(crate) fn weight_product(xs: &Tensor, weight: &Tensor, fan_in_fan_out: bool) -> Tensor {
+    let weight = detached(weight);
+    if fan_in_fan_out {
+        xs.matmul(&weight)
+    } else {
+        xs.linear::<&Tensor>(&weight, None)
+    }
 }
 
 /// The boxed module's `forward_t`, train flag included (an `nn::ModuleT` only, as the
@@ -110,6 +139,10 @@ impl LinearLike for Box<dyn LinearLike> {
 
     fn fan_in_fan_out(&self) -> bool {
         (**self).fan_in_fan_out()
+    }
+
+    fn weight_term(&self, xs: &Tensor, output: &Tensor) -> Tensor {
+        (**self).weight_term(xs, output)
     }
 
     fn in_features(&self) -> i64 {
