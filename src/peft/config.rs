@@ -136,6 +136,12 @@ pub struct PeftLoraConfig {
     /// `use_dora`: every linear module is a DoRA ([`Dora`](crate::patches::Dora), with
     /// the magnitude `<path>.lora_magnitude_vector`); refused for embeddings.
     pub use_dora: bool,
+    /// `trainable_token_indices`, in its dict form `{module_name: [token ids]}` (empty when
+    /// unset): PEFT's trainable tokens, a
+    /// [`MostlyFrozenEmbedding`](crate::patches::MostlyFrozenEmbedding) on each embedding
+    /// whose path ends with the name (PEFT's `key.endswith(name)`). The list form (ids for
+    /// the model's input embedding, which only the Python model knows) is refused.
+    pub trainable_token_indices: Vec<(String, Vec<i64>)>,
 }
 
 impl PeftLoraConfig {
@@ -255,6 +261,15 @@ pub(crate) fn config_bytes(config: &PeftLoraConfig) -> Result<Vec<u8>, serde_jso
             "use_rslora" => config.use_rslora.into(),
             "fan_in_fan_out" => config.fan_in_fan_out.into(),
             "use_dora" => config.use_dora.into(),
+            "trainable_token_indices" if !config.trainable_token_indices.is_empty() => {
+                Value::Object(
+                    config
+                        .trainable_token_indices
+                        .iter()
+                        .map(|(name, ids)| (name.clone(), Value::from(ids.clone())))
+                        .collect(),
+                )
+            }
             _ => serde_json::from_str(field.defaults[0])?,
         };
         out.insert(field.name.to_owned(), value);
@@ -331,6 +346,7 @@ pub(crate) fn read_config(
     let inference_mode = reader.bool_or(top, "", "inference_mode", false);
     let fan_in_fan_out = reader.bool_or(top, "", "fan_in_fan_out", false);
     let use_dora = reader.bool_or(top, "", "use_dora", false);
+    let trainable_token_indices = read_token_indices(&mut reader, top);
     // With unsupported options (recorded as problems) the values are still returned, so
     // the tensors are checked against them too and every problem is listed at once.
     Some(PeftLoraConfig {
@@ -349,7 +365,53 @@ pub(crate) fn read_config(
         inference_mode: inference_mode?,
         fan_in_fan_out: fan_in_fan_out?,
         use_dora: use_dora?,
+        trainable_token_indices: trainable_token_indices?,
     })
+}
+
+/// `trainable_token_indices`: absent or `null` is none; a dict `{module_name: [ids]}` of
+/// non-negative ids, each list non-empty. PEFT's list form (ids for the model's input
+/// embedding, found by `get_input_embeddings`) is refused by name: which module that is,
+/// only the Python model can say.
+fn read_token_indices(
+    reader: &mut Reader<'_>,
+    top: &Map<String, Value>,
+) -> Option<Vec<(String, Vec<i64>)>> {
+    const FIELD: &str = "trainable_token_indices";
+    let object = match top.get(FIELD) {
+        None | Some(Value::Null) => return Some(Vec::new()),
+        Some(Value::Object(object)) => object,
+        Some(Value::Array(_)) => {
+            reader.problem(
+                FIELD,
+                "is a list (token ids for the model's input embedding, which PEFT finds with `get_input_embeddings`); only the dict form `{\"<embedding module>\": [ids]}` is read: write the embedding's name",
+            );
+            return None;
+        }
+        Some(_) => {
+            reader.problem(FIELD, "must be a dict `{module_name: [token ids]}`");
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(object.len());
+    for (name, ids) in object {
+        let read: Option<Vec<i64>> = ids.as_array().and_then(|ids| {
+            ids.iter()
+                .map(|id| id.as_u64().and_then(|id| i64::try_from(id).ok()))
+                .collect()
+        });
+        match read {
+            Some(ids) if !ids.is_empty() => out.push((name.clone(), ids)),
+            _ => {
+                reader.problem(
+                    FIELD,
+                    format!("`{name}` must be a non-empty list of non-negative token ids"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 fn read_targets(

@@ -76,7 +76,7 @@ pub(crate) const FIELDS: &[Field] = &[
     field("target_modules", &["null"], Read),
     field("target_parameters", &["null", "[]"], Refused("LoRA on raw parameters (for example a mixture of experts' 3-D weights)")),
     field("task_type", &["null"], Info),
-    field("trainable_token_indices", &["null"], Refused("trainable rows of the embedding (trainable tokens)")),
+    field("trainable_token_indices", &["null"], Read),
     field("use_bdlora", &["null"], Refused("BD-LoRA's block-diagonal A or B")),
     field("use_dora", &["false"], Read),
     field("use_qalora", &["false"], Refused("QA-LoRA's pooling of the input by groups")),

@@ -47,11 +47,12 @@ mod pattern;
 mod read;
 mod save;
 mod slots;
+mod tokens;
 
 pub use config::{PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
 pub use model::{load_model_lora, save_model_lora};
 pub use pattern::PeftPattern;
-pub use read::{read_peft_lora, PeftAdapter};
+pub use read::{read_peft_lora, PeftAdapter, PeftTrainableTokens};
 pub use save::save_peft_lora;
 
 /// The config's file name in a PEFT adapter folder.

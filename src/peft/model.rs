@@ -1,10 +1,16 @@
 //! A PEFT LoRA folder onto a whole model and back, in one call each.
-use super::slots::slot_problems;
-use super::{read_peft_lora, save_peft_lora, PeftOptions};
+use super::save::save_peft;
+use super::slots::{slot_problems, token_entries};
+use super::tokens::{tokens_key, tokens_values};
+use super::{read_peft_lora, PeftOptions};
 use crate::adapter::load_model::load_entries;
 use crate::adapter::{model_adapter_entries, AdapterDtype, AdapterError, AdapterSummary};
+use crate::adapter::{AdapterEntry, AdapterProblem};
+use crate::patches::MostlyFrozenEmbeddingConfig;
+use crate::registry::PatchArgs;
 use crate::registry::PatchSpec;
 use crate::tree::ApplyReport;
+use crate::tree::ModuleTreeExt;
 use crate::{ModuleTree, Result};
 use std::path::Path;
 use tch::nn;
@@ -37,7 +43,8 @@ pub fn load_model_lora(
     let dir = dir.as_ref();
     let adapter = read_peft_lora(dir)?;
     let operation = format!("load PEFT adapter `{}`", dir.display());
-    let problems = slot_problems(model, &adapter);
+    let mut problems = slot_problems(model, &adapter);
+    let tokens = token_entries(model, &adapter, &mut problems);
     if !problems.is_empty() {
         return Err(AdapterError {
             operation,
@@ -45,23 +52,56 @@ pub fn load_model_lora(
         }
         .into());
     }
-    load_entries(
-        model,
-        vs,
-        &adapter.entries,
-        operation,
-        AdapterDtype::default(),
-    )
+    let mut entries = adapter.entries;
+    entries.extend(tokens);
+    load_entries(model, vs, &entries, operation, AdapterDtype::default())
 }
 
 /// Saves the LoRA patches of `model` (applied by the specs `applied`, as
 /// [`model_adapter_entries`] finds them) as a PEFT folder, which Python loads with
-/// `PeftModel.from_pretrained(base, dir)`.
+/// `PeftModel.from_pretrained(base, dir)`. A
+/// [`MostlyFrozenEmbedding`](crate::patches::MostlyFrozenEmbedding) on an `nn::Embedding`
+/// slot is saved as PEFT's trainable tokens: `trainable_token_indices` `{path: ids}` and
+/// `base_model.model.<path>.token_adapter.trainable_tokens_delta`, the rows' new values
+/// `W[ids] + delta` (PEFT's layer copies them into the table); a slot holding both it and
+/// a LoRA is refused, naming the key.
 pub fn save_model_lora(
     dir: impl AsRef<Path>,
     model: &dyn ModuleTree,
     applied: &[PatchSpec],
     options: &PeftOptions,
 ) -> Result<AdapterSummary> {
-    save_peft_lora(dir, &model_adapter_entries(model, applied)?, options)
+    let dir = dir.as_ref();
+    let (token_entries, entries): (Vec<AdapterEntry>, Vec<AdapterEntry>) =
+        model_adapter_entries(model, applied)?
+            .into_iter()
+            .partition(|entry| entry.spec.name == MostlyFrozenEmbeddingConfig::NAME);
+    let slots = model.slots();
+    let mut problems = Vec::new();
+    let mut tokens = Vec::with_capacity(token_entries.len());
+    for entry in &token_entries {
+        let weight = slots
+            .iter()
+            .find(|(path, _)| *path == entry.path)
+            .and_then(|(_, slot)| slot.downcast_ref::<nn::Embedding>())
+            .map(|embedding| embedding.root().ws.shallow_clone());
+        let Some(weight) = weight else {
+            problems.push(AdapterProblem::Tensor {
+                name: tokens_key(&entry.path),
+                message: format!("`{}` is not an `nn::Embedding` slot", entry.path),
+            });
+            continue;
+        };
+        if let Some((ids, values)) = tokens_values(entry, &weight, &mut problems) {
+            tokens.push((entry.path.clone(), ids, values));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(AdapterError {
+            operation: format!("save PEFT adapter to `{}`", dir.display()),
+            problems,
+        }
+        .into());
+    }
+    save_peft(dir, &entries, &tokens, options)
 }

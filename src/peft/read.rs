@@ -1,6 +1,7 @@
 //! Reading a PEFT LoRA adapter folder into adapter entries, checking it all first.
 use super::config::{read_config, PeftLoraConfig, PeftTargetModules};
 use super::kind::{magnitude_key, LoraKind, MAGNITUDE_LOCAL, MAGNITUDE_SUFFIX};
+use super::tokens::{check_tokens, missing_tokens, tokens_key, TOKENS_SUFFIX};
 use super::{PEFT_CONFIG_FILE, PEFT_KEY_PREFIX, PEFT_TENSORS_FILE};
 use crate::adapter::entry::{path_problem, AdapterEntry};
 use crate::adapter::io;
@@ -34,6 +35,25 @@ pub struct PeftAdapter {
     /// [`apply_lora_adapter`](crate::adapter::apply_lora_adapter) takes only the entries:
     /// compare these with your modules' weights before applying it.
     pub base_weights: Vec<(String, Tensor)>,
+    /// PEFT's trainable tokens (`trainable_token_indices`), sorted by path.
+    /// [`load_model_lora`](super::load_model_lora) makes each a
+    /// [`MostlyFrozenEmbedding`](crate::patches::MostlyFrozenEmbedding) (whose `delta` is
+    /// these rows minus the model's);
+    /// [`apply_lora_adapter`](crate::adapter::apply_lora_adapter) takes only the entries.
+    pub trainable_tokens: Vec<PeftTrainableTokens>,
+}
+
+/// The trainable tokens of one embedding in a PEFT folder (PEFT's `TrainableTokensLayer`):
+/// key `base_model.model.<path>.token_adapter.trainable_tokens_delta`.
+#[derive(Debug)]
+pub struct PeftTrainableTokens {
+    /// The embedding's module path.
+    pub path: String,
+    /// Its trainable token ids, from `trainable_token_indices`.
+    pub token_ids: Vec<i64>,
+    /// The rows of those ids, `[k, dim]`, bit for bit as saved: PEFT saves the *new
+    /// values* of the rows (they replace the table's, with `index_copy`), not an offset.
+    pub values: Tensor,
 }
 
 /// Reads a PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`)
@@ -84,8 +104,15 @@ pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError
         .as_ref()
         .map(|described| modules_of(described, &mut problems));
     let mut specs = Vec::new();
+    let mut token_ids = Vec::new();
     if let (Some(config), Some(modules)) = (&config, &modules) {
-        specs = check_modules(config, modules, &mut problems);
+        specs = check_modules(config, modules, &mut token_ids, &mut problems);
+        let with_tokens = modules.iter().filter(|(_, m)| m.tokens.is_some());
+        missing_tokens(
+            config,
+            with_tokens.map(|(path, _)| path.as_str()),
+            &mut problems,
+        );
     }
     let (Some(config), Some(file), true) = (config, file, problems.is_empty()) else {
         return Err(AdapterError {
@@ -115,10 +142,20 @@ pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError
             base_weights.push((path.clone(), tensors::load(&file, &key)?));
         }
     }
+    let mut trainable_tokens = Vec::with_capacity(token_ids.len());
+    for (path, ids) in token_ids {
+        let values = tensors::load(&file, &tokens_key(&path))?;
+        trainable_tokens.push(PeftTrainableTokens {
+            path,
+            token_ids: ids,
+            values,
+        });
+    }
     Ok(PeftAdapter {
         config,
         entries,
         base_weights,
+        trainable_tokens,
     })
 }
 
@@ -133,6 +170,7 @@ struct Module<'f> {
     matrices: [Option<&'f FileTensor>; 2],
     magnitude: Option<&'f FileTensor>,
     base: Option<&'f FileTensor>,
+    tokens: Option<&'f FileTensor>,
 }
 
 /// The file's keys grouped by module path; a problem for every key that is not a LoRA
@@ -149,6 +187,11 @@ fn modules_of<'f>(
         let base = rest.and_then(|rest| rest.strip_suffix(BASE_WEIGHT)?.strip_suffix('.'));
         if let Some(path) = base {
             modules.entry(path.to_owned()).or_default().base = Some(&described[key]);
+            continue;
+        }
+        let tokens = rest.and_then(|rest| rest.strip_suffix(TOKENS_SUFFIX)?.strip_suffix('.'));
+        if let Some(path) = tokens {
+            modules.entry(path.to_owned()).or_default().tokens = Some(&described[key]);
             continue;
         }
         let magnitude =
@@ -223,12 +266,34 @@ fn describe_targets(targets: &PeftTargetModules) -> String {
 fn check_modules(
     config: &PeftLoraConfig,
     modules: &BTreeMap<String, Module<'_>>,
+    token_ids: &mut Vec<(String, Vec<i64>)>,
     problems: &mut Vec<AdapterProblem>,
 ) -> Vec<(String, LoraKind, crate::registry::PatchSpec)> {
     let mut specs = Vec::new();
     for (path, module) in modules {
         let before = problems.len();
         let base_key = format!("{PEFT_KEY_PREFIX}{path}.{BASE_WEIGHT}");
+        if let Some(tokens) = module.tokens {
+            if module.kind.is_some() || module.magnitude.is_some() || module.base.is_some() {
+                problems.push(AdapterProblem::UnexpectedTensor {
+                    name: tokens_key(path),
+                    file: PEFT_TENSORS_FILE.into(),
+                    reason: format!(
+                        "module `{path}` has trainable tokens and LoRA weights (or a saved base weight) too: an embedding both LoRA-targeted and with trainable tokens is not supported"
+                    ),
+                });
+                continue;
+            }
+            if let Some(problem) = path_problem(path) {
+                problems.push(problem);
+            }
+            if let Some(ids) = check_tokens(config, path, tokens, problems) {
+                if problems.len() == before {
+                    token_ids.push((path.clone(), ids));
+                }
+            }
+            continue;
+        }
         let Some(kind) = module.kind else {
             let (name, reason) = if module.base.is_some() {
                 (
@@ -404,7 +469,7 @@ fn matrix<'f>(
 }
 
 /// A problem if the described tensor `name` is not floating point.
-fn float_problem(name: String, tensor: &FileTensor, problems: &mut Vec<AdapterProblem>) {
+pub(crate) fn float_problem(name: String, tensor: &FileTensor, problems: &mut Vec<AdapterProblem>) {
     if !matches!(
         kind_of_name(&tensor.dtype),
         Some(Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double)

@@ -2,6 +2,7 @@
 use super::config::{config_bytes, PeftLoraConfig, PeftOptions, PeftTargetModules, PeftTargets};
 use super::kind::{magnitude_key, LoraKind, MAGNITUDE_LOCAL};
 use super::pattern::{exact_key, PeftPattern};
+use super::tokens::tokens_key;
 use super::{PEFT_CONFIG_FILE, PEFT_TENSORS_FILE};
 use crate::adapter::check_entries::check_entries;
 use crate::adapter::entry::{AdapterEntry, AdapterSummary};
@@ -63,7 +64,21 @@ pub fn save_peft_lora(
     entries: &[AdapterEntry],
     options: &PeftOptions,
 ) -> Result<AdapterSummary> {
-    let dir = dir.as_ref();
+    save_peft(dir.as_ref(), entries, &[], options)
+}
+
+/// PEFT's trainable tokens of one embedding, to save: its path, ids and PEFT's rows (the
+/// new values, `W[ids] + delta`).
+pub(crate) type TokensToSave = (String, Vec<i64>, Tensor);
+
+/// [`save_peft_lora`] with trainable tokens too (`trainable_token_indices`, keys
+/// `<path>.token_adapter.trainable_tokens_delta`).
+pub(crate) fn save_peft(
+    dir: &Path,
+    entries: &[AdapterEntry],
+    tokens: &[TokensToSave],
+    options: &PeftOptions,
+) -> Result<AdapterSummary> {
     let invalid = |problems| AdapterError {
         operation: format!("save PEFT adapter to `{}`", dir.display()),
         problems,
@@ -78,13 +93,29 @@ pub fn save_peft_lora(
             loras.push(lora);
         }
     }
+    for (path, _, _) in tokens {
+        if loras.iter().any(|lora| &lora.path == path) {
+            problems.push(AdapterProblem::UnexpectedTensor {
+                name: tokens_key(path),
+                file: format!("the patches of `{path}`"),
+                reason: format!(
+                    "module `{path}` has a LoRA and trainable tokens: an embedding both LoRA-targeted and with trainable tokens is not supported in PEFT's layout"
+                ),
+            });
+        }
+    }
     let config = problems
         .is_empty()
         .then(|| peft_config(&loras, options, &mut problems))
         .flatten();
-    let Some(config) = config else {
+    let Some(mut config) = config else {
         return Err(invalid(problems).into());
     };
+    config.trainable_token_indices = tokens
+        .iter()
+        .map(|(path, ids, _)| (path.clone(), ids.clone()))
+        .collect();
+    config.trainable_token_indices.sort();
     let tensors: Vec<(String, &Tensor)> = loras
         .iter()
         .flat_map(|lora| {
@@ -96,6 +127,11 @@ pub fn save_peft_lora(
             .into_iter()
             .chain(magnitude)
         })
+        .chain(
+            tokens
+                .iter()
+                .map(|(path, _, values)| (tokens_key(path), values)),
+        )
         .collect();
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
     let tensor_bytes = to_safetensors_bytes(&tensors, metadata)?;
@@ -335,6 +371,7 @@ fn peft_config(
         inference_mode: options.inference_mode,
         fan_in_fan_out: options.fan_in_fan_out,
         use_dora,
+        trainable_token_indices: Vec::new(),
     })
 }
 

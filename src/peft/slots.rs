@@ -1,6 +1,7 @@
 //! Whether each module of a PEFT adapter is the kind of layer its LoRA is for, checked on
 //! a whole model before anything is patched.
 use super::kind::LoraKind;
+use super::tokens::{table_problems, tokens_entry, tokens_key};
 use super::{PeftAdapter, PEFT_KEY_PREFIX, PEFT_TENSORS_FILE};
 use crate::adapter::{AdapterEntry, AdapterProblem};
 use crate::params::named_tensors;
@@ -123,4 +124,56 @@ fn shape_problems(entry: &AdapterEntry, table: &[i64]) -> Vec<AdapterProblem> {
         }
     }
     problems
+}
+
+/// The `mostly_frozen_embedding` entry of each of `adapter`'s trainable tokens, its `delta`
+/// the saved rows minus the model's (`tokens_entry`); a problem naming the key for a path
+/// with no slot, a slot that is not an `nn::Embedding`, an id out of the table's range or
+/// rows of another width.
+pub(crate) fn token_entries(
+    model: &dyn ModuleTree,
+    adapter: &PeftAdapter,
+    problems: &mut Vec<AdapterProblem>,
+) -> Vec<AdapterEntry> {
+    let slots = model.slots();
+    let mut entries = Vec::new();
+    for tokens in &adapter.trainable_tokens {
+        let path = &tokens.path;
+        let name = tokens_key(path);
+        let Some((_, slot)) = slots.iter().find(|(slot_path, _)| slot_path == path) else {
+            problems.push(AdapterProblem::UnexpectedTensor {
+                name,
+                file: PEFT_TENSORS_FILE.into(),
+                reason: format!(
+                    "it is the trainable tokens of `{path}`, and the model has no slot there"
+                ),
+            });
+            continue;
+        };
+        let Some(embedding) = slot.downcast_ref::<nn::Embedding>() else {
+            problems.push(AdapterProblem::UnexpectedTensor {
+                name,
+                file: PEFT_TENSORS_FILE.into(),
+                reason: format!(
+                    "it is trainable tokens (rows of an embedding table), but module `{path}` is of type `{}`",
+                    short_type_name(slot.root_type_name())
+                ),
+            });
+            continue;
+        };
+        let weight = &embedding.root().ws;
+        let found = table_problems(path, &tokens.token_ids, &tokens.values, &weight.size());
+        if !found.is_empty() {
+            problems.extend(found);
+            continue;
+        }
+        match tokens_entry(path, &tokens.token_ids, &tokens.values, weight) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => problems.push(AdapterProblem::Tensor {
+                name,
+                message: format!("cannot be converted to a delta: {error}"),
+            }),
+        }
+    }
+    entries
 }
