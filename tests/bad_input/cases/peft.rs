@@ -28,6 +28,25 @@ fn written(fx: &mut Fixture, target_modules: Value, tensors: &[(&str, &[i64])]) 
     fx.with_tree();
 }
 
+/// Writes the PEFT folder `peft/` with trainable tokens only: `trainable_token_indices`
+/// `tokens` and random rows `[shape]` at `<path>.token_adapter.trainable_tokens_delta`.
+fn written_tokens(fx: &mut Fixture, tokens: Value, path: &str, shape: &[i64]) {
+    written(
+        fx,
+        json!(["nothing"]),
+        &[(
+            &format!("{path}.token_adapter.trainable_tokens_delta"),
+            shape,
+        )],
+    );
+    let dir = fx.file("peft");
+    let config = json!({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["nothing"],
+        "trainable_token_indices": tokens});
+    std::fs::write(dir.join(PEFT_CONFIG_FILE), config.to_string()).unwrap();
+}
+
+const TOKENS_KEY: &str = "base_model.model.emb.token_adapter.trainable_tokens_delta";
+
 fn load(fx: &mut Fixture) -> Result<(), PatchError> {
     let dir = fx.file("peft");
     let Fixture { vs, tree, .. } = fx;
@@ -99,6 +118,45 @@ pub(super) fn cases() -> Vec<Case> {
         case!(
             "peft: an embedding's LoRA on a table tied to the head",
             setup: |fx| written(fx, json!(["emb"]), &[("emb.lora_embedding_A", &[2, 16]), ("emb.lora_embedding_B", &[4, 2])]),
+            |fx| load(fx),
+            PatchError::Tree(TreeError::TiedWeights { path, .. }) if path == "emb"
+        ),
+        case!(
+            "peft: a trainable token id out of the table's range",
+            setup: |fx| written_tokens(fx, json!({"emb": [3, 16]}), "emb", &[2, 4]),
+            |fx| load(fx),
+            e if matches!(only(e), Some(AdapterProblem::Tensor { name, message })
+                if name == TOKENS_KEY && message.contains("token id 16") && message.contains("16 embeddings"))
+        ),
+        case!(
+            "peft: trainable-token rows of another embedding size",
+            setup: |fx| written_tokens(fx, json!({"emb": [3, 5]}), "emb", &[2, 5]),
+            |fx| load(fx),
+            e if matches!(only(e), Some(AdapterProblem::Shape { name, found, .. })
+                if name == TOKENS_KEY && found == &[2, 5])
+        ),
+        case!(
+            "peft: trainable-token rows of another count than the ids",
+            setup: |fx| written_tokens(fx, json!({"emb": [3, 5, 6]}), "emb", &[2, 4]),
+            |fx| load(fx),
+            e if matches!(only(e), Some(AdapterProblem::Shape { name, found, .. })
+                if name == TOKENS_KEY && found == &[2, 4])
+        ),
+        case!(
+            "peft: trainable tokens on a linear module",
+            setup: |fx| written_tokens(fx, json!({"blocks.0.q": [1, 2]}), "blocks.0.q", &[2, 4]),
+            |fx| load(fx),
+            e if unexpected(e, "blocks.0.q.token_adapter.trainable_tokens_delta", "is of type `Linear`")
+        ),
+        case!(
+            "peft: trainable_token_indices in its list form",
+            setup: |fx| written_tokens(fx, json!([3, 5]), "emb", &[2, 4]),
+            |fx| load(fx),
+            e if matches!(only(e), Some(AdapterProblem::Field { field, .. }) if field == "trainable_token_indices")
+        ),
+        case!(
+            "peft: trainable tokens on a table tied to the head",
+            setup: |fx| written_tokens(fx, json!({"emb": [3, 5]}), "emb", &[2, 4]),
             |fx| load(fx),
             PatchError::Tree(TreeError::TiedWeights { path, .. }) if path == "emb"
         ),
