@@ -75,6 +75,12 @@ pub struct PeftTrainableTokens {
 ///   floating point (its entry is then a `dora` spec with `lora_magnitude` too); a
 ///   magnitude without `use_dora`, or `use_dora` on an embedding, is a problem.
 ///
+/// * with `trainable_token_indices` (its dict form `{name: [ids]}`), each
+///   `...token_adapter.trainable_tokens_delta` `[k, dim]` (PEFT's new values of the `k`
+///   rows, floating point) of a module whose path ends with exactly one name, and one for
+///   every name; a module with those and LoRA weights too is a problem. They go to
+///   [`PeftAdapter::trainable_tokens`], bit for bit.
+///
 /// Any problem is [`AdapterError`](crate::adapter::AdapterError) listing them all.
 pub fn read_peft_lora(dir: impl AsRef<Path>) -> Result<PeftAdapter, AdapterError> {
     let dir = dir.as_ref();
