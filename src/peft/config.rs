@@ -298,7 +298,11 @@ pub(crate) fn read_config(
         if peft_type != "LORA" {
             reader.problem(
                 "peft_type",
-                format!("is {peft_type:?}; only \"LORA\" adapters are read"),
+                if peft_type == "TRAINABLE_TOKENS" {
+                    "is \"TRAINABLE_TOKENS\" (PEFT's TrainableTokensConfig, keys `<path>.trainable_tokens_delta`), which is not read; only \"LORA\" adapters are, and their `trainable_token_indices` are the same trainable tokens".to_owned()
+                } else {
+                    format!("is {peft_type:?}; only \"LORA\" adapters are read")
+                },
             );
             return None;
         }

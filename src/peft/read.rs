@@ -240,6 +240,8 @@ fn unexpected_reason(key: &str) -> String {
         (`...lora_embedding_A` and `...lora_embedding_B` for an embedding)";
     if !key.starts_with(PEFT_KEY_PREFIX) {
         format!("it does not start with `{PEFT_KEY_PREFIX}`; {layout}")
+    } else if key.ends_with(".trainable_tokens_delta") {
+        "it is a key of PEFT's TrainableTokensConfig (`TRAINABLE_TOKENS` adapters are not read); a LoRA's trainable tokens are `<path>.token_adapter.trainable_tokens_delta`".into()
     } else if key.ends_with(".lora_B.bias") {
         "a bias on LoRA's B (`lora_bias`) is not supported".into()
     } else if [

@@ -109,7 +109,7 @@ fn load_exact(fx: &mut Fixture) -> Result<(), PatchError> {
 }
 
 /// The problems of an `InvalidAdapter` error (none for another error).
-fn problems(error: &PatchError) -> &[AdapterProblem] {
+pub(super) fn problems(error: &PatchError) -> &[AdapterProblem] {
     match error {
         PatchError::Adapter(AdapterError { problems, .. }) => problems,
         _ => &[],

@@ -1,7 +1,7 @@
 //! PEFT adapter folders with LoRA on embeddings that do not fit the fixture's tree (its `emb`
 //! is an `Embedding(16, 4)`, `blocks.*.q` are `Linear(4, 4)`), loaded with
 //! `load_model_lora`: refused by key before anything is patched.
-use super::adapters::only;
+use super::adapters::{only, problems};
 use crate::case;
 use crate::fixture::{floats, Fixture};
 use crate::Case;
@@ -153,6 +153,18 @@ pub(super) fn cases() -> Vec<Case> {
             setup: |fx| written_tokens(fx, json!([3, 5]), "emb", &[2, 4]),
             |fx| load(fx),
             e if matches!(only(e), Some(AdapterProblem::Field { field, .. }) if field == "trainable_token_indices")
+        ),
+        case!(
+            "peft: a TRAINABLE_TOKENS adapter (PEFT's TrainableTokensConfig)",
+            setup: |fx| {
+                written(fx, json!(["emb"]), &[("emb.trainable_tokens_delta", &[2, 4])]);
+                let config = json!({"peft_type": "TRAINABLE_TOKENS", "target_modules": ["emb"], "token_indices": [3, 5]});
+                std::fs::write(fx.file("peft").join(PEFT_CONFIG_FILE), config.to_string()).unwrap();
+            },
+            |fx| load(fx),
+            e if matches!(problems(e), [AdapterProblem::Field { field, message, .. }, AdapterProblem::UnexpectedTensor { name, reason, .. }]
+                if field == "peft_type" && message.contains("TRAINABLE_TOKENS")
+                    && name == "base_model.model.emb.trainable_tokens_delta" && reason.contains("TrainableTokensConfig"))
         ),
         case!(
             "peft: trainable tokens on a table tied to the head",
