@@ -12,7 +12,7 @@ use crate::adapter::tensors::to_safetensors_bytes;
 use crate::adapter::AdapterError;
 use crate::error::Result;
 use crate::names::kind_name;
-use crate::patches::{DoraConfig, LoraConfig};
+use crate::patches::{DoraConfig, LoraConfig, MostlyFrozenEmbeddingConfig};
 use crate::registry::{PatchArgs, Registry};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -169,7 +169,11 @@ fn check_lora<'e>(
         problems.push(AdapterProblem::NotLora {
             path: entry.path.clone(),
             patch: entry.spec.name.clone(),
-            operation: "written in PEFT's layout",
+            operation: if entry.spec.name == MostlyFrozenEmbeddingConfig::NAME {
+                "written by save_peft_lora (which has no table to add a mostly_frozen_embedding's delta to: save_model_lora writes it as PEFT's trainable tokens)"
+            } else {
+                "written in PEFT's layout"
+            },
         });
         return None;
     }
