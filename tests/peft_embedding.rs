@@ -4,68 +4,25 @@
 //! `Linear(8, 8)` `proj` after it, so one `lora` adapts one module of each kind.
 mod common;
 
+use common::emb_proj::{self, Base, EmbProj};
 use common::peft::{max_diff, python_checks_rust, read_tensors as read, saved_config, saved_keys};
-use common::{run_python, TempDir};
+use common::run_python;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::patches::{Lora, LoraEmbedding};
 use tch_patch::peft::{load_model_lora, save_model_lora, PeftOptions};
 use tch_patch::registry::{apply_specs, Registry};
 use tch_patch::tree::DynLayer;
-use tch_patch::{ModuleTree, Parameters, Slot};
-
-#[derive(ModuleTree, Parameters)]
-struct Tiny {
-    emb: Slot<nn::Embedding>,
-    proj: Slot<nn::Linear>,
-}
-
-impl Tiny {
-    fn forward_t(&self, ids: &Tensor, train: bool) -> Tensor {
-        ids.apply_t(&self.emb, train).apply_t(&self.proj, train)
-    }
-
-    fn eval(&self, ids: &Tensor) -> Tensor {
-        tch::no_grad(|| self.forward_t(ids, false))
-    }
-}
-
-/// The base weights and token ids Python wrote, and the model loaded from them.
-struct Base {
-    dir: TempDir,
-    vs: nn::VarStore,
-    model: Tiny,
-    ids: Tensor,
-}
 
 fn base(name: &str) -> Base {
-    let dir = TempDir::new(name);
-    std::fs::create_dir_all(dir.path()).unwrap();
-    run_python(
-        "peft_embedding.py",
-        &["base".as_ref(), dir.path().as_os_str()],
-    );
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let root = vs.root();
-    let model = Tiny {
-        emb: Slot::new(nn::embedding(&root / "emb", 32, 8, Default::default())),
-        proj: Slot::new(nn::linear(&root / "proj", 8, 8, Default::default())),
-    };
-    vs.load(dir.join("base.safetensors")).unwrap();
-    let ids = read(&dir.join("ids.safetensors"))["ids"].shallow_clone();
-    Base {
-        dir,
-        vs,
-        model,
-        ids,
-    }
+    emb_proj::base("peft_embedding.py", name)
 }
 
-fn lora_of_emb(model: &Tiny) -> &LoraEmbedding {
+fn lora_of_emb(model: &EmbProj) -> &LoraEmbedding {
     model.emb.find::<LoraEmbedding>().expect("a LoRA on emb")
 }
 
-fn lora_of_proj(model: &mut Tiny) -> &mut Lora<DynLayer<nn::Linear>> {
+fn lora_of_proj(model: &mut EmbProj) -> &mut Lora<DynLayer<nn::Linear>> {
     model.proj.find_mut().expect("a LoRA on proj")
 }
 

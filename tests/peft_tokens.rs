@@ -5,8 +5,9 @@
 //! 3 and 7) and a `Linear(8, 8)` `proj` (a LoRA) after it.
 mod common;
 
+use common::emb_proj::{self, Base, EmbProj};
 use common::peft::{max_diff, python_checks_rust, read_tensors as read, saved_config, saved_keys};
-use common::{run_python, TempDir};
+use common::run_python;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use tch_patch::adapter::AdapterProblem;
@@ -14,54 +15,15 @@ use tch_patch::patches::{Lora, MostlyFrozenEmbedding};
 use tch_patch::peft::{load_model_lora, read_peft_lora, save_model_lora, PeftOptions};
 use tch_patch::registry::{apply_specs, Registry};
 use tch_patch::tree::DynLayer;
-use tch_patch::{ModuleTree, Parameters, PatchError, Slot};
+use tch_patch::PatchError;
 
 const KEY: &str = "base_model.model.emb.token_adapter.trainable_tokens_delta";
 
-#[derive(ModuleTree, Parameters)]
-struct Tiny {
-    emb: Slot<nn::Embedding>,
-    proj: Slot<nn::Linear>,
-}
-
-impl Tiny {
-    fn forward_t(&self, ids: &Tensor, train: bool) -> Tensor {
-        ids.apply_t(&self.emb, train).apply_t(&self.proj, train)
-    }
-
-    fn eval(&self, ids: &Tensor) -> Tensor {
-        tch::no_grad(|| self.forward_t(ids, false))
-    }
-}
-
-struct Base {
-    dir: TempDir,
-    vs: nn::VarStore,
-    model: Tiny,
-    ids: Tensor,
-}
-
 fn base(name: &str) -> Base {
-    let dir = TempDir::new(name);
-    std::fs::create_dir_all(dir.path()).unwrap();
-    run_python("peft_tokens.py", &["base".as_ref(), dir.path().as_os_str()]);
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let root = vs.root();
-    let model = Tiny {
-        emb: Slot::new(nn::embedding(&root / "emb", 32, 8, Default::default())),
-        proj: Slot::new(nn::linear(&root / "proj", 8, 8, Default::default())),
-    };
-    vs.load(dir.join("base.safetensors")).unwrap();
-    let ids = read(&dir.join("ids.safetensors"))["ids"].shallow_clone();
-    Base {
-        dir,
-        vs,
-        model,
-        ids,
-    }
+    emb_proj::base("peft_tokens.py", name)
 }
 
-fn tokens_of(model: &Tiny) -> &MostlyFrozenEmbedding {
+fn tokens_of(model: &EmbProj) -> &MostlyFrozenEmbedding {
     model
         .emb
         .find::<MostlyFrozenEmbedding>()

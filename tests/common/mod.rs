@@ -1,6 +1,7 @@
 //! Modules and helpers shared by the integration tests: real tch layers, real files.
 #![allow(dead_code)]
 
+pub(crate) mod emb_proj;
 pub(crate) mod peft;
 pub(crate) mod slot_model;
 

@@ -23,13 +23,14 @@ Exits non-zero with a message on any mismatch. Nothing is fetched from a model h
 import os
 import sys
 
+import emb_proj
 import peft_common
 import torch
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora.layer import Embedding as LoraEmbedding
+from emb_proj import base_model, ids
 from safetensors.torch import load_file, save_file
 
-VOCAB, DIM = 32, 8
 CASES = {
     "plain": dict(r=4, lora_alpha=8),
     "patterns": dict(r=4, lora_alpha=8, use_rslora=True, lora_dropout=0.1,
@@ -41,32 +42,8 @@ def fail(message):
     peft_common.fail("peft_embedding", message)
 
 
-class Tiny(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = torch.nn.Embedding(VOCAB, DIM)
-        self.proj = torch.nn.Linear(DIM, DIM)
-
-    def forward(self, ids):
-        return self.proj(self.emb(ids))
-
-
-def base_model(folder):
-    model = Tiny()
-    model.load_state_dict(load_file(os.path.join(folder, "base.safetensors")))
-    return model.eval()
-
-
-def ids(folder):
-    return load_file(os.path.join(folder, "ids.safetensors"))["ids"]
-
-
 def write_base(folder):
-    torch.manual_seed(0)
-    model = Tiny()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(folder, "base.safetensors"))
-    save_file({"ids": torch.randint(0, VOCAB, (3, 5))}, os.path.join(folder, "ids.safetensors"))
-    print("peft_embedding: OK, base written")
+    emb_proj.write_base("peft_embedding", folder)
 
 
 def peft_output(folder, adapter):

@@ -24,12 +24,13 @@ Exits non-zero with a message on any mismatch. Nothing is fetched from a model h
 import os
 import sys
 
+import emb_proj
 import peft_common
 import torch
 from peft import LoraConfig, get_peft_model
+from emb_proj import base_model, ids
 from safetensors.torch import load_file, save_file
 
-VOCAB, DIM = 32, 8
 TOKENS = [3, 7]
 KEY = "base_model.model.emb.token_adapter.trainable_tokens_delta"
 
@@ -38,34 +39,11 @@ def fail(message):
     peft_common.fail("peft_tokens", message)
 
 
-class Tiny(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = torch.nn.Embedding(VOCAB, DIM)
-        self.proj = torch.nn.Linear(DIM, DIM)
-
-    def forward(self, ids):
-        return self.proj(self.emb(ids))
-
-
-def base_model(folder):
-    model = Tiny()
-    model.load_state_dict(load_file(os.path.join(folder, "base.safetensors")))
-    return model.eval()
-
-
-def ids(folder):
-    return load_file(os.path.join(folder, "ids.safetensors"))["ids"]
-
-
 def write_base(folder):
-    torch.manual_seed(0)
-    model = Tiny()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(folder, "base.safetensors"))
-    inputs = torch.randint(0, VOCAB, (3, 5))
-    inputs[0, 0], inputs[1, 2], inputs[2, 4] = 3, 7, 3
-    save_file({"ids": inputs}, os.path.join(folder, "ids.safetensors"))
-    print("peft_tokens: OK, base written")
+    def force_tokens(inputs):
+        inputs[0, 0], inputs[1, 2], inputs[2, 4] = 3, 7, 3
+
+    emb_proj.write_base("peft_tokens", folder, force_tokens)
 
 
 def token_layer(model):
