@@ -174,11 +174,7 @@ fn check_entry<L: LinearLike>(
     ];
     for (name, text, dims) in &expected {
         let full = entry.full_name(name);
-        let Some(tensor) = entry.tensor(name) else {
-            problems.push(AdapterProblem::Tensor {
-                name: full,
-                message: "is missing from the entry".into(),
-            });
+        let Some(tensor) = entry.required_tensor(name, problems) else {
             continue;
         };
         problems.extend(tensor_problem(&full, tensor, text, dims));

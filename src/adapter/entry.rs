@@ -105,6 +105,22 @@ impl AdapterEntry {
             .find(|(local, _)| local == name)
             .map(|(_, tensor)| tensor)
     }
+
+    /// [`tensor`](Self::tensor), or `None` with a problem naming it in `problems`.
+    pub(crate) fn required_tensor(
+        &self,
+        name: &str,
+        problems: &mut Vec<super::AdapterProblem>,
+    ) -> Option<&Tensor> {
+        let tensor = self.tensor(name);
+        if tensor.is_none() {
+            problems.push(super::AdapterProblem::Tensor {
+                name: self.full_name(name),
+                message: "is missing from the entry".into(),
+            });
+        }
+        tensor
+    }
 }
 
 /// An adapter read from files and checked: its entries, each with its tensors (new CPU

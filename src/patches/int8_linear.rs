@@ -129,7 +129,7 @@ impl Int8Linear {
     /// [`Skeleton`](crate::load::Skeleton), loaded through [`load_hook`](Self::load_hook)
     /// (a float checkpoint) or as they are (an int8 one); the skeleton's load refuses to
     /// leave either tensor unwritten.
-    pub fn new_uninit(mut base: nn::Linear, path: &nn::Path, config: &Int8Config) -> Result<Self> {
+    pub fn new_uninit(base: nn::Linear, path: &nn::Path, config: &Int8Config) -> Result<Self> {
         let activations = Activations::of(config)?;
         let size = base.ws.size();
         let &[out, _] = size.as_slice() else {
@@ -147,16 +147,41 @@ impl Int8Linear {
             ))
         })()
         .map_err(PatchError::torch("allocating the int8 weight"))?;
-        let [weight_scale] = register_tensors(path, [(SCALE, scale, TensorRole::Buffer)])?;
+        Self::install(base, path, activations, q, scale).map_err(|failed| failed.error)
+    }
+
+    /// Gives `base`'s weight the int8 data `q` (the same tensor object, so every holder
+    /// sees it) and registers `scale` as `weight_scale` at `path`; on failure the weight
+    /// is as it was and `base` comes back.
+    fn install(
+        mut base: nn::Linear,
+        path: &nn::Path,
+        activations: Activations,
+        q: Tensor,
+        scale: Tensor,
+    ) -> std::result::Result<Self, Box<BuildError<nn::Linear>>> {
         let requires_grad = base.ws.requires_grad();
+        // int8 data cannot require grad.
+        let original = base.ws.detach();
         base.ws = base.ws.set_requires_grad(false);
-        base.ws.set_data(&q);
-        Ok(Int8Linear {
-            base,
-            weight_scale,
-            activations,
-            requires_grad,
-        })
+        let registered = base
+            .ws
+            .f_set_data(&q)
+            .map_err(PatchError::torch("giving the weight its int8 data"))
+            .and_then(|()| register_tensors(path, [(SCALE, scale, TensorRole::Buffer)]));
+        match registered {
+            Ok([weight_scale]) => Ok(Int8Linear {
+                base,
+                weight_scale,
+                activations,
+                requires_grad,
+            }),
+            Err(error) => {
+                base.ws.set_data(&original);
+                base.ws = base.ws.set_requires_grad(requires_grad);
+                Err(Box::new(BuildError::new(error, base)))
+            }
+        }
     }
 
     /// How forward multiplies ([`Int8Config::activations`]).
@@ -195,24 +220,25 @@ impl Int8Linear {
             .iter()
             .map(|t| (t.name.as_str(), t.tensor.kind()))
             .collect();
-        let targets: HashMap<String, Kind> = tensors
+        // Weight name -> its scales' name and dtype.
+        let targets: HashMap<String, (String, Kind)> = tensors
             .iter()
             .filter(|t| t.tensor.kind() == Kind::Int8)
             .filter_map(|t| {
                 let scale = scale_name(&t.name)?;
-                kinds.get(scale.as_str()).map(|&k| (t.name.clone(), k))
+                let kind = *kinds.get(scale.as_str())?;
+                Some((t.name.clone(), (scale, kind)))
             })
             .collect();
         move |name, tensor| match targets.get(name) {
-            Some(&scale_kind) if tensor.is_floating_point() => {
+            Some((scale_name, scale_kind)) if tensor.is_floating_point() => {
                 let (q, scale) = quantize_owned(tensor, name)?;
                 let scale = scale
-                    .f_to_kind(scale_kind)
+                    .f_to_kind(*scale_kind)
                     .map_err(PatchError::torch(format!("casting the scales of `{name}`")))?;
-                let scale_name = scale_name(name).unwrap_or_default();
                 Ok(HookOutput::from(vec![
                     (name.to_owned(), q),
-                    (scale_name, scale),
+                    (scale_name.clone(), scale),
                 ]))
             }
             _ => Ok(tensor.into()),
@@ -309,37 +335,16 @@ impl BuildPatch<nn::Linear> for Int8Linear {
     type Config = Int8Config;
 
     fn build(
-        mut base: nn::Linear,
+        base: nn::Linear,
         path: &nn::Path,
         config: &Int8Config,
     ) -> std::result::Result<Self, BuildError<nn::Linear>> {
-        let requires_grad = base.ws.requires_grad();
-        let changed = Activations::of(config).and_then(|activations| {
-            let (q, scale) = quantize(&base.ws, "weight")?;
-            // int8 data cannot require grad; the same tensor object, so holders see it.
-            let original = base.ws.detach();
-            base.ws = base.ws.set_requires_grad(false);
-            let registered = base
-                .ws
-                .f_set_data(&q)
-                .map_err(PatchError::torch("giving the weight its int8 data"))
-                .and_then(|()| register_tensors(path, [(SCALE, scale, TensorRole::Buffer)]));
-            match registered {
-                Ok([weight_scale]) => Ok((activations, weight_scale)),
-                Err(error) => {
-                    base.ws.set_data(&original);
-                    base.ws = base.ws.set_requires_grad(requires_grad);
-                    Err(error)
-                }
+        let prepared = Activations::of(config)
+            .and_then(|activations| Ok((activations, quantize(&base.ws, "weight")?)));
+        match prepared {
+            Ok((activations, (q, scale))) => {
+                Self::install(base, path, activations, q, scale).map_err(|failed| *failed)
             }
-        });
-        match changed {
-            Ok((activations, weight_scale)) => Ok(Int8Linear {
-                base,
-                weight_scale,
-                activations,
-                requires_grad,
-            }),
             Err(error) => Err(BuildError::new(error, base)),
         }
     }

@@ -218,16 +218,7 @@ fn check_lora<'e>(
             });
         }
     }
-    let mut get = |name: &str| {
-        let tensor = entry.tensor(name);
-        if tensor.is_none() {
-            problems.push(AdapterProblem::Tensor {
-                name: entry.full_name(name),
-                message: "is missing from the entry".into(),
-            });
-        }
-        tensor
-    };
+    let mut get = |name: &str| entry.required_tensor(name, problems);
     let (a, b) = (get(locals[0]), get(locals[1]));
     let magnitude = if dora { get(MAGNITUDE_LOCAL) } else { None };
     let (Some(a), Some(b)) = (a, b) else {

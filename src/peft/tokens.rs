@@ -181,16 +181,7 @@ pub(crate) fn tokens_values(
     weight: &Tensor,
     problems: &mut Vec<AdapterProblem>,
 ) -> Option<(Vec<i64>, Tensor)> {
-    let mut get = |name: &str| {
-        let tensor = entry.tensor(name);
-        if tensor.is_none() {
-            problems.push(AdapterProblem::Tensor {
-                name: entry.full_name(name),
-                message: "is missing from the entry".into(),
-            });
-        }
-        tensor
-    };
+    let mut get = |name: &str| entry.required_tensor(name, problems);
     let (delta, index) = (get(DELTA_LOCAL), get(IDS_LOCAL));
     let (delta, index) = (delta?, index?);
     let computed = tch::no_grad(|| -> std::result::Result<_, tch::TchError> {
